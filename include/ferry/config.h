@@ -1,0 +1,192 @@
+/* config: the INI file turned into one immutable, validated object.
+ *
+ * config_load() parses and validates everything (syntax, values, references,
+ * duplicate route matches) and reports every problem as "FILE:LINE: message"
+ * into a struct config_errors, all of them in one run. Code that runs after a
+ * successful load trusts the object completely and never parses a string
+ * from it again: durations are milliseconds, sizes are bytes, references are
+ * pointers. The object is never modified after load; a reload builds a new
+ * one. Every string and array inside is owned by the config and freed by
+ * config_free(). */
+#ifndef FERRY_CONFIG_H
+#define FERRY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ferry/util.h"
+
+enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+enum access_log_target {
+    ACCESS_LOG_OFF = 0,
+    ACCESS_LOG_STDOUT,
+    ACCESS_LOG_STDERR,
+    ACCESS_LOG_FILE, /* path in config_global.access_log_path */
+};
+
+enum access_log_format { ACCESS_LOG_TEXT = 0, ACCESS_LOG_JSON };
+
+enum listener_mode { MODE_HTTP = 0, MODE_TCP };
+
+enum balance_kind {
+    BALANCE_ROUND_ROBIN = 0,
+    BALANCE_LEAST_CONN,
+    BALANCE_IP_HASH,
+    BALANCE_RANDOM2,
+};
+
+enum health_check_kind { HEALTH_OFF = 0, HEALTH_TCP, HEALTH_HTTP };
+
+enum proxy_protocol_version { PROXY_PROTOCOL_OFF = 0, PROXY_PROTOCOL_V1, PROXY_PROTOCOL_V2 };
+
+enum addr_kind {
+    ADDR_INET = 0, /* host (IP literal or name) and port */
+    ADDR_UNIX,     /* filesystem path */
+};
+
+/* An address exactly as written in the file, split but not resolved:
+ * listeners resolve at bind time, upstream servers may be DNS names that
+ * are resolved (and re-resolved) at run time. */
+struct config_addr {
+    enum addr_kind kind; /* inet or unix */
+    char *host;          /* inet: "127.0.0.1", "::1" (no brackets), "app";
+                          * "" for ":PORT" (every address, v4 and v6);
+                          * NULL for unix */
+    uint16_t port;       /* inet: 1..65535; 0 for unix */
+    char *path;          /* unix: socket path; NULL for inet */
+    char *text;          /* the address as written, for logs and /status */
+};
+
+/* One `server =` line of an upstream. */
+struct config_server {
+    struct config_addr addr; /* where to connect */
+    unsigned weight;         /* weight=N, default 1, 1..1000 */
+    bool backup;             /* takes traffic only when no primary is up */
+    int line;                /* line of the `server =` key */
+};
+
+/* One `add_*_header = Name: value` line. */
+struct config_header {
+    char *name;  /* a token, as written */
+    char *value; /* trimmed; may be empty */
+};
+
+struct config_global {
+    unsigned workers; /* 0 = auto (one per CPU) */
+    enum log_level log_level;
+    enum access_log_target access_log;
+    char *access_log_path; /* ACCESS_LOG_FILE only, else NULL */
+    enum access_log_format access_log_format;
+    bool has_admin;            /* `admin` set */
+    struct config_addr admin;  /* valid when has_admin; inet only */
+    unsigned max_connections;  /* downstream connections, whole process; >= 1 */
+    uint64_t shutdown_timeout_ms;
+};
+
+struct config_upstream;
+
+struct config_listener {
+    char *name;
+    int line;                        /* line of the section header */
+    struct config_addr bind;         /* where to listen */
+    unsigned backlog;                /* listen() queue */
+    enum listener_mode mode;
+    struct config_upstream *upstream; /* tcp: never NULL; http: NULL = 404 */
+    uint64_t header_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint64_t max_header_size; /* bytes */
+    uint64_t max_body_size;   /* bytes; 0 = unlimited */
+    bool proxy_protocol;      /* expect PROXY v1/v2 from a balancer in front */
+};
+
+struct config_upstream {
+    char *name;
+    int line;                       /* line of the section header */
+    struct config_server *servers;  /* at least one */
+    size_t nservers;
+    enum balance_kind balance;
+    uint64_t resolve_ms;
+    uint64_t connect_timeout_ms;
+    uint64_t read_timeout_ms;
+    unsigned keepalive;             /* idle pooled connections per server per worker */
+    uint64_t keepalive_timeout_ms;
+    unsigned retries;
+    uint64_t hold_ms;
+    unsigned max_fails;
+    uint64_t fail_timeout_ms;
+    enum health_check_kind health_check;
+    char *health_path;              /* HEALTH_HTTP: "/path", else NULL */
+    uint64_t health_interval_ms;
+    enum proxy_protocol_version proxy_protocol;
+    char **sources;                 /* IP literals for outbound binds; may be empty */
+    size_t nsources;
+};
+
+struct config_route {
+    char *name;
+    int line;                   /* line of the section header */
+    char **hosts;               /* lower-cased; exact or "*.suffix"; empty = any host */
+    size_t nhosts;
+    char *path;                 /* never NULL: `path` or `path_prefix` value, "/" if absent */
+    bool path_exact;            /* true for `path =`, false for `path_prefix` */
+    char **methods;             /* upper-case tokens as written; empty = any */
+    size_t nmethods;
+    struct config_listener *listener; /* NULL = every http listener */
+    struct config_upstream *upstream; /* never NULL */
+    bool strip_prefix;
+    struct config_header *add_request_headers;
+    size_t nadd_request_headers;
+    char **remove_request_headers;
+    size_t nremove_request_headers;
+    struct config_header *add_response_headers;
+    size_t nadd_response_headers;
+};
+
+struct config {
+    char *file; /* path it was loaded from, as given */
+    struct config_global global;
+    struct config_listener *listeners;
+    size_t nlisteners;
+    struct config_upstream *upstreams;
+    size_t nupstreams;
+    struct config_route *routes;
+    size_t nroutes;
+};
+
+/* Every problem found by one load, each already formatted "FILE:LINE: message"
+ * (or "FILE: message" when no line applies, e.g. the file cannot be read). */
+struct config_errors {
+    char **items;
+    size_t count;
+};
+
+/* Loads and validates PATH. Returns the config, or NULL with at least one
+ * entry in ERRS. ERRS must be zeroed by the caller and freed with
+ * config_errors_free() in either case. */
+struct config *config_load(const char *path, struct config_errors *errs) FERRY_MUSTCHECK;
+
+/* The same from a string in memory; NAME stands in for the file name in
+ * messages. For tests and for the admin endpoint's future use. */
+struct config *config_load_string(const char *name, const char *text,
+                                  struct config_errors *errs) FERRY_MUSTCHECK;
+
+void config_free(struct config *cfg);
+void config_errors_free(struct config_errors *errs);
+
+struct config_upstream *config_find_upstream(const struct config *cfg, const char *name);
+struct config_listener *config_find_listener(const struct config *cfg, const char *name);
+
+/* Value parsers, exposed for unit tests and the command line. Each returns 0
+ * on success or -1 when TEXT is not a valid value (nothing is written then).
+ * Durations: "250ms", "10s", "5m", "1h", a bare number is seconds.
+ * Sizes: "512", "16k", "1m" (bytes, KiB, MiB). Booleans: on|off|yes|no|true|false.
+ * Addresses: HOST:PORT, [IPV6]:PORT, :PORT, unix:/path. */
+int config_parse_duration(const char *text, uint64_t *ms) FERRY_MUSTCHECK;
+int config_parse_size(const char *text, uint64_t *bytes) FERRY_MUSTCHECK;
+int config_parse_bool(const char *text, bool *value) FERRY_MUSTCHECK;
+int config_parse_addr(const char *text, struct config_addr *addr) FERRY_MUSTCHECK;
+void config_addr_free(struct config_addr *addr);
+
+#endif

@@ -1,0 +1,15 @@
+/* conn: a downstream (client) connection, from accept to its one close.
+ * See the model comment at the top of conn.c. */
+#ifndef FERRY_CONN_H
+#define FERRY_CONN_H
+
+struct listener;
+struct worker;
+
+/* Accepts one pending connection from L's handle and starts serving it. */
+void conn_accept(struct listener *l);
+
+/* Closes every connection of W (shutdown timeout reached). */
+void conn_close_all(struct worker *w, const char *why);
+
+#endif

@@ -1,0 +1,49 @@
+/* listener: listening sockets and accepting from them.
+ *
+ * The sockets are created, bound and put into listen state on the main
+ * thread before any worker starts (listener_open), so a bind failure is a
+ * start-up error with a clear message and exit 1. Each worker then wraps its
+ * own descriptor in a libuv handle (listener_start): TCP listeners get one
+ * socket per worker on the same address with SO_REUSEPORT, so the kernel
+ * spreads connections over the workers without a shared accept lock; unix
+ * listeners share one socket (dup'ed per worker). */
+#ifndef FERRY_LISTENER_H
+#define FERRY_LISTENER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "ferry/util.h"
+
+struct config_listener;
+struct worker;
+
+struct listener {
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_stream_t stream;
+        uv_handle_t handle;
+    } h;                                /* the listening handle */
+    const struct config_listener *cfg;  /* what it is */
+    struct worker *w;                   /* owner */
+    bool open;                          /* handle initialised and not closed */
+};
+
+/* Creates NWORKERS listening descriptors for CL into FDS. On failure returns
+ * a UV_E* code, closes what it opened, and writes a message such as
+ * "listener web: bind 0.0.0.0:80: permission denied" into ERR. */
+int listener_open(const struct config_listener *cl, unsigned nworkers, int *fds, char *err,
+                  size_t errlen) FERRY_MUSTCHECK;
+
+/* Wraps FD (ownership passes) and starts accepting on W's loop. */
+int listener_start(struct listener *l, struct worker *w, const struct config_listener *cl,
+                   int fd) FERRY_MUSTCHECK;
+/* Stops accepting. Idempotent. */
+void listener_close(struct listener *l);
+
+/* Removes the socket file of a unix listener (clean exit). */
+void listener_unlink(const struct config_listener *cl);
+
+#endif

@@ -1,0 +1,123 @@
+/* upstream: the servers of one [upstream] section as one worker sees them,
+ * and the outbound connections to them.
+ *
+ * Each worker builds its own struct upstream per configured upstream, so the
+ * balancer state and the counters are never shared between threads. An
+ * outbound connection (struct upstream_conn) is an object of its own,
+ * allocated apart from the downstream connection that uses it: it has its
+ * own handles and its own lifetime (it may outlive its user, e.g. while its
+ * close completes, or later while it idles in a keep-alive pool).
+ *
+ * upstream_checkout() is how a user gets a connected upstream_conn: it picks
+ * a server with the balancer, connects with connect_timeout, and on failure
+ * tries another server until `retries` extra attempts are used up. */
+#ifndef FERRY_UPSTREAM_H
+#define FERRY_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "ferry/balance.h"
+#include "ferry/util.h"
+
+struct config_upstream;
+struct config_server;
+struct upstream;
+struct upstream_checkout;
+
+struct upstream_server {
+    const struct config_server *cfg; /* address as configured, weight, backup */
+    struct upstream *up;             /* owner */
+    struct sockaddr_storage addr;    /* resolved address (inet only) */
+    bool resolved;                   /* inet: addr is valid; unix: always true */
+    unsigned active;                 /* connections open now (connecting included) */
+    uint64_t opened;                 /* connections opened since start */
+    uint64_t connect_errors;         /* failed connection attempts since start */
+    struct list_node idle;           /* pooled idle connections, most recent first */
+    unsigned nidle;                  /* entries in idle */
+};
+
+struct upstream {
+    const struct config_upstream *cfg;
+    uv_loop_t *loop;                 /* the owning worker's loop */
+    struct upstream_server *servers; /* cfg->nservers entries */
+    struct balance_peer *peers;      /* balancer state, peers[i] is servers[i] */
+    size_t nservers;
+};
+
+/* An outbound connection. Whoever holds it owns it until
+ * upstream_conn_close(); the memory is freed after its handles' close
+ * callbacks, after which `on_closed` (if set) tells the last user. */
+struct upstream_conn {
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_stream_t stream;
+        uv_handle_t handle;
+    } h;                              /* tcp or unix; see server->cfg->addr.kind */
+    uv_connect_t connect_req;         /* in flight while connecting */
+    uv_timer_t timer;                 /* connect timeout */
+    struct upstream_server *server;   /* where it goes */
+    struct upstream_checkout *checkout; /* set while connecting for a checkout */
+    void (*on_closed)(void *arg);     /* called once, after the memory is unusable */
+    void *on_closed_arg;
+    struct list_node link;            /* in server->idle while pooled */
+    int handles_open;                 /* close callbacks still to come */
+    unsigned requests;                /* requests served on it, for reuse decisions */
+    bool connected;                   /* connect completed successfully */
+    bool reused;                      /* came out of the idle pool for this checkout */
+    bool pooled;                      /* in server->idle now */
+    bool closing;                     /* upstream_conn_close() was called */
+};
+
+/* Result of a checkout: UC is connected and now owned by the caller, or UC
+ * is NULL and STATUS says why the last attempt failed (UV_ECONNREFUSED,
+ * UV_ETIMEDOUT, UV_EHOSTUNREACH, ...; UV_EAI_NONAME when no server could be
+ * tried at all). */
+typedef void (*upstream_checkout_cb)(struct upstream_checkout *co, struct upstream_conn *uc,
+                                     int status);
+
+/* Embedded in the user's object; valid from upstream_checkout() until its
+ * callback runs or upstream_checkout_cancel(). */
+struct upstream_checkout {
+    struct upstream *up;
+    upstream_checkout_cb cb;
+    struct upstream_conn *connecting; /* the attempt in flight, if any */
+    unsigned attempts;                /* connections tried so far */
+    uint64_t tried;                   /* bit i: server i was tried (first 64 servers) */
+    int last_error;                   /* of the latest failed attempt */
+};
+
+/* Builds the runtime view of CFG for one loop. Host names are resolved here
+ * (blocking, at start-up); a name that does not resolve leaves its server
+ * down with a warning, it is not an error. */
+struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *loop);
+/* Every upstream_conn must have been closed (and its callbacks run). */
+void upstream_destroy(struct upstream *up);
+
+/* Starts a checkout. Returns 0 when the callback will run later, or a UV_E*
+ * code (and no callback) when not even one attempt could start. */
+int upstream_checkout(struct upstream *up, struct upstream_checkout *co,
+                      upstream_checkout_cb cb) FERRY_MUSTCHECK;
+/* Abandons a checkout in progress: its callback will not run. */
+void upstream_checkout_cancel(struct upstream_checkout *co);
+
+static inline uv_stream_t *upstream_conn_stream(struct upstream_conn *uc) {
+    return &uc->h.stream;
+}
+
+/* Gives UC back. When REUSABLE (the last response ended exactly at its
+ * framed length, nothing else is pending) and the server's pool has room,
+ * it idles in the pool for keepalive_timeout; otherwise it is closed. */
+void upstream_release(struct upstream_conn *uc, bool reusable);
+
+/* Closes every pooled idle connection (the worker is stopping). */
+void upstream_close_idle(struct upstream *up);
+
+/* Closes UC. ON_CLOSED(ARG), if given, runs after its last close callback,
+ * when nothing in flight can refer to the caller's memory any more. */
+void upstream_conn_close(struct upstream_conn *uc, void (*on_closed)(void *arg), void *arg);
+
+#endif

@@ -1,0 +1,57 @@
+/* Small helpers every module may use. Nothing here allocates or knows about
+ * the network. */
+#ifndef FERRY_UTIL_H
+#define FERRY_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define container_of(ptr, type, member) \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+#define FERRY_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A result that must be looked at: an ignored error is a bug. */
+#define FERRY_MUSTCHECK __attribute__((warn_unused_result))
+#define FERRY_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#define FERRY_UNUSED(x) ((void)(x))
+
+/* An intrusive doubly-linked list: a node embedded in the listed object,
+ * the list head a sentinel node (empty when it points to itself). */
+struct list_node {
+    struct list_node *prev, *next;
+};
+
+static inline void list_init(struct list_node *head) {
+    head->prev = head->next = head;
+}
+
+static inline int list_empty(const struct list_node *head) {
+    return head->next == head;
+}
+
+static inline void list_push_front(struct list_node *head, struct list_node *n) {
+    n->next = head->next;
+    n->prev = head;
+    head->next->prev = n;
+    head->next = n;
+}
+
+static inline void list_remove(struct list_node *n) {
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+
+/* Allocation failure at start-up is fatal; on the request path callers use
+ * plain malloc and turn NULL into a closed connection instead. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Monotonic milliseconds, for ages and durations outside the loop clock. */
+uint64_t util_now_ms(void);
+
+#endif

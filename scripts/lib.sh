@@ -1,0 +1,45 @@
+# Shared by scripts/run and scripts/test: find the tree, install what is
+# missing, build. Sourced, not run.
+set -euo pipefail
+
+FERRY_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Debian packages the build and the tests need. node-llhttp ships llhttp's C
+# sources, which CMake builds into a static library.
+FERRY_PACKAGES=(build-essential cmake pkg-config libuv1-dev libinih-dev libcmocka-dev
+                node-llhttp python3 curl procps iproute2)
+
+ferry_missing_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    echo "${missing[@]:-}"
+}
+
+# Installs the given packages when some are missing: with apt-get when root,
+# otherwise prints the exact command and fails.
+ferry_install() {
+    local missing
+    missing=$(ferry_missing_packages "$@")
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing packages: $missing" >&2
+        echo "install them with: sudo apt-get install -y $missing" >&2
+        return 1
+    fi
+    echo "installing: $missing" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $missing >&2
+}
+
+# ferry_build DIR [cmake args...]
+ferry_build() {
+    local dir=$1
+    shift
+    cmake -S "$FERRY_ROOT" -B "$dir" "$@" >/dev/null
+    cmake --build "$dir" -j "$(nproc)"
+}

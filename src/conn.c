@@ -1,0 +1,265 @@
+/* conn: a downstream connection, from accept to its one close.
+ *
+ * The path of a TCP-mode connection:
+ *
+ *     client ──accept──> conn ──checkout──> upstream_conn (connect, retries)
+ *        │                 │                      │
+ *        │     pipe to_up  │  client ───────────> upstream
+ *        │     pipe to_client  client <────────── upstream
+ *        │                 │
+ *        └──── conn_close(c, why): the one exit ─────────┘
+ *
+ *   CONN_CONNECTING  the client is accepted but not read; a checkout is in
+ *                    flight (connect_timeout and retries live in upstream.c)
+ *   CONN_RELAYING    two pipes run; a FIN on one side becomes a shutdown of
+ *                    the other's write half; the idle timer watches both
+ *   CONN_CLOSED      conn_close() ran: handles are closing, the upstream
+ *                    connection is closing, the conn waits for callbacks
+ *
+ * The conn is freed only when every close callback that can still point
+ * into it has run: its client handle, its timer, and its upstream
+ * connection (whose queued writes reference the pipe embedded here). `refs`
+ * counts them. Every error path calls conn_close(); it is idempotent and the
+ * first reason wins, so a callback that may have closed the conn checks
+ * `closing` before touching it again. */
+#include "ferry/conn.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "ferry/config.h"
+#include "ferry/listener.h"
+#include "ferry/log.h"
+#include "ferry/pipe.h"
+#include "ferry/upstream.h"
+#include "ferry/worker.h"
+
+enum conn_state { CONN_ACCEPTED, CONN_CONNECTING, CONN_RELAYING, CONN_CLOSED };
+
+struct conn {
+    struct list_node link;             /* in the worker's list of live connections */
+    struct worker *w;                  /* owner */
+    const struct config_listener *lcfg; /* the listener it came in on */
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_stream_t stream;
+        uv_handle_t handle;
+    } client;                          /* the downstream socket */
+    uv_timer_t timer;                  /* idle timeout while relaying */
+    struct upstream_checkout checkout; /* in flight in CONN_CONNECTING */
+    struct upstream_conn *up;          /* the outbound connection, once connected */
+    const char *upstream_text;         /* server address for the access log, or "-" */
+    struct pipe_dir to_up;             /* client -> upstream */
+    struct pipe_dir to_client;         /* upstream -> client */
+    enum conn_state state;             /* changed only by conn_set_state() */
+    int refs;                          /* close callbacks still to come */
+    bool closing;                      /* conn_close() ran */
+    bool counted;                      /* holds a slot of max_connections */
+    uint64_t started;                  /* uv_now() at accept */
+    char peer[64];                     /* "ADDR:PORT", "[ADDR]:PORT" or "unix" */
+};
+
+static void conn_close(struct conn *c, const char *why);
+static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status);
+static void conn_on_pipe(struct pipe_dir *d, enum pipe_event ev, int err);
+static void conn_on_idle_timer(uv_timer_t *t);
+static void conn_on_handle_closed(uv_handle_t *h);
+static void conn_on_upstream_closed(void *arg);
+
+static const char *const conn_state_names[] = {"accepted", "connecting", "relaying", "closed"};
+
+static void conn_set_state(struct conn *c, enum conn_state next) {
+    assert(next > c->state); /* states only move forward */
+    log_debug("conn %p (%s): %s -> %s", (void *)c, c->peer, conn_state_names[c->state],
+              conn_state_names[next]);
+    c->state = next;
+}
+
+static void conn_format_peer(struct conn *c) {
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (c->lcfg->bind.kind == ADDR_UNIX ||
+        uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&ss, &len) != 0) {
+        snprintf(c->peer, sizeof(c->peer), "unix");
+        return;
+    }
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, ip, sizeof(ip));
+        /* A v4 client on a dual-stack socket is logged as plain v4. */
+        if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.'))
+            snprintf(c->peer, sizeof(c->peer), "%s", ip + 7);
+        else
+            snprintf(c->peer, sizeof(c->peer), "%s", ip);
+    } else {
+        uv_ip4_name((const struct sockaddr_in *)&ss, ip, sizeof(ip));
+        snprintf(c->peer, sizeof(c->peer), "%s", ip);
+    }
+}
+
+static int conn_init_client(struct conn *c, uv_loop_t *loop) {
+    if (c->lcfg->bind.kind == ADDR_UNIX) return uv_pipe_init(loop, &c->client.pipe, 0);
+    int err = uv_tcp_init(loop, &c->client.tcp);
+    if (err == 0) uv_tcp_nodelay(&c->client.tcp, 1);
+    return err;
+}
+
+void conn_accept(struct listener *l) {
+    struct worker *w = l->w;
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        log_error("listener %s: out of memory accepting a connection", l->cfg->name);
+        return; /* libuv keeps the pending socket and stops reading the listener */
+    }
+    c->w = w;
+    c->lcfg = l->cfg;
+    c->upstream_text = "-";
+    c->started = uv_now(&w->loop);
+    c->state = CONN_ACCEPTED;
+    worker_conn_add(w, &c->link);
+    uv_timer_init(&w->loop, &c->timer);
+    c->refs = 1;
+    if (conn_init_client(c, &w->loop) != 0) {
+        c->closing = true;
+        uv_close((uv_handle_t *)&c->timer, conn_on_handle_closed);
+        return;
+    }
+    c->refs++;
+    int err = uv_accept(&l->h.stream, &c->client.stream);
+    if (err < 0) {
+        conn_close(c, uv_strerror(err));
+        return;
+    }
+    if (c->lcfg->bind.kind != ADDR_UNIX) uv_tcp_nodelay(&c->client.tcp, 1);
+    conn_format_peer(c);
+    c->counted = true;
+    unsigned open = atomic_fetch_add(&w->rt->connections, 1) + 1;
+    if (open > w->rt->cfg->global.max_connections) {
+        log_warn("listener %s: max_connections (%u) reached, refusing %s", c->lcfg->name,
+                 w->rt->cfg->global.max_connections, c->peer);
+        conn_close(c, "max_connections reached");
+        return;
+    }
+    if (c->lcfg->mode != MODE_TCP) {
+        conn_close(c, "http mode is not implemented yet");
+        return;
+    }
+    conn_set_state(c, CONN_CONNECTING);
+    err = upstream_checkout(worker_upstream(w, c->lcfg->upstream), &c->checkout, conn_on_checkout);
+    if (err < 0) {
+        log_warn("listener %s: no upstream server for %s: %s", c->lcfg->name, c->peer,
+                 uv_strerror(err));
+        conn_close(c, "no upstream server available");
+    }
+}
+
+static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status) {
+    struct conn *c = container_of(co, struct conn, checkout);
+    if (!uc) {
+        log_warn("listener %s: upstream %s failed for %s: %s", c->lcfg->name,
+                 c->lcfg->upstream->name, c->peer, uv_strerror(status));
+        conn_close(c, "upstream connect failed");
+        return;
+    }
+    c->up = uc;
+    c->upstream_text = uc->server->cfg->addr.text;
+    conn_set_state(c, CONN_RELAYING);
+    uv_stream_t *up = upstream_conn_stream(uc);
+    pipe_init(&c->to_up, &c->client.stream, up, &c->w->pool, conn_on_pipe, c);
+    pipe_init(&c->to_client, up, &c->client.stream, &c->w->pool, conn_on_pipe, c);
+    int err = pipe_start(&c->to_up);
+    if (err == 0) err = pipe_start(&c->to_client);
+    if (err == 0)
+        err = uv_timer_start(&c->timer, conn_on_idle_timer, c->lcfg->idle_timeout_ms, 0);
+    if (err < 0) conn_close(c, uv_strerror(err));
+}
+
+static void conn_on_pipe(struct pipe_dir *d, enum pipe_event ev, int err) {
+    struct conn *c = d->owner;
+    if (ev == PIPE_ERROR) {
+        conn_close(c, uv_strerror(err));
+        return;
+    }
+    if (c->to_up.state == PIPE_FINISHED && c->to_client.state == PIPE_FINISHED)
+        conn_close(c, "both sides finished");
+}
+
+/* The timer is armed for the full idle_timeout and, when it fires, re-armed
+ * for whatever is left since the last byte: no timer call per read. */
+static void conn_on_idle_timer(uv_timer_t *t) {
+    struct conn *c = container_of(t, struct conn, timer);
+    uint64_t last = c->to_up.last_active > c->to_client.last_active ? c->to_up.last_active
+                                                                     : c->to_client.last_active;
+    uint64_t deadline = last + c->lcfg->idle_timeout_ms;
+    uint64_t now = uv_now(&c->w->loop);
+    if (now < deadline) {
+        uv_timer_start(&c->timer, conn_on_idle_timer, deadline - now, 0);
+        return;
+    }
+    conn_close(c, "idle timeout");
+}
+
+static void conn_log_access(struct conn *c) {
+    if (c->state < CONN_CONNECTING) return; /* refused before any work: no line */
+    struct access_tcp_entry e = {
+        .client = c->peer,
+        .listener = c->lcfg->name,
+        .upstream = c->upstream_text,
+        .bytes_in = c->to_up.bytes,
+        .bytes_out = c->to_client.bytes,
+        .duration_s = (double)(uv_now(&c->w->loop) - c->started) / 1000.0,
+    };
+    access_log_tcp(&e);
+}
+
+static void conn_close(struct conn *c, const char *why) {
+    if (c->closing) return;
+    c->closing = true;
+    log_debug("conn %p (%s): close: %s (in %llu out %llu age %llums)", (void *)c, c->peer, why,
+              (unsigned long long)c->to_up.bytes, (unsigned long long)c->to_client.bytes,
+              (unsigned long long)(uv_now(&c->w->loop) - c->started));
+    conn_log_access(c);
+    conn_set_state(c, CONN_CLOSED);
+    pipe_stop(&c->to_up);
+    pipe_stop(&c->to_client);
+    upstream_checkout_cancel(&c->checkout);
+    if (c->up) {
+        c->refs++;
+        upstream_conn_close(c->up, conn_on_upstream_closed, c);
+        c->up = NULL;
+    }
+    uv_close((uv_handle_t *)&c->timer, conn_on_handle_closed);
+    uv_close(&c->client.handle, conn_on_handle_closed);
+}
+
+static void conn_release(struct conn *c) {
+    if (--c->refs > 0) return;
+    struct worker *w = c->w;
+    if (c->counted) atomic_fetch_sub(&w->rt->connections, 1);
+    worker_conn_remove(w, &c->link);
+    free(c);
+}
+
+static void conn_on_handle_closed(uv_handle_t *h) {
+    struct conn *c = h->type == UV_TIMER ? container_of(h, struct conn, timer)
+                                         : container_of(h, struct conn, client.handle);
+    conn_release(c);
+}
+
+static void conn_on_upstream_closed(void *arg) {
+    conn_release(arg);
+}
+
+void conn_close_all(struct worker *w, const char *why) {
+    /* A closed conn stays listed until its callbacks run, so walk with the
+     * next link saved; conn_close() never frees synchronously. */
+    for (struct list_node *n = w->conns.next, *next; n != &w->conns; n = next) {
+        next = n->next;
+        conn_close(container_of(n, struct conn, link), why);
+    }
+}

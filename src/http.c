@@ -1,0 +1,742 @@
+/* http: strict HTTP/1.x heads on top of llhttp; see http.h.
+ *
+ * How a head is read. llhttp runs over the bytes and reports spans through
+ * its data callbacks; because the caller keeps the head contiguous in one
+ * buffer, a span split across two reads is simply extended. llhttp pauses
+ * at the end of the head (on_headers_complete returns HPE_PAUSED), so the
+ * body and any pipelined request stay unparsed in the buffer. Then ferry's
+ * own checks run over the raw head (http_check_lines) and over the fields
+ * (http_check_request / http_check_response). Only a head that passes both
+ * is ever forwarded.
+ *
+ * Why a second look at the raw bytes: llhttp, even strict, accepts obs-fold,
+ * empty header names, repeated spaces in the request line, HTTP/0.9 and
+ * 2.0, and any Host value. Each of those has been used to make a proxy and
+ * an upstream disagree about where a request starts or ends. */
+#include "ferry/http.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ferry/config.h"
+
+/* RFC 9110 tchar. */
+static bool http_is_tchar(unsigned char c) {
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr(extra, c));
+}
+
+static bool http_span_eq(const struct http_msg *m, struct http_span s, const char *lit) {
+    size_t n = strlen(lit);
+    return s.len == n && strncasecmp(m->base + s.off, lit, n) == 0;
+}
+
+static int http_fail(struct http_msg *m, int status, const char *text) {
+    if (!m->error_status) {
+        m->error_status = status;
+        m->error_text = text;
+    }
+    return -1;
+}
+
+/* --- llhttp callbacks: record spans ------------------------------------ */
+
+static struct http_msg *msg_of(llhttp_t *p) {
+    return p->data;
+}
+
+static void http_extend(struct http_msg *m, struct http_span *s, const char *at, size_t len) {
+    if (s->len == 0) s->off = (uint32_t)(at - m->base);
+    s->len += (uint32_t)len;
+}
+
+static int http_on_method(llhttp_t *p, const char *at, size_t len) {
+    struct http_msg *m = msg_of(p);
+    http_extend(m, &m->method_text, at, len);
+    return 0;
+}
+
+static int http_on_url(llhttp_t *p, const char *at, size_t len) {
+    struct http_msg *m = msg_of(p);
+    http_extend(m, &m->target, at, len);
+    return 0;
+}
+
+static int http_on_status(llhttp_t *p, const char *at, size_t len) {
+    struct http_msg *m = msg_of(p);
+    http_extend(m, &m->reason, at, len);
+    return 0;
+}
+
+static int http_on_header_field(llhttp_t *p, const char *at, size_t len) {
+    struct http_msg *m = msg_of(p);
+    if (m->head_done) return 0; /* trailers: checked by http_on_trailer_field */
+    if (m->in_value || m->nfields == 0) {
+        if (m->nfields == HTTP_MAX_FIELDS)
+            return http_fail(m, m->is_request ? 431 : 502, "too many header fields");
+        m->fields[m->nfields++] = (struct http_field){{0, 0}, {0, 0}, 0, false};
+        m->in_value = false;
+    }
+    struct http_field *f = &m->fields[m->nfields - 1];
+    http_extend(m, &f->name, at, len);
+    return 0;
+}
+
+static int http_on_header_value(llhttp_t *p, const char *at, size_t len) {
+    struct http_msg *m = msg_of(p);
+    if (m->head_done) return 0;
+    struct http_field *f = &m->fields[m->nfields - 1];
+    if (!m->in_value) f->value = (struct http_span){(uint32_t)(at - m->base), 0};
+    m->in_value = true;
+    f->value.len += (uint32_t)len;
+    return 0;
+}
+
+static int http_on_headers_complete(llhttp_t *p) {
+    struct http_msg *m = msg_of(p);
+    if (m->head_done) return 0;
+    /* Leave the body unparsed until the head has been checked and sent. */
+    return HPE_PAUSED;
+}
+
+static int http_on_body(llhttp_t *p, const char *at, size_t len) {
+    FERRY_UNUSED(at);
+    struct http_msg *m = msg_of(p);
+    m->body_bytes += len;
+    return 0;
+}
+
+static int http_on_message_complete(llhttp_t *p) {
+    struct http_msg *m = msg_of(p);
+    m->message_done = true;
+    /* Stop here: what follows is the next message, not this one's. */
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t *http_settings(void) {
+    static llhttp_settings_t s;
+    static bool ready; /* set up once; identical for every thread */
+    if (!ready) {
+        llhttp_settings_t t;
+        llhttp_settings_init(&t);
+        t.on_method = http_on_method;
+        t.on_url = http_on_url;
+        t.on_status = http_on_status;
+        t.on_header_field = http_on_header_field;
+        t.on_header_value = http_on_header_value;
+        t.on_headers_complete = http_on_headers_complete;
+        t.on_body = http_on_body;
+        t.on_message_complete = http_on_message_complete;
+        s = t;
+        ready = true;
+    }
+    return &s;
+}
+
+void http_msg_init(struct http_msg *m, bool is_request, bool head_request) {
+    memset(m, 0, offsetof(struct http_msg, fields));
+    m->nfields = 0;
+    m->in_value = false;
+    m->host = -1;
+    m->request_id = -1;
+    m->is_request = is_request;
+    m->has_length = m->chunked = m->conn_close = m->upgrade_websocket = false;
+    m->expect_continue = false;
+    m->content_length = 0;
+    m->path = m->authority = (struct http_span){0, 0};
+    m->error_status = 0;
+    m->error_text = NULL;
+    m->body_bytes = 0;
+    m->message_done = m->upgraded = false;
+    llhttp_init(&m->parser, is_request ? HTTP_REQUEST : HTTP_RESPONSE, http_settings());
+    m->parser.data = m;
+    if (head_request) m->parser.flags |= F_SKIPBODY;
+}
+
+/* --- the raw head ------------------------------------------------------ */
+
+/* Every line ends in CRLF with no other CR or LF and no NUL or other
+ * control byte (HT excepted); header lines start with a token and a colon,
+ * never with whitespace (obs-fold). Returns 0 or -1 with the error set. */
+static int http_check_lines(struct http_msg *m) {
+    const char *p = m->base + m->head_start, *end = m->base + m->head_end;
+    bool first = true;
+    while (p < end) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        if (!lf || lf == p || lf[-1] != '\r') return http_fail(m, 400, "bare LF in head");
+        const char *eol = lf - 1;
+        for (const char *q = p; q < eol; q++) {
+            unsigned char c = (unsigned char)*q;
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return http_fail(m, 400, c == '\r' ? "bare CR in head" : "control byte in head");
+        }
+        if (eol == p) break; /* the blank line */
+        if (first) {
+            first = false;
+        } else {
+            if (*p == ' ' || *p == '\t') return http_fail(m, 400, "obs-fold in header");
+            const char *q = p;
+            while (q < eol && http_is_tchar((unsigned char)*q)) q++;
+            if (q == p || q == eol || *q != ':')
+                return http_fail(m, 400, q == p ? "empty header name" : "bad header name");
+        }
+        p = lf + 1;
+    }
+    return 0;
+}
+
+/* "METHOD SP target SP HTTP/1.x" with single spaces; llhttp tolerates more. */
+static int http_check_request_line(struct http_msg *m) {
+    const char *line = m->base + m->head_start;
+    const char *method_end = line + m->method_text.len;
+    if (m->method_text.off != m->head_start || *method_end != ' ')
+        return http_fail(m, 400, "malformed request line");
+    for (const char *q = line; q < method_end; q++)
+        if (!http_is_tchar((unsigned char)*q)) return http_fail(m, 400, "bad method");
+    if (m->target.off != (uint32_t)(method_end - m->base) + 1 || m->target.len == 0)
+        return http_fail(m, 400, "malformed request line");
+    const char *v = m->base + m->target.off + m->target.len;
+    if (memcmp(v, " HTTP/1.", 8) != 0 || (v[8] != '0' && v[8] != '1') || v[9] != '\r') {
+        if (memcmp(v, " HTTP/", 6) == 0 && isdigit((unsigned char)v[6]) && v[7] == '.' &&
+            isdigit((unsigned char)v[8]) && v[9] == '\r')
+            return http_fail(m, 505, "HTTP version not supported");
+        return http_fail(m, 400, "malformed request line");
+    }
+    return 0;
+}
+
+/* --- fields -------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    enum http_field_id id;
+    bool hop;
+} http_known[] = {
+    {"host", HTTP_F_HOST, false},
+    {"content-length", HTTP_F_CONTENT_LENGTH, false},
+    {"transfer-encoding", HTTP_F_TRANSFER_ENCODING, false},
+    {"connection", HTTP_F_CONNECTION, true},
+    {"keep-alive", HTTP_F_KEEP_ALIVE, true},
+    {"proxy-connection", HTTP_F_PROXY_CONNECTION, true},
+    {"te", HTTP_F_TE, true},
+    {"upgrade", HTTP_F_UPGRADE, true},
+    {"trailer", HTTP_F_TRAILER, false},
+    {"expect", HTTP_F_EXPECT, false},
+    {"x-forwarded-for", HTTP_F_X_FORWARDED_FOR, false},
+    {"x-forwarded-proto", HTTP_F_X_FORWARDED_PROTO, false},
+    {"x-forwarded-host", HTTP_F_X_FORWARDED_HOST, false},
+    {"x-request-id", HTTP_F_X_REQUEST_ID, false},
+};
+
+static void http_classify(struct http_msg *m, struct http_field *f) {
+    f->id = HTTP_F_OTHER;
+    f->hop = false;
+    for (size_t i = 0; i < FERRY_ARRAY_LEN(http_known); i++) {
+        if (http_span_eq(m, f->name, http_known[i].name)) {
+            f->id = (uint8_t)http_known[i].id;
+            f->hop = http_known[i].hop;
+            return;
+        }
+    }
+}
+
+/* Trims optional whitespace around a value span (llhttp keeps trailing). */
+static void http_trim(struct http_msg *m, struct http_span *s) {
+    while (s->len && (m->base[s->off] == ' ' || m->base[s->off] == '\t')) s->off++, s->len--;
+    while (s->len && (m->base[s->off + s->len - 1] == ' ' || m->base[s->off + s->len - 1] == '\t'))
+        s->len--;
+}
+
+/* Steps through the comma-separated tokens of V: returns false at the end. */
+static bool http_next_token(const struct http_msg *m, struct http_span v, uint32_t *pos,
+                            struct http_span *tok) {
+    while (*pos < v.len) {
+        uint32_t start = *pos;
+        while (*pos < v.len && m->base[v.off + *pos] != ',') (*pos)++;
+        *tok = (struct http_span){v.off + start, *pos - start};
+        (*pos)++;
+        while (tok->len && (m->base[tok->off] == ' ' || m->base[tok->off] == '\t'))
+            tok->off++, tok->len--;
+        while (tok->len && (m->base[tok->off + tok->len - 1] == ' ' ||
+                            m->base[tok->off + tok->len - 1] == '\t'))
+            tok->len--;
+        if (tok->len) return true;
+    }
+    return false;
+}
+
+/* Marks every field named TOK as hop-by-hop: a name listed in Connection
+ * belongs to this hop only (RFC 9110 7.6.1). */
+static void http_mark_hop(struct http_msg *m, struct http_span tok) {
+    for (unsigned i = 0; i < m->nfields; i++) {
+        struct http_span n = m->fields[i].name;
+        if (n.len == tok.len && strncasecmp(m->base + n.off, m->base + tok.off, n.len) == 0)
+            m->fields[i].hop = true;
+    }
+}
+
+static int http_parse_length(struct http_msg *m, struct http_span v, uint64_t *out) {
+    if (v.len == 0 || v.len > 19) return -1; /* 19 digits stay below 2^63 */
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < v.len; i++) {
+        char c = m->base[v.off + i];
+        if (c < '0' || c > '9') return -1;
+        n = n * 10 + (uint64_t)(c - '0');
+    }
+    if (n > INT64_MAX) return -1;
+    *out = n;
+    return 0;
+}
+
+/* host[:port]: a reg-name or IPv4 (letters, digits, - . _ ~ and
+ * sub-delims other than ','), or an [IPv6] literal; no userinfo, spaces,
+ * commas or empty value. */
+static bool http_valid_host(const char *s, size_t n) {
+    if (n == 0) return false;
+    size_t i = 0;
+    if (s[0] == '[') {
+        while (i < n && s[i] != ']') {
+            char c = s[i];
+            if (i > 0 && !isxdigit((unsigned char)c) && c != ':' && c != '.') return false;
+            i++;
+        }
+        if (i == n || i < 3) return false;
+        i++;
+    } else {
+        static const char ok[] = "-._~!$&'()*+;=%";
+        while (i < n && s[i] != ':') {
+            unsigned char c = (unsigned char)s[i];
+            if (!isalnum(c) && !strchr(ok, c)) return false;
+            i++;
+        }
+        if (i == 0) return false;
+    }
+    if (i == n) return true;
+    if (s[i] != ':' || i + 1 == n || n - i - 1 > 5) return false;
+    for (i++; i < n; i++)
+        if (!isdigit((unsigned char)s[i])) return false;
+    return true;
+}
+
+static int http_check_framing(struct http_msg *m) {
+    int te = -1, cl = -1;
+    for (unsigned i = 0; i < m->nfields; i++) {
+        struct http_field *f = &m->fields[i];
+        if (f->id == HTTP_F_TRANSFER_ENCODING) {
+            if (te >= 0) return http_fail(m, 400, "repeated Transfer-Encoding");
+            te = (int)i;
+        } else if (f->id == HTTP_F_CONTENT_LENGTH) {
+            if (cl >= 0) return http_fail(m, 400, "repeated Content-Length");
+            cl = (int)i;
+        }
+    }
+    if (te >= 0 && cl >= 0) return http_fail(m, 400, "Content-Length with Transfer-Encoding");
+    if (te >= 0) {
+        if (m->is_request && m->minor == 0)
+            return http_fail(m, 400, "Transfer-Encoding in HTTP/1.0");
+        if (!http_span_eq(m, m->fields[te].value, "chunked"))
+            return http_fail(m, m->is_request ? 400 : 502, "Transfer-Encoding is not chunked");
+        m->chunked = true;
+    }
+    if (cl >= 0) {
+        if (http_parse_length(m, m->fields[cl].value, &m->content_length) < 0)
+            return http_fail(m, m->is_request ? 400 : 502, "bad Content-Length");
+        m->has_length = true;
+    }
+    return 0;
+}
+
+/* Origin-form, absolute-form with an authority equal to Host, or "*" with
+ * OPTIONS. Sets m->path (and m->authority for absolute-form). */
+static int http_check_target(struct http_msg *m) {
+    const char *t = m->base + m->target.off;
+    uint32_t n = m->target.len;
+    for (uint32_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (c <= 0x20 || c == 0x7f || c == '#') return http_fail(m, 400, "bad byte in target");
+    }
+    if (n == 1 && t[0] == '*') {
+        if (m->method != HTTP_OPTIONS) return http_fail(m, 400, "'*' target without OPTIONS");
+        m->path = m->target;
+        return 0;
+    }
+    uint32_t path_off = 0;
+    if (t[0] != '/') {
+        if (n < 8 || strncasecmp(t, "http://", 7) != 0) return http_fail(m, 400, "bad target");
+        const char *auth = t + 7;
+        const char *slash = memchr(auth, '/', n - 7);
+        const char *auth_end = slash ? slash : t + n;
+        const char *q = memchr(auth, '?', (size_t)(auth_end - auth));
+        if (q) auth_end = q;
+        m->authority = (struct http_span){m->target.off + 7, (uint32_t)(auth_end - auth)};
+        if (!http_valid_host(auth, m->authority.len)) return http_fail(m, 400, "bad authority");
+        path_off = (uint32_t)(auth_end - t);
+    }
+    const char *path = t + path_off;
+    const char *q = memchr(path, '?', n - path_off);
+    m->path = (struct http_span){m->target.off + path_off,
+                                 (uint32_t)((q ? q : t + n) - path)};
+    return 0;
+}
+
+static int http_check_host(struct http_msg *m) {
+    int host = -1;
+    for (unsigned i = 0; i < m->nfields; i++) {
+        if (m->fields[i].id != HTTP_F_HOST) continue;
+        if (host >= 0) return http_fail(m, 400, "more than one Host");
+        host = (int)i;
+    }
+    m->host = host;
+    if (host < 0) {
+        if (m->minor == 1) return http_fail(m, 400, "missing Host");
+        if (m->authority.len) return http_fail(m, 400, "absolute target without Host");
+        return 0;
+    }
+    struct http_span v = m->fields[host].value;
+    if (!http_valid_host(m->base + v.off, v.len)) return http_fail(m, 400, "bad Host");
+    if (m->authority.len && (m->authority.len != v.len ||
+                             strncasecmp(m->base + v.off, m->base + m->authority.off, v.len) != 0))
+        return http_fail(m, 400, "target authority differs from Host");
+    return 0;
+}
+
+/* Meaning of Connection, Upgrade and Expect; which fields are hop-by-hop. */
+static void http_scan_fields(struct http_msg *m) {
+    bool conn_upgrade = false, upgrade_ws = false, keep_alive = false;
+    for (unsigned i = 0; i < m->nfields; i++) {
+        struct http_field *f = &m->fields[i];
+        struct http_span tok;
+        uint32_t pos = 0;
+        switch ((enum http_field_id)f->id) {
+        case HTTP_F_CONNECTION:
+            while (http_next_token(m, f->value, &pos, &tok)) {
+                if (http_span_eq(m, tok, "close")) m->conn_close = true;
+                keep_alive |= http_span_eq(m, tok, "keep-alive");
+                conn_upgrade |= http_span_eq(m, tok, "upgrade");
+                http_mark_hop(m, tok);
+            }
+            break;
+        case HTTP_F_UPGRADE:
+            while (http_next_token(m, f->value, &pos, &tok))
+                upgrade_ws |= http_span_eq(m, tok, "websocket");
+            break;
+        case HTTP_F_EXPECT:
+            m->expect_continue |= http_span_eq(m, f->value, "100-continue");
+            break;
+        case HTTP_F_X_REQUEST_ID:
+            if (f->value.len > 0 && f->value.len <= 200) m->request_id = (int)i;
+            break;
+        default:
+            break;
+        }
+    }
+    m->upgrade_websocket = conn_upgrade && upgrade_ws &&
+                           (m->is_request ? m->method == HTTP_GET : m->status == 101);
+    if (m->minor == 0 && !keep_alive) m->conn_close = true;
+}
+
+static int http_check_request(struct http_msg *m) {
+    if (http_check_request_line(m) < 0 || http_check_target(m) < 0) return -1;
+    if (m->method == HTTP_CONNECT) return http_fail(m, 400, "CONNECT is not supported");
+    if (http_check_framing(m) < 0 || http_check_host(m) < 0) return -1;
+    http_scan_fields(m);
+    return 0;
+}
+
+static int http_check_response(struct http_msg *m) {
+    if (m->minor > 1) return http_fail(m, 502, "bad response version");
+    if (http_check_framing(m) < 0) return -1;
+    http_scan_fields(m);
+    return 0;
+}
+
+/* --- parsing entry points ---------------------------------------------- */
+
+/* Turns an llhttp error into a status. Requests: 400, or 505 for a version
+ * llhttp does not know; responses: 502. */
+static int http_llhttp_error(struct http_msg *m, llhttp_errno_t err) {
+    if (!m->is_request) return http_fail(m, 502, "malformed response from upstream");
+    if (err == HPE_INVALID_VERSION) return http_fail(m, 505, "HTTP version not supported");
+    if (err == HPE_INVALID_METHOD) return http_fail(m, 400, "unknown method");
+    return http_fail(m, 400, llhttp_errno_name(err));
+}
+
+int http_parse_head(struct http_msg *m, const char *base, size_t from, size_t to) {
+    m->base = base;
+    llhttp_errno_t err = llhttp_execute(&m->parser, base + from, to - from);
+    if (err == HPE_OK) return HTTP_MORE;
+    if (err != HPE_PAUSED || m->error_status) {
+        if (!m->error_status) http_llhttp_error(m, err);
+        return HTTP_ERROR;
+    }
+    const char *stop = llhttp_get_error_pos(&m->parser);
+    m->head_end = (uint32_t)(stop - base);
+    m->head_start = 0;
+    while (m->head_start + 1 < m->head_end && base[m->head_start] == '\r' &&
+           base[m->head_start + 1] == '\n')
+        m->head_start += 2;
+    m->minor = llhttp_get_http_minor(&m->parser);
+    m->method = llhttp_get_method(&m->parser);
+    m->status = (uint16_t)llhttp_get_status_code(&m->parser);
+    if (llhttp_get_http_major(&m->parser) != 1)
+        return http_fail(m, m->is_request ? 505 : 502, "HTTP version not supported"), HTTP_ERROR;
+    for (unsigned i = 0; i < m->nfields; i++) {
+        http_trim(m, &m->fields[i].value);
+        http_classify(m, &m->fields[i]);
+    }
+    if (http_check_lines(m) < 0) return HTTP_ERROR;
+    if ((m->is_request ? http_check_request(m) : http_check_response(m)) < 0) return HTTP_ERROR;
+    m->head_done = true;
+    llhttp_resume(&m->parser);
+    return HTTP_DONE;
+}
+
+int http_parse_body(struct http_msg *m, const char *data, size_t len, size_t *consumed) {
+    *consumed = 0;
+    if (m->message_done) return HTTP_DONE;
+    llhttp_errno_t err = llhttp_execute(&m->parser, data, len);
+    if (err == HPE_OK) {
+        *consumed = len;
+        return HTTP_MORE;
+    }
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        *consumed = (size_t)(llhttp_get_error_pos(&m->parser) - data);
+        m->upgraded = err == HPE_PAUSED_UPGRADE;
+        if (!m->message_done) m->message_done = true; /* upgrade without a message end */
+        return HTTP_DONE;
+    }
+    if (!m->error_status)
+        http_fail(m, m->is_request ? 400 : 502,
+                  m->is_request ? "bad request body framing" : "bad response body framing");
+    return HTTP_ERROR;
+}
+
+int http_parse_eof(struct http_msg *m) {
+    if (m->message_done) return HTTP_DONE;
+    if (llhttp_finish(&m->parser) == HPE_OK && m->message_done) return HTTP_DONE;
+    return http_fail(m, 502, "upstream closed mid-message"), HTTP_ERROR;
+}
+
+bool http_msg_needs_eof(const struct http_msg *m) {
+    return llhttp_message_needs_eof(&m->parser) != 0;
+}
+
+bool http_msg_has_body(const struct http_msg *m) {
+    if (m->message_done) return false;
+    return m->chunked || m->content_length > 0 || http_msg_needs_eof(m);
+}
+
+/* --- writing heads --------------------------------------------------------- */
+
+struct http_out {
+    char *p;
+    size_t len, cap;
+    bool full; /* something did not fit: the result is unusable */
+};
+
+static void out_put(struct http_out *o, const char *s, size_t n) {
+    if (o->full || o->cap - o->len < n) {
+        o->full = true;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void out_str(struct http_out *o, const char *s) {
+    out_put(o, s, strlen(s));
+}
+
+static void out_span(struct http_out *o, const struct http_msg *m, struct http_span s) {
+    out_put(o, m->base + s.off, s.len);
+}
+
+static void out_field(struct http_out *o, const char *name, const char *value) {
+    out_str(o, name);
+    out_put(o, ": ", 2);
+    out_str(o, value);
+    out_put(o, "\r\n", 2);
+}
+
+static void out_headers(struct http_out *o, const struct config_header *h, size_t n) {
+    for (size_t i = 0; i < n; i++) out_field(o, h[i].name, h[i].value);
+}
+
+static bool http_removed_by_route(const struct http_msg *m, const struct http_field *f,
+                                  const struct config_route *r) {
+    if (!r) return false;
+    for (size_t i = 0; i < r->nremove_request_headers; i++)
+        if (http_span_eq(m, f->name, r->remove_request_headers[i])) return true;
+    return false;
+}
+
+/* The target as the upstream sees it: origin-form, minus the route's
+ * prefix when strip_prefix is on (never an empty path: "/" at least). */
+static void out_target(struct http_out *o, const struct http_msg *m, const struct config_route *r) {
+    struct http_span path = m->path;
+    uint32_t target_end = m->target.off + m->target.len;
+    struct http_span rest = {path.off + path.len, target_end - path.off - path.len}; /* ?query */
+    if (r && r->strip_prefix && !r->path_exact) {
+        size_t plen = strlen(r->path);
+        if (plen > 0 && r->path[plen - 1] == '/') plen--; /* keep the slash that follows */
+        if (plen <= path.len) {
+            path.off += (uint32_t)plen;
+            path.len -= (uint32_t)plen;
+        }
+    }
+    if (path.len == 0 || m->base[path.off] != '/') {
+        if (!(m->target.len == 1 && m->base[m->target.off] == '*')) out_put(o, "/", 1);
+    }
+    out_span(o, m, path);
+    out_span(o, m, rest);
+}
+
+size_t http_build_request(char *out, size_t cap, const struct http_msg *req,
+                          const struct http_request_rewrite *rw) {
+    struct http_out o = {.p = out, .cap = cap};
+    const struct config_route *r = rw->route;
+    out_span(&o, req, req->method_text);
+    out_put(&o, " ", 1);
+    out_target(&o, req, r);
+    out_str(&o, " HTTP/1.1\r\n");
+    bool had_xff = false;
+    for (unsigned i = 0; i < req->nfields; i++) {
+        const struct http_field *f = &req->fields[i];
+        if (f->hop || f->id == HTTP_F_X_FORWARDED_PROTO || f->id == HTTP_F_X_FORWARDED_HOST ||
+            f->id == HTTP_F_X_FORWARDED_FOR || http_removed_by_route(req, f, r))
+            continue;
+        out_span(&o, req, f->name);
+        out_put(&o, ": ", 2);
+        out_span(&o, req, f->value);
+        out_put(&o, "\r\n", 2);
+    }
+    if (req->host < 0 && rw->default_host) out_field(&o, "Host", rw->default_host);
+    /* X-Forwarded-For: every value the client sent, in order, then the client. */
+    out_str(&o, "X-Forwarded-For: ");
+    for (unsigned i = 0; i < req->nfields; i++) {
+        const struct http_field *f = &req->fields[i];
+        if (f->id != HTTP_F_X_FORWARDED_FOR || f->value.len == 0) continue;
+        out_span(&o, req, f->value);
+        out_put(&o, ", ", 2);
+        had_xff = true;
+    }
+    FERRY_UNUSED(had_xff);
+    out_str(&o, rw->client_addr);
+    out_put(&o, "\r\n", 2);
+    out_field(&o, "X-Forwarded-Proto", rw->proto);
+    if (req->host >= 0) {
+        out_str(&o, "X-Forwarded-Host: ");
+        out_span(&o, req, req->fields[req->host].value);
+        out_put(&o, "\r\n", 2);
+    }
+    if (req->request_id < 0 && rw->request_id) out_field(&o, "X-Request-Id", rw->request_id);
+    if (r) out_headers(&o, r->add_request_headers, r->nadd_request_headers);
+    if (req->upgrade_websocket) out_str(&o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
+    out_put(&o, "\r\n", 2);
+    return o.full ? 0 : o.len;
+}
+
+size_t http_build_response(char *out, size_t cap, const struct http_msg *resp,
+                           const struct http_response_rewrite *rw) {
+    struct http_out o = {.p = out, .cap = cap};
+    char status[16];
+    snprintf(status, sizeof(status), "HTTP/1.1 %03u ", (unsigned)resp->status);
+    out_str(&o, status);
+    out_span(&o, resp, resp->reason);
+    out_put(&o, "\r\n", 2);
+    bool tunnel = resp->status == 101;
+    for (unsigned i = 0; i < resp->nfields; i++) {
+        const struct http_field *f = &resp->fields[i];
+        if (f->hop) continue;
+        if (f->id == HTTP_F_TRANSFER_ENCODING && rw->dechunk) continue;
+        out_span(&o, resp, f->name);
+        out_put(&o, ": ", 2);
+        out_span(&o, resp, f->value);
+        out_put(&o, "\r\n", 2);
+    }
+    if (resp->status >= 200 || tunnel) {
+        if (resp->request_id < 0 && rw->request_id) out_field(&o, "X-Request-Id", rw->request_id);
+        if (rw->route) out_headers(&o, rw->route->add_response_headers,
+                                   rw->route->nadd_response_headers);
+    }
+    if (tunnel)
+        out_str(&o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
+    else if (resp->status >= 200 && rw->close)
+        out_str(&o, "Connection: close\r\n");
+    else if (resp->status >= 200 && rw->client_minor == 0)
+        out_str(&o, "Connection: keep-alive\r\n");
+    out_put(&o, "\r\n", 2);
+    return o.full ? 0 : o.len;
+}
+
+const char *http_reason(int status) {
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+size_t http_build_error(char *out, size_t cap, int status, const char *detail,
+                        const char *request_id, bool close) {
+    char body[512];
+    int blen = snprintf(body, sizeof(body), "%d %s: %s\n", status, http_reason(status),
+                        detail ? detail : http_reason(status));
+    if (blen < 0) blen = 0;
+    if ((size_t)blen >= sizeof(body)) {
+        blen = (int)sizeof(body) - 1;
+        body[blen - 1] = '\n';
+    }
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                     "%s%s%s%s\r\n%.*s",
+                     status, http_reason(status), blen, request_id ? "X-Request-Id: " : "",
+                     request_id ? request_id : "", request_id ? "\r\n" : "",
+                     close ? "Connection: close\r\n" : "", blen, body);
+    if (n < 0) return 0;
+    return (size_t)n < cap ? (size_t)n : 0;
+}
+
+bool http_method_idempotent(uint8_t method) {
+    switch (method) {
+    case HTTP_GET:
+    case HTTP_HEAD:
+    case HTTP_OPTIONS:
+    case HTTP_PUT:
+    case HTTP_DELETE:
+    case HTTP_TRACE: return true;
+    default: return false;
+    }
+}
+
+static uint64_t http_mix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+void http_request_id(char *out, uint64_t seed_a, uint64_t seed_b) {
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = http_mix(seed_a ^ http_mix(seed_b)), b = http_mix(a ^ seed_b);
+    for (int i = 0; i < 16; i++) {
+        out[i] = hex[(a >> (60 - 4 * i)) & 15];
+        out[16 + i] = hex[(b >> (60 - 4 * i)) & 15];
+    }
+    out[32] = '\0';
+}

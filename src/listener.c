@@ -1,0 +1,176 @@
+/* listener: see listener.h.
+ *
+ * Running out of descriptors on accept (EMFILE/ENFILE) must neither kill the
+ * process nor spin the loop: libuv keeps one spare descriptor per loop and,
+ * on EMFILE, frees it, accepts and closes the pending connections, and takes
+ * it back, so the backlog drains and the listener stops firing. We log it
+ * (at most once a second per listener) and keep serving; when descriptors
+ * free up, accepting works again by itself. */
+#include "ferry/listener.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ferry/config.h"
+#include "ferry/conn.h"
+#include "ferry/log.h"
+#include "ferry/worker.h"
+
+static void listener_on_connection(uv_stream_t *server, int status);
+
+static int listener_resolve(const struct config_addr *a, struct sockaddr_storage *ss,
+                            socklen_t *len) {
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)a->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    /* ":PORT" means every address: "::" accepts v4 too unless v6 is off. */
+    const char *host = a->host[0] ? a->host : "::";
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0 && !a->host[0]) rc = getaddrinfo("0.0.0.0", port, &hints, &res);
+    if (rc != 0) return rc == EAI_SYSTEM ? -errno : UV_EAI_NONAME;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int listener_inet_socket(const struct sockaddr_storage *ss, socklen_t len, bool dual,
+                                bool reuseport, unsigned backlog) {
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int on = 1, off = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
+    if (ss->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, dual ? &off : &on, sizeof(int));
+    if (bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, (int)backlog) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+static int listener_open_inet(const struct config_listener *cl, unsigned nworkers, int *fds) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int err = listener_resolve(&cl->bind, &ss, &len);
+    if (err < 0) return err;
+    bool dual = cl->bind.host[0] == '\0';
+    for (unsigned i = 0; i < nworkers; i++) {
+        int fd = listener_inet_socket(&ss, len, dual, nworkers > 1, cl->backlog);
+        if (fd < 0) {
+            while (i > 0) close(fds[--i]);
+            return fd;
+        }
+        fds[i] = fd;
+        /* Port 0: the kernel chose one; the other workers must join it. */
+        if (i == 0) getsockname(fd, (struct sockaddr *)&ss, &len);
+    }
+    return 0;
+}
+
+/* A socket file left by a process that is gone would make bind fail; remove
+ * it, but only when nobody answers on it (never steal a live socket). */
+static void listener_remove_stale(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 && errno == ECONNREFUSED)
+        unlink(path);
+    close(fd);
+}
+
+static int listener_open_unix(const struct config_listener *cl, unsigned nworkers, int *fds) {
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (strlen(cl->bind.path) >= sizeof(sun.sun_path)) return UV_ENAMETOOLONG;
+    memcpy(sun.sun_path, cl->bind.path, strlen(cl->bind.path) + 1);
+    listener_remove_stale(cl->bind.path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, (int)cl->backlog) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    fds[0] = fd;
+    for (unsigned i = 1; i < nworkers; i++) {
+        fds[i] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (fds[i] < 0) {
+            int err = -errno;
+            while (i > 0) close(fds[--i]);
+            return err;
+        }
+    }
+    return 0;
+}
+
+int listener_open(const struct config_listener *cl, unsigned nworkers, int *fds, char *err,
+                  size_t errlen) {
+    int rc = cl->bind.kind == ADDR_UNIX ? listener_open_unix(cl, nworkers, fds)
+                                        : listener_open_inet(cl, nworkers, fds);
+    if (rc < 0) snprintf(err, errlen, "listener %s: bind %s: %s", cl->name, cl->bind.text,
+                         uv_strerror(rc));
+    return rc;
+}
+
+int listener_start(struct listener *l, struct worker *w, const struct config_listener *cl,
+                   int fd) {
+    l->cfg = cl;
+    l->w = w;
+    int err;
+    if (cl->bind.kind == ADDR_UNIX) {
+        uv_pipe_init(&w->loop, &l->h.pipe, 0);
+        err = uv_pipe_open(&l->h.pipe, fd);
+    } else {
+        uv_tcp_init(&w->loop, &l->h.tcp);
+        err = uv_tcp_open(&l->h.tcp, fd);
+    }
+    l->open = true;
+    l->h.handle.data = l;
+    if (err == 0) err = uv_listen(&l->h.stream, (int)cl->backlog, listener_on_connection);
+    if (err < 0) {
+        log_error("listener %s: %s", cl->name, uv_strerror(err));
+        listener_close(l);
+    }
+    return err;
+}
+
+void listener_close(struct listener *l) {
+    if (!l->open) return;
+    l->open = false;
+    uv_close(&l->h.handle, NULL); /* embedded in the worker; freed after the loop ends */
+}
+
+void listener_unlink(const struct config_listener *cl) {
+    if (cl->bind.kind == ADDR_UNIX) unlink(cl->bind.path);
+}
+
+static void listener_on_connection(uv_stream_t *server, int status) {
+    struct listener *l = server->data;
+    if (status < 0) {
+        static _Thread_local uint64_t last_warned;
+        uint64_t now = uv_now(server->loop);
+        if (now - last_warned >= 1000 || last_warned == 0) {
+            last_warned = now;
+            log_error("listener %s: accept: %s (connections dropped until descriptors free up)",
+                      l->cfg->name, uv_strerror(status));
+        }
+        return;
+    }
+    if (!l->open) return;
+    conn_accept(l);
+}

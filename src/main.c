@@ -1,0 +1,298 @@
+/* main: the command line, start-up, signals, and the orderly stop.
+ *
+ * Start-up does everything that can fail before any worker runs: load and
+ * validate the config, open the access log, bind every listener. A failure
+ * there is exit 1 with a message that names the culprit. Then the workers
+ * start, each on its own thread, and the main thread runs a small loop of
+ * its own that only handles signals and waits for the workers to end.
+ *
+ * SIGTERM/SIGINT: every worker drains (stops accepting, lets connections
+ * finish); shutdown_timeout later, or at a second signal, the rest are
+ * closed. The process exits 0 once every worker has ended. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "ferry/config.h"
+#include "ferry/listener.h"
+#include "ferry/log.h"
+#include "ferry/worker.h"
+
+struct options {
+    const char *config_path;
+    bool check_only;
+    unsigned workers; /* 0 = from the config */
+    const char *explain;
+};
+
+struct app {
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint, sighup, sigusr1;
+    uv_async_t worker_exited;     /* a worker's thread is ending */
+    uv_timer_t shutdown_timer;    /* shutdown_timeout after the first stop signal */
+    struct runtime rt;
+    struct config *cfg;
+    const char *config_path;
+    struct worker *workers;
+    unsigned nworkers;
+    atomic_uint exited;           /* workers whose loop has ended */
+    bool stopping;                /* a stop signal arrived */
+};
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: ferry [-c FILE] [-t] [-w N] [--explain 'METHOD URL'] [--version] [-h]\n"
+            "  -c, --config FILE   config file (default /etc/ferry/ferry.ini)\n"
+            "  -t, --check         validate the config and exit\n"
+            "  -w, --workers N     override [global] workers\n"
+            "      --explain REQ   show which route a request would take\n"
+            "      --version       print the version\n"
+            "  -h, --help          this text\n");
+}
+
+/* Returns -1 to continue, or the exit status. */
+static int parse_options(int argc, char **argv, struct options *o) {
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 't'},
+        {"workers", required_argument, NULL, 'w'}, {"explain", required_argument, NULL, 'E'},
+        {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    *o = (struct options){.config_path = "/etc/ferry/ferry.ini"};
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":c:tw:h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': o->config_path = optarg; break;
+        case 't': o->check_only = true; break;
+        case 'w': {
+            char *end;
+            unsigned long n = strtoul(optarg, &end, 10);
+            if (*optarg < '0' || *optarg > '9' || *end || n < 1 || n > 1024) {
+                fprintf(stderr, "ferry: -w: expected a number of workers 1..1024, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            o->workers = (unsigned)n;
+            break;
+        }
+        case 'E': o->explain = optarg; break;
+        case 'V': printf("ferry %s\n", FERRY_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        case ':':
+            fprintf(stderr, "ferry: option '%s' needs a value\n", argv[optind - 1]);
+            usage(stderr);
+            return 2;
+        default:
+            fprintf(stderr, "ferry: unknown option '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ferry: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+static struct config *load_config(const char *path) {
+    struct config_errors errs = {0};
+    struct config *cfg = config_load(path, &errs);
+    for (size_t i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.items[i]);
+    config_errors_free(&errs);
+    return cfg;
+}
+
+/* A proxy needs two descriptors per connection; without this, the default
+ * soft limit of 1024 would cap it far below max_connections. */
+static void raise_fd_limit(unsigned max_connections) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t want = (rlim_t)max_connections * 2;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < want)
+        log_warn("open file limit %llu is below what max_connections = %u needs (%llu); "
+                 "connections beyond it will be refused",
+                 (unsigned long long)rl.rlim_cur, max_connections, (unsigned long long)want);
+}
+
+static void app_stop(struct app *a, bool force) {
+    for (unsigned i = 0; i < a->nworkers; i++) {
+        if (force)
+            worker_force_stop(&a->workers[i]);
+        else
+            worker_drain(&a->workers[i]);
+    }
+}
+
+static void on_shutdown_timeout(uv_timer_t *t) {
+    struct app *a = t->data;
+    app_stop(a, true);
+}
+
+static void on_stop_signal(uv_signal_t *s, int signum) {
+    struct app *a = s->data;
+    if (a->stopping) {
+        log_info("signal %d again: closing every connection now", signum);
+        app_stop(a, true);
+        return;
+    }
+    a->stopping = true;
+    log_info("signal %d: graceful stop (at most %llums)", signum,
+             (unsigned long long)a->cfg->global.shutdown_timeout_ms);
+    app_stop(a, false);
+    uv_timer_start(&a->shutdown_timer, on_shutdown_timeout, a->cfg->global.shutdown_timeout_ms, 0);
+}
+
+static void on_sighup(uv_signal_t *s, int signum) {
+    FERRY_UNUSED(signum);
+    struct app *a = s->data;
+    struct config *next = load_config(a->config_path);
+    if (!next) {
+        log_error("SIGHUP: %s is invalid (errors above); still serving the old config",
+                  a->config_path);
+        return;
+    }
+    config_free(next);
+    log_warn("SIGHUP: %s is valid, but live reload is not implemented yet; "
+             "restart ferry to apply it", a->config_path);
+}
+
+static void on_sigusr1(uv_signal_t *s, int signum) {
+    FERRY_UNUSED(s);
+    FERRY_UNUSED(signum);
+    int err = access_log_reopen();
+    if (err < 0) log_error("SIGUSR1: reopening the access log: %s", uv_strerror(err));
+}
+
+static void close_main_handle(uv_handle_t *h, void *arg) {
+    FERRY_UNUSED(arg);
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void on_worker_exited(uv_async_t *as) {
+    struct app *a = as->data;
+    if (atomic_load(&a->exited) < a->nworkers) return;
+    uv_walk(&a->loop, close_main_handle, NULL);
+}
+
+/* Runs on the worker's thread as it ends. */
+static void notify_worker_exit(struct worker *w) {
+    struct app *a = w->rt->data;
+    atomic_fetch_add(&a->exited, 1);
+    uv_async_send(&a->worker_exited);
+}
+
+static void app_signals(struct app *a) {
+    struct {
+        uv_signal_t *h;
+        uv_signal_cb cb;
+        int signum;
+    } sigs[] = {{&a->sigterm, on_stop_signal, SIGTERM},
+                {&a->sigint, on_stop_signal, SIGINT},
+                {&a->sighup, on_sighup, SIGHUP},
+                {&a->sigusr1, on_sigusr1, SIGUSR1}};
+    for (size_t i = 0; i < FERRY_ARRAY_LEN(sigs); i++) {
+        uv_signal_init(&a->loop, sigs[i].h);
+        sigs[i].h->data = a;
+        uv_signal_start(sigs[i].h, sigs[i].cb, sigs[i].signum);
+    }
+    uv_timer_init(&a->loop, &a->shutdown_timer);
+    a->shutdown_timer.data = a;
+    uv_async_init(&a->loop, &a->worker_exited, on_worker_exited);
+    a->worker_exited.data = a;
+}
+
+/* Binds every listener for every worker; fds[l * nworkers + w]. */
+static int *open_listeners(const struct config *cfg, unsigned nworkers) {
+    int *fds = xcalloc(cfg->nlisteners * nworkers + 1, sizeof(int));
+    for (size_t l = 0; l < cfg->nlisteners; l++) {
+        char err[512];
+        if (listener_open(&cfg->listeners[l], nworkers, fds + l * nworkers, err, sizeof(err)) < 0) {
+            fprintf(stderr, "ferry: %s\n", err);
+            for (size_t k = 0; k < l * nworkers; k++) close(fds[k]);
+            free(fds);
+            return NULL;
+        }
+    }
+    return fds;
+}
+
+static int start_workers(struct app *a, const int *fds) {
+    const struct config *cfg = a->cfg;
+    a->workers = xcalloc(a->nworkers, sizeof(*a->workers));
+    int *mine = xcalloc(cfg->nlisteners + 1, sizeof(int));
+    for (unsigned w = 0; w < a->nworkers; w++) {
+        for (size_t l = 0; l < cfg->nlisteners; l++) mine[l] = fds[l * a->nworkers + w];
+        if (worker_init(&a->workers[w], w, &a->rt, mine) < 0 || worker_start(&a->workers[w]) < 0) {
+            free(mine);
+            return -1; /* start-up failure: exit 1, the kernel closes everything */
+        }
+    }
+    free(mine);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    struct options opt;
+    int rc = parse_options(argc, argv, &opt);
+    if (rc >= 0) return rc;
+    struct app a = {.config_path = opt.config_path};
+    a.cfg = load_config(opt.config_path);
+    if (!a.cfg) return 1;
+    if (opt.explain) {
+        fprintf(stderr, "ferry: --explain is not implemented yet\n");
+        config_free(a.cfg);
+        return 1;
+    }
+    if (opt.check_only) {
+        printf("%s: ok\n", opt.config_path);
+        config_free(a.cfg);
+        return 0;
+    }
+    const struct config_global *g = &a.cfg->global;
+    log_set_level(g->log_level);
+    int err = access_log_open(g->access_log, g->access_log_path, g->access_log_format);
+    if (err < 0) {
+        fprintf(stderr, "ferry: access_log %s: %s\n", g->access_log_path, uv_strerror(err));
+        config_free(a.cfg);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error code, not a death */
+    raise_fd_limit(g->max_connections);
+    a.nworkers = opt.workers ? opt.workers : g->workers ? g->workers : uv_available_parallelism();
+    int *fds = open_listeners(a.cfg, a.nworkers);
+    if (!fds) {
+        access_log_close();
+        config_free(a.cfg);
+        return 1;
+    }
+    uv_loop_init(&a.loop);
+    a.rt.cfg = a.cfg;
+    a.rt.on_worker_exit = notify_worker_exit;
+    a.rt.data = &a;
+    app_signals(&a);
+    if (start_workers(&a, fds) < 0) return 1;
+    free(fds);
+    log_info("ferry %s: %u worker%s, %zu listener%s, config %s", FERRY_VERSION, a.nworkers,
+             a.nworkers == 1 ? "" : "s", a.cfg->nlisteners, a.cfg->nlisteners == 1 ? "" : "s",
+             opt.config_path);
+    uv_run(&a.loop, UV_RUN_DEFAULT);
+    for (unsigned i = 0; i < a.nworkers; i++) worker_join(&a.workers[i]);
+    free(a.workers);
+    uv_loop_close(&a.loop);
+    for (size_t l = 0; l < a.cfg->nlisteners; l++) listener_unlink(&a.cfg->listeners[l]);
+    access_log_close();
+    log_info("stopped");
+    config_free(a.cfg);
+    return 0;
+}

@@ -1,0 +1,307 @@
+/* upstream: servers, outbound connections, and the checkout with retries.
+ *
+ * An attempt is: pick a server the balancer allows and this checkout has not
+ * tried yet, open a socket, connect with a timer of connect_timeout. The
+ * attempt ends in one of three ways, each exactly once:
+ *   connected      -> the checkout's callback gets the connection
+ *   failed/timeout -> the connection is closed and, if `retries` allows and an
+ *                     untried server remains, the next attempt starts
+ *   cancelled      -> the user went away; the connection is closed quietly
+ * libuv still calls the connect callback (UV_ECANCELED) after uv_close, so
+ * the callback checks `closing` before touching anything.
+ *
+ * The keep-alive pool. A connection whose response ended exactly at its
+ * framed length goes back to its server's idle list (most recent first, so
+ * few connections stay warm and the rest time out). While idle it keeps
+ * reading: libuv asks for a buffer only when bytes or EOF arrive, so this
+ * costs nothing, and an upstream that closes an idle connection is noticed
+ * at once instead of on the next request. Any byte or EOF while idle, or
+ * keepalive_timeout without use, closes it. A checkout takes an idle
+ * connection of the chosen server before it opens a new one, and then
+ * calls back before upstream_checkout() returns. */
+#include "ferry/upstream.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry/config.h"
+#include "ferry/log.h"
+
+static void upstream_on_connect(uv_connect_t *req, int status);
+static void upstream_on_connect_timeout(uv_timer_t *t);
+static void upstream_on_handle_closed(uv_handle_t *h);
+static int upstream_attempt(struct upstream_checkout *co);
+static void upstream_unpool(struct upstream_conn *uc);
+static void upstream_on_idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void upstream_on_idle_timeout(uv_timer_t *t);
+
+static void upstream_resolve(struct upstream_server *s) {
+    const struct config_addr *a = &s->cfg->addr;
+    if (a->kind == ADDR_UNIX) {
+        s->resolved = true;
+        return;
+    }
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)a->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(a->host, port, &hints, &res);
+    if (rc != 0 || !res) {
+        log_warn("upstream %s: server %s does not resolve (%s); it stays down",
+                 s->up->cfg->name, a->text, gai_strerror(rc));
+        s->resolved = false;
+        return;
+    }
+    memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
+    s->resolved = true;
+    freeaddrinfo(res);
+}
+
+struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *loop) {
+    struct upstream *up = xcalloc(1, sizeof(*up));
+    up->cfg = cfg;
+    up->loop = loop;
+    up->nservers = cfg->nservers;
+    up->servers = xcalloc(cfg->nservers, sizeof(*up->servers));
+    up->peers = xcalloc(cfg->nservers, sizeof(*up->peers));
+    for (size_t i = 0; i < cfg->nservers; i++) {
+        struct upstream_server *s = &up->servers[i];
+        s->cfg = &cfg->servers[i];
+        s->up = up;
+        up->peers[i].weight = (int)s->cfg->weight;
+        list_init(&s->idle);
+        upstream_resolve(s);
+    }
+    return up;
+}
+
+void upstream_destroy(struct upstream *up) {
+    if (!up) return;
+    free(up->servers);
+    free(up->peers);
+    free(up);
+}
+
+static bool upstream_tried(const struct upstream_checkout *co, size_t i) {
+    return i < 64 && (co->tried >> i) & 1u;
+}
+
+/* Picks among primaries first and falls back to backups only when no
+ * primary is eligible, so backups take traffic only when every primary is
+ * unusable for this request. */
+static struct upstream_server *upstream_pick(struct upstream_checkout *co) {
+    struct upstream *up = co->up;
+    for (int backup = 0; backup <= 1; backup++) {
+        bool any = false;
+        for (size_t i = 0; i < up->nservers; i++) {
+            struct upstream_server *s = &up->servers[i];
+            up->peers[i].eligible = s->resolved && s->cfg->backup == (bool)backup &&
+                                    !upstream_tried(co, i);
+            any |= up->peers[i].eligible;
+        }
+        if (!any) continue;
+        int best = balance_rr_pick(up->peers, up->nservers);
+        return &up->servers[best];
+    }
+    return NULL;
+}
+
+static struct upstream_conn *upstream_conn_new(struct upstream_server *s) {
+    struct upstream_conn *uc = calloc(1, sizeof(*uc));
+    if (!uc) return NULL;
+    uc->server = s;
+    list_init(&uc->link);
+    return uc;
+}
+
+/* Starts a connection to S. On failure UC is already being closed. */
+static int upstream_conn_connect(struct upstream_conn *uc) {
+    struct upstream_server *s = uc->server;
+    uv_loop_t *loop = s->up->loop;
+    int err;
+    uv_timer_init(loop, &uc->timer);
+    uc->handles_open = 1;
+    if (s->cfg->addr.kind == ADDR_UNIX) {
+        uv_pipe_init(loop, &uc->h.pipe, 0);
+        uc->handles_open++;
+        uv_pipe_connect(&uc->connect_req, &uc->h.pipe, s->cfg->addr.path, upstream_on_connect);
+        err = 0;
+    } else {
+        uv_tcp_init(loop, &uc->h.tcp);
+        uc->handles_open++;
+        uv_tcp_nodelay(&uc->h.tcp, 1); /* applied when the socket is created */
+        err = uv_tcp_connect(&uc->connect_req, &uc->h.tcp, (const struct sockaddr *)&s->addr,
+                             upstream_on_connect);
+    }
+    if (err == 0)
+        err = uv_timer_start(&uc->timer, upstream_on_connect_timeout,
+                             s->up->cfg->connect_timeout_ms, 0);
+    s->active++;
+    s->opened++;
+    return err;
+}
+
+int upstream_checkout(struct upstream *up, struct upstream_checkout *co,
+                      upstream_checkout_cb cb) {
+    *co = (struct upstream_checkout){.up = up, .cb = cb, .last_error = UV_EAI_NONAME};
+    return upstream_attempt(co);
+}
+
+/* Starts the next attempt. Returns 0 when one is in flight, else the error
+ * that ends the checkout (the caller reports it). Attempts that fail at once
+ * (no descriptor left, say) count and move on to the next server. */
+static int upstream_attempt(struct upstream_checkout *co) {
+    unsigned max_attempts = 1 + co->up->cfg->retries;
+    while (co->attempts < max_attempts) {
+        struct upstream_server *s = upstream_pick(co);
+        if (!s) return co->last_error;
+        size_t idx = (size_t)(s - co->up->servers);
+        if (idx < 64) co->tried |= (uint64_t)1 << idx;
+        co->attempts++;
+        if (s->nidle > 0) {
+            struct upstream_conn *pooled = container_of(s->idle.next, struct upstream_conn, link);
+            upstream_unpool(pooled);
+            pooled->reused = true;
+            co->cb(co, pooled, 0);
+            return 0;
+        }
+        struct upstream_conn *uc = upstream_conn_new(s);
+        if (!uc) return UV_ENOMEM;
+        uc->checkout = co;
+        co->connecting = uc;
+        int err = upstream_conn_connect(uc);
+        if (err == 0) return 0;
+        log_warn("upstream %s: connect to %s: %s", co->up->cfg->name, s->cfg->addr.text,
+                 uv_strerror(err));
+        s->connect_errors++;
+        co->connecting = NULL;
+        co->last_error = err;
+        upstream_conn_close(uc, NULL, NULL);
+    }
+    return co->last_error;
+}
+
+/* Takes UC out of its server's idle list and stops watching it. */
+static void upstream_unpool(struct upstream_conn *uc) {
+    list_remove(&uc->link);
+    uc->server->nidle--;
+    uc->pooled = false;
+    uv_read_stop(&uc->h.stream);
+    uv_timer_stop(&uc->timer);
+}
+
+void upstream_checkout_cancel(struct upstream_checkout *co) {
+    struct upstream_conn *uc = co->connecting;
+    co->connecting = NULL;
+    if (!uc) return;
+    uc->checkout = NULL;
+    upstream_conn_close(uc, NULL, NULL);
+}
+
+/* One attempt ended with STATUS; continue the checkout or report. */
+static void upstream_attempt_done(struct upstream_conn *uc, int status) {
+    struct upstream_checkout *co = uc->checkout;
+    struct upstream_server *s = uc->server;
+    uc->checkout = NULL;
+    co->connecting = NULL;
+    uv_timer_stop(&uc->timer);
+    if (status == 0) {
+        uc->connected = true;
+        co->cb(co, uc, 0);
+        return;
+    }
+    s->connect_errors++;
+    co->last_error = status;
+    log_warn("upstream %s: connect to %s: %s", s->up->cfg->name, s->cfg->addr.text,
+             uv_strerror(status));
+    upstream_conn_close(uc, NULL, NULL);
+    int err = upstream_attempt(co);
+    if (err < 0) co->cb(co, NULL, err);
+}
+
+static void upstream_on_connect(uv_connect_t *req, int status) {
+    struct upstream_conn *uc = container_of(req, struct upstream_conn, connect_req);
+    if (uc->closing || !uc->checkout) return; /* cancelled or timed out */
+    upstream_attempt_done(uc, status);
+}
+
+static void upstream_on_connect_timeout(uv_timer_t *t) {
+    struct upstream_conn *uc = container_of(t, struct upstream_conn, timer);
+    if (uc->closing || !uc->checkout) return;
+    upstream_attempt_done(uc, UV_ETIMEDOUT);
+}
+
+static void upstream_idle_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
+    FERRY_UNUSED(h);
+    FERRY_UNUSED(suggested);
+    /* Whatever arrives on an idle connection ends it; its content is never
+     * used, so one small scratch buffer per thread serves every one. */
+    static _Thread_local char scratch[64];
+    *out = uv_buf_init(scratch, sizeof(scratch));
+}
+
+static void upstream_on_idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    FERRY_UNUSED(buf);
+    if (nread == 0) return;
+    struct upstream_conn *uc = container_of(s, struct upstream_conn, h.stream);
+    log_debug("upstream %s: idle connection to %s %s", uc->server->up->cfg->name,
+              uc->server->cfg->addr.text, nread < 0 ? "closed by the server" : "sent stray bytes");
+    upstream_conn_close(uc, NULL, NULL);
+}
+
+static void upstream_on_idle_timeout(uv_timer_t *t) {
+    struct upstream_conn *uc = container_of(t, struct upstream_conn, timer);
+    upstream_conn_close(uc, NULL, NULL);
+}
+
+void upstream_release(struct upstream_conn *uc, bool reusable) {
+    struct upstream_server *s = uc->server;
+    const struct config_upstream *cfg = s->up->cfg;
+    if (!reusable || uc->closing || s->nidle >= cfg->keepalive) {
+        upstream_conn_close(uc, NULL, NULL);
+        return;
+    }
+    uc->requests++;
+    uc->reused = false;
+    uc->h.stream.data = uc;
+    if (uv_read_start(&uc->h.stream, upstream_idle_alloc, upstream_on_idle_read) < 0) {
+        upstream_conn_close(uc, NULL, NULL);
+        return;
+    }
+    uv_timer_start(&uc->timer, upstream_on_idle_timeout, cfg->keepalive_timeout_ms, 0);
+    list_push_front(&s->idle, &uc->link);
+    s->nidle++;
+    uc->pooled = true;
+}
+
+void upstream_close_idle(struct upstream *up) {
+    for (size_t i = 0; i < up->nservers; i++) {
+        struct upstream_server *s = &up->servers[i];
+        while (s->nidle > 0)
+            upstream_conn_close(container_of(s->idle.next, struct upstream_conn, link), NULL, NULL);
+    }
+}
+
+void upstream_conn_close(struct upstream_conn *uc, void (*on_closed)(void *arg), void *arg) {
+    if (uc->closing) return;
+    if (uc->pooled) upstream_unpool(uc);
+    uc->closing = true;
+    uc->on_closed = on_closed;
+    uc->on_closed_arg = arg;
+    uc->server->active--;
+    uv_close((uv_handle_t *)&uc->timer, upstream_on_handle_closed);
+    if (uc->handles_open > 1) uv_close(&uc->h.handle, upstream_on_handle_closed);
+}
+
+static void upstream_on_handle_closed(uv_handle_t *h) {
+    struct upstream_conn *uc = h->type == UV_TIMER ? container_of(h, struct upstream_conn, timer)
+                                                   : container_of(h, struct upstream_conn, h.handle);
+    if (--uc->handles_open > 0) return;
+    void (*cb)(void *) = uc->on_closed;
+    void *arg = uc->on_closed_arg;
+    free(uc);
+    if (cb) cb(arg);
+}

@@ -1,0 +1,604 @@
+"""Shared harness for ferry's integration tests (python3, stdlib only).
+
+A test file defines functions `def test_x(h): ...` and ends with
+`harness.main(globals())`. ctest runs it as
+    python3 test_file.py --ferry PATH [--upstream PATH] TESTNAME
+and the test passes when the process exits 0 (77 = skipped).
+
+The Harness `h` owns a temporary directory and every process and socket the
+test starts; everything is cleaned up (by PID, never by name) when the test
+ends, pass or fail. On failure it prints the config, ferry's stderr and
+stdout, and the upstreams' stderr.
+
+Ports: ferry is started on ports found free by binding port 0 and closing;
+when ferry then fails with "in use" (another process took the port in
+between), it is started again on new ports. Readiness is read from
+/proc/net/{tcp,tcp6,unix}: a listening socket owned by the ferry process, so
+waiting makes no connection (which would show up in access logs and count
+against max_connections).
+"""
+import argparse
+import json
+import os
+import re
+import resource
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+SKIP = 77
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Skip(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- sockets
+
+
+def free_port(host="127.0.0.1"):
+    """A port nobody listens on right now (bind port 0, read it, close)."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def recv_exact(sock, n, timeout=10.0):
+    """Reads exactly n bytes or raises AssertionError (EOF, reset, timeout)."""
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("timed out after %.1fs with %d of %d bytes" % (timeout, len(buf), n))
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(min(n - len(buf), 1 << 20))
+        except socket.timeout:
+            continue
+        except OSError as e:
+            raise AssertionError("recv failed after %d of %d bytes: %r" % (len(buf), n, e))
+        if not chunk:
+            raise AssertionError("EOF after %d of %d bytes" % (len(buf), n))
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_until_eof(sock, timeout=10.0):
+    """Reads until EOF; raises AssertionError on timeout or reset."""
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("no EOF within %.1fs (%d bytes read)" % (timeout, len(buf)))
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(1 << 20)
+        except socket.timeout:
+            continue
+        except OSError as e:
+            raise AssertionError("recv failed after %d bytes, before EOF: %r" % (len(buf), e))
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+
+
+def wait_closed(sock, timeout):
+    """Waits for the peer to close: returns ("eof"|"reset", seconds, data read).
+    Raises AssertionError if still open after timeout."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    data = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("connection still open after %.1fs (read %d bytes)" % (timeout, len(data)))
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+            return "reset", time.monotonic() - t0, bytes(data)
+        if not chunk:
+            return "eof", time.monotonic() - t0, bytes(data)
+        data += chunk
+
+
+def echo_check(sock, data=b"ping", timeout=5.0):
+    """Sends data and asserts the same bytes come back."""
+    sock.sendall(data)
+    got = recv_exact(sock, len(data), timeout)
+    assert got == data, "echo mismatch: sent %r, got %r" % (data[:64], got[:64])
+
+
+def connect(addr, timeout=5.0):
+    """addr: ("tcp", host, port) or ("unix", path). Returns a connected socket."""
+    if addr[0] == "unix":
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        target = addr[1]
+    else:
+        fam = socket.AF_INET6 if ":" in addr[1] else socket.AF_INET
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        target = (addr[1], addr[2])
+    s.settimeout(timeout)
+    try:
+        s.connect(target)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def fmt_addr(addr):
+    if addr[0] == "unix":
+        return "unix:" + addr[1]
+    if ":" in addr[1]:
+        return "[%s]:%d" % (addr[1], addr[2])
+    return "%s:%d" % (addr[1], addr[2])
+
+
+# ---------------------------------------------------------------- /proc
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def cpu_seconds(pid):
+    """utime + stime of the whole process, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def socket_inodes(pid):
+    inodes = set()
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    except OSError:
+        pass
+    return inodes
+
+
+def is_listening(pid, addr):
+    """True when process pid owns a listening socket for addr."""
+    inodes = socket_inodes(pid)
+    if not inodes:
+        return False
+    if addr[0] == "unix":
+        try:
+            with open("/proc/net/unix") as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    # Num RefCount Protocol Flags Type St Inode [Path]
+                    if len(parts) >= 8 and parts[7] == addr[1] and parts[6] in inodes \
+                            and int(parts[3], 16) & 0x10000:
+                        return True
+        except OSError:
+            pass
+        return False
+    port = addr[2]
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    lport = int(parts[1].rsplit(":", 1)[1], 16)
+                    if lport == port and parts[3] == "0A" and parts[9] in inodes:
+                        return True
+        except OSError:
+            pass
+    return False
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Proc:
+    """A child process with stdout/stderr captured to files in the tempdir."""
+
+    def __init__(self, name, argv, tmp, preexec_fn=None, stdout_pipe=False, env=None):
+        self.name = name
+        self.argv = argv
+        self.out_path = os.path.join(tmp, name + ".stdout")
+        self.err_path = os.path.join(tmp, name + ".stderr")
+        self._out = open(self.out_path, "wb")
+        self._err = open(self.err_path, "wb")
+        self.popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout_pipe else self._out, stderr=self._err,
+            preexec_fn=preexec_fn, close_fds=True,
+            env=dict(os.environ, **env) if env else None)
+        self.pid = self.popen.pid
+        self.rc = None
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def wait(self, timeout):
+        """Waits for exit; returns the exit code or None on timeout."""
+        try:
+            self.rc = self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.rc
+
+    def signal(self, sig):
+        if self.popen.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self):
+        if self.popen.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def stop(self, timeout=10.0):
+        """SIGTERM, wait up to timeout, then SIGKILL. Returns the exit code
+        (negative = killed by that signal) or None when it had to be killed."""
+        if self.popen.poll() is not None:
+            return self.popen.returncode
+        self.signal(signal.SIGTERM)
+        rc = self.wait(timeout)
+        if rc is None:
+            self.kill()
+        return rc
+
+    def stdout(self):
+        self._out.flush()
+        with open(self.out_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stderr(self):
+        self._err.flush()
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def close_files(self):
+        for f in (self._out, self._err):
+            try:
+                f.close()
+            except OSError:
+                pass
+        if self.popen.stdout:
+            self.popen.stdout.close()
+
+
+def _readline_timeout(pipe, timeout):
+    deadline = time.monotonic() + timeout
+    buf = b""
+    fd = pipe.fileno()
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        r, _, _ = select.select([fd], [], [], left)
+        if not r:
+            continue
+        b = os.read(fd, 1)
+        if not b:
+            return None
+        buf += b
+    return buf.decode().strip()
+
+
+class Ferry(Proc):
+    def __init__(self, h, name, argv, config_path, config_text, addrs, preexec_fn, env):
+        super().__init__(name, argv, h.tmp, preexec_fn=preexec_fn, env=env)
+        self.config_path = config_path
+        self.config_text = config_text
+        self.addrs = addrs  # listener addresses, in the order the config gave them
+
+    @property
+    def addr(self):
+        return self.addrs[0]
+
+    def connect(self, i=0, timeout=5.0):
+        return connect(self.addrs[i], timeout)
+
+    def rss_kib(self):
+        return rss_kib(self.pid)
+
+    def cpu_seconds(self):
+        return cpu_seconds(self.pid)
+
+
+# ---------------------------------------------------------------- harness
+
+
+class Harness:
+    def __init__(self, ferry_bin, upstream_bin, test_name):
+        self.ferry_bin = ferry_bin
+        self.upstream_bin = upstream_bin
+        self.test_name = test_name
+        self.tmp = tempfile.mkdtemp(prefix="ferry-it-")
+        self.procs = []
+        self.sockets = []
+        self.threads = []
+        self.ferries = []
+        self.check_clean_exit = True  # on success, ferry must exit 0 on SIGTERM, sanitizer-clean
+
+    # ---- files
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def write(self, name, text):
+        p = self.path(name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    # ---- sockets owned by the test
+
+    def track(self, sock):
+        self.sockets.append(sock)
+        return sock
+
+    def connect(self, addr, timeout=5.0):
+        return self.track(connect(addr, timeout))
+
+    # ---- upstreams
+
+    def upstream(self, listen="127.0.0.1:0", name="up", mode="--tcp-echo", py=False):
+        """Starts an echo upstream (ferry-upstream if given, else, or with py,
+        echo_server.py). Returns its address tuple ("tcp", host, port) or
+        ("unix", path)."""
+        if self.upstream_bin and os.access(self.upstream_bin, os.X_OK) and not py \
+                and not os.environ.get("FERRY_TEST_PY_UPSTREAM"):
+            argv = [self.upstream_bin]
+        else:
+            argv = [sys.executable, os.path.join(HERE, "echo_server.py")]
+        argv += ["--listen", listen, "--name", name]
+        if mode:
+            argv.append(mode)
+        p = Proc("upstream-%s-%d" % (name, len(self.procs)), argv, self.tmp, stdout_pipe=True)
+        self.procs.append(p)
+        if listen.startswith("unix:"):
+            addr = ("unix", listen[5:])
+            deadline = time.monotonic() + 10
+            while not is_listening(p.pid, addr):
+                if not p.alive() or time.monotonic() > deadline:
+                    raise AssertionError("upstream %s did not listen on %s: %s" % (argv, listen, p.stderr()))
+                time.sleep(0.02)
+            return addr
+        line = _readline_timeout(p.popen.stdout, 10)
+        if not line:
+            raise AssertionError("upstream %s printed no address: %s" % (argv, p.stderr()))
+        host, _, port = line.rpartition(":")
+        host = host.strip("[]")
+        addr = ("tcp", host, int(port))
+        deadline = time.monotonic() + 10
+        while not is_listening(p.pid, addr):
+            if not p.alive() or time.monotonic() > deadline:
+                raise AssertionError("upstream %s not listening on %s" % (argv, line))
+            time.sleep(0.02)
+        return addr
+
+    def thread_server(self, handler, host="127.0.0.1"):
+        """A listening socket in this process; handler(conn) runs in a thread per
+        connection. Returns its address tuple."""
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        ls = socket.socket(fam, socket.SOCK_STREAM)
+        ls.bind((host, 0))
+        ls.listen(128)
+        self.sockets.append(ls)
+
+        def loop():
+            while True:
+                try:
+                    c, _ = ls.accept()
+                except OSError:
+                    return
+                self.sockets.append(c)
+                threading.Thread(target=handler, args=(c,), daemon=True).start()
+
+        t = threading.Thread(target=loop, daemon=True)
+        t.start()
+        return ("tcp", host, ls.getsockname()[1])
+
+    # ---- ferry
+
+    def run_ferry(self, args, timeout=10.0):
+        """Runs ferry to completion: returns (rc, stdout, stderr)."""
+        p = subprocess.run([self.ferry_bin] + list(args), stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=timeout)
+        return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+    def start_ferry(self, make_config, args=(), nofile=None, wait=True, attempts=5, env=None):
+        """make_config() -> (config_text, [listener addr tuples]); it is called
+        again with new ports when ferry loses a port race. Waits until every
+        listener is listening, unless wait=False. env: extra environment."""
+        last = None
+        for attempt in range(attempts):
+            text, addrs = make_config()
+            cfg = self.write("ferry-%d.ini" % len(self.ferries), text)
+            pre = None
+            if nofile is not None:
+                def pre(n=nofile):
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+            f = Ferry(self, "ferry-%d" % len(self.ferries), [self.ferry_bin, "-c", cfg] + list(args),
+                      cfg, text, addrs, pre, env)
+            self.ferries.append(f)
+            if not wait:
+                return f
+            deadline = time.monotonic() + 15
+            while True:
+                if all(is_listening(f.pid, a) for a in addrs):
+                    return f
+                if not f.alive():
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError("ferry not listening on %s after 15s" %
+                                         ", ".join(fmt_addr(a) for a in addrs))
+                time.sleep(0.02)
+            f.wait(5)
+            err = f.stderr()
+            last = "ferry exited with %s before listening; stderr:\n%s" % (f.popen.returncode, err)
+            if "in use" not in err.lower():
+                raise AssertionError(last)
+        raise AssertionError(last)
+
+    def ferry_stop_clean(self, f, timeout=10.0):
+        """SIGTERM; asserts exit 0 within timeout and a sanitizer-clean stderr."""
+        rc = f.stop(timeout)
+        assert rc == 0, "ferry exit status after SIGTERM: %r (expected 0)" % rc
+        assert_sanitizer_clean(f)
+
+    # ---- cleanup
+
+    def cleanup(self, ok, dump=True):
+        for s in self.sockets:
+            try:
+                s.close()
+            except OSError:
+                pass
+        problems = []
+        for f in self.ferries:
+            if f.popen.poll() is None:
+                if ok and self.check_clean_exit:
+                    rc = f.stop(15)
+                    if rc != 0:
+                        problems.append("ferry (pid %d) exit status after SIGTERM at test end: %r "
+                                        "(expected 0)" % (f.pid, rc))
+                else:
+                    f.kill()
+            if ok and self.check_clean_exit:
+                try:
+                    assert_sanitizer_clean(f)
+                except AssertionError as e:
+                    problems.append(str(e))
+        for p in self.procs:
+            p.stop(5)
+        if dump and (not ok or problems):
+            self.dump()
+        for p in self.procs + self.ferries:
+            p.close_files()
+        if ok and not problems:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            print("test files kept in %s" % self.tmp)
+        return problems
+
+    def dump(self):
+        for f in self.ferries:
+            print("---- %s (pid %d, exit %r): %s" % (f.name, f.pid, f.popen.returncode, " ".join(f.argv)))
+            print("---- config %s:" % f.config_path)
+            for i, line in enumerate(f.config_text.splitlines(), 1):
+                print("%3d  %s" % (i, line))
+            print("---- ferry stderr (last 6000 chars):")
+            print(f.stderr()[-6000:])
+            print("---- ferry stdout (last 3000 chars):")
+            print(f.stdout()[-3000:])
+        for p in self.procs:
+            err = p.stderr()
+            if err.strip():
+                print("---- %s stderr (last 2000 chars):" % p.name)
+                print(err[-2000:])
+
+
+def assert_sanitizer_clean(f):
+    err = f.stderr()
+    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer"):
+        assert marker not in err, "ferry (pid %d) stderr reports %r" % (f.pid, marker)
+
+
+# ---------------------------------------------------------------- configs
+
+
+def tcp_config(listen, servers, listener_opts=None, upstream_opts=None, global_opts=None,
+               listener_name="t", upstream_name="u"):
+    """Text of a one-listener, one-upstream tcp config. listen and servers are
+    address tuples (or "unix:..." strings); *_opts are dicts of extra keys."""
+    g = {"workers": "auto", "shutdown_timeout": "5s", "log_level": "info"}
+    g.update(global_opts or {})
+    lines = ["[global]"] + ["%s = %s" % kv for kv in g.items()]
+    lines += ["", "[listener %s]" % listener_name,
+              "bind = %s" % (listen if isinstance(listen, str) else fmt_addr(listen)),
+              "mode = tcp", "upstream = %s" % upstream_name]
+    lines += ["%s = %s" % kv for kv in (listener_opts or {}).items()]
+    lines += ["", "[upstream %s]" % upstream_name]
+    for s in servers:
+        lines.append("server = %s" % (s if isinstance(s, str) else fmt_addr(s)))
+    lines += ["%s = %s" % kv for kv in (upstream_opts or {}).items()]
+    return "\n".join(lines) + "\n"
+
+
+def simple_tcp(h, servers, host="127.0.0.1", env=None, **kw):
+    """Starts ferry with one tcp listener on host:free-port in front of servers."""
+    def make():
+        addr = ("tcp", host, free_port(host))
+        return tcp_config(addr, servers, **kw), [addr]
+    return h.start_ferry(make, env=env)
+
+
+# ---------------------------------------------------------------- runner
+
+
+def main(namespace):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ferry", required=True)
+    ap.add_argument("--upstream", default=None)
+    ap.add_argument("test")
+    args = ap.parse_args()
+    fn = namespace.get("test_" + args.test)
+    if fn is None:
+        names = sorted(k[5:] for k in namespace if k.startswith("test_"))
+        print("unknown test %r; have: %s" % (args.test, ", ".join(names)))
+        sys.exit(2)
+    if not os.access(args.ferry, os.X_OK):
+        print("ferry binary %s is missing" % args.ferry)
+        sys.exit(1)
+    h = Harness(args.ferry, args.upstream, args.test)
+    ok = False
+    t0 = time.monotonic()
+    try:
+        fn(h)
+        ok = True
+    except Skip as e:
+        h.cleanup(False, dump=False)
+        print("SKIP: %s" % e)
+        sys.exit(SKIP)
+    except BaseException:
+        traceback.print_exc()
+    problems = h.cleanup(ok)
+    for p in problems:
+        print("FAIL at cleanup: " + p)
+    if ok and not problems:
+        print("PASS %s (%.1fs)" % (args.test, time.monotonic() - t0))
+        sys.exit(0)
+    print("FAIL %s (%.1fs)" % (args.test, time.monotonic() - t0))
+    sys.exit(1)
