@@ -37,43 +37,29 @@
 #include "ferry/upstream.h"
 #include "ferry/worker.h"
 
-enum conn_state { CONN_ACCEPTED, CONN_CONNECTING, CONN_RELAYING, CONN_CLOSED };
+#include "conn_internal.h"
 
-struct conn {
-    struct list_node link;             /* in the worker's list of live connections */
-    struct worker *w;                  /* owner */
-    const struct config_listener *lcfg; /* the listener it came in on */
-    union {
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-        uv_stream_t stream;
-        uv_handle_t handle;
-    } client;                          /* the downstream socket */
-    uv_timer_t timer;                  /* idle timeout while relaying */
-    struct upstream_checkout checkout; /* in flight in CONN_CONNECTING */
-    struct upstream_conn *up;          /* the outbound connection, once connected */
-    const char *upstream_text;         /* server address for the access log, or "-" */
-    struct pipe_dir to_up;             /* client -> upstream */
-    struct pipe_dir to_client;         /* upstream -> client */
-    enum conn_state state;             /* changed only by conn_set_state() */
-    int refs;                          /* close callbacks still to come */
-    bool closing;                      /* conn_close() ran */
-    bool counted;                      /* holds a slot of max_connections */
-    uint64_t started;                  /* uv_now() at accept */
-    char peer[64];                     /* "ADDR:PORT", "[ADDR]:PORT" or "unix" */
+struct conn_write_req {
+    uv_write_t req;
+    struct conn *c;
+    char *block;    /* returned to the pool in the callback unless keep */
+    bool keep;
+    bool to_client;
 };
 
-static void conn_close(struct conn *c, const char *why);
+_Static_assert(sizeof(struct conn_write_req) <= CONN_HEADROOM, "headroom too small");
 static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status);
 static void conn_on_pipe(struct pipe_dir *d, enum pipe_event ev, int err);
 static void conn_on_idle_timer(uv_timer_t *t);
 static void conn_on_handle_closed(uv_handle_t *h);
 static void conn_on_upstream_closed(void *arg);
+static void conn_release(struct conn *c);
 
-static const char *const conn_state_names[] = {"accepted", "connecting", "relaying", "closed"};
+static const char *const conn_state_names[] = {"accepted", "connecting", "relaying", "idle",
+                                               "head",     "busy",       "linger",   "closed"};
 
-static void conn_set_state(struct conn *c, enum conn_state next) {
-    assert(next > c->state); /* states only move forward */
+void conn_set_state(struct conn *c, enum conn_state next) {
+    assert(c->state != CONN_CLOSED); /* closed is final */
     log_debug("conn %p (%s): %s -> %s", (void *)c, c->peer, conn_state_names[c->state],
               conn_state_names[next]);
     c->state = next;
@@ -135,18 +121,23 @@ void conn_accept(struct listener *l) {
         conn_close(c, uv_strerror(err));
         return;
     }
-    if (c->lcfg->bind.kind != ADDR_UNIX) uv_tcp_nodelay(&c->client.tcp, 1);
     conn_format_peer(c);
     c->counted = true;
     unsigned open = atomic_fetch_add(&w->rt->connections, 1) + 1;
-    if (open > w->rt->cfg->global.max_connections) {
+    bool over = open > w->rt->cfg->global.max_connections;
+    if (over)
         log_warn("listener %s: max_connections (%u) reached, refusing %s", c->lcfg->name,
                  w->rt->cfg->global.max_connections, c->peer);
-        conn_close(c, "max_connections reached");
+    if (c->lcfg->mode == MODE_HTTP) {
+        c->routes = w->rt->routes[c->lcfg - w->cfg->listeners];
+        if (over)
+            conn_http_refuse(c, 503, "max_connections reached");
+        else
+            conn_http_start(c);
         return;
     }
-    if (c->lcfg->mode != MODE_TCP) {
-        conn_close(c, "http mode is not implemented yet");
+    if (over) {
+        conn_close(c, "max_connections reached");
         return;
     }
     conn_set_state(c, CONN_CONNECTING);
@@ -168,8 +159,12 @@ static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn 
     }
     c->up = uc;
     c->upstream_text = uc->server->cfg->addr.text;
+    conn_relay_start(c);
+}
+
+void conn_relay_start(struct conn *c) {
     conn_set_state(c, CONN_RELAYING);
-    uv_stream_t *up = upstream_conn_stream(uc);
+    uv_stream_t *up = upstream_conn_stream(c->up);
     pipe_init(&c->to_up, &c->client.stream, up, &c->w->pool, conn_on_pipe, c);
     pipe_init(&c->to_client, up, &c->client.stream, &c->w->pool, conn_on_pipe, c);
     int err = pipe_start(&c->to_up);
@@ -204,8 +199,119 @@ static void conn_on_idle_timer(uv_timer_t *t) {
     conn_close(c, "idle timeout");
 }
 
+/* --- writes ------------------------------------------------------------ */
+
+static void conn_on_write(uv_write_t *req, int status) {
+    struct conn_write_req *wr = container_of(req, struct conn_write_req, req);
+    struct conn *c = wr->c;
+    bool to_client = wr->to_client;
+    if (to_client)
+        c->client_writes--;
+    else
+        c->up_writes--;
+    if (!wr->keep) buffer_put(&c->w->pool, wr->block);
+    if (status == UV_ECANCELED || c->closing) return;
+    if (status < 0) {
+        conn_close(c, to_client ? "client write failed" : "upstream write failed");
+        return;
+    }
+    if (c->lcfg->mode == MODE_HTTP) conn_http_on_write_done(c, to_client);
+}
+
+int conn_write(struct conn *c, bool to_client, char *block, const char *data, size_t len,
+               bool keep) {
+    uv_stream_t *dst = to_client ? &c->client.stream : upstream_conn_stream(c->up);
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int n = uv_try_write(dst, &b, 1);
+    if (n == (int)len) {
+        if (!keep) buffer_put(&c->w->pool, block);
+        return 0;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+        if (!keep) buffer_put(&c->w->pool, block);
+        return n;
+    }
+    if (n > 0) b = uv_buf_init((char *)data + n, (unsigned)(len - (size_t)n));
+    struct conn_write_req *wr = (struct conn_write_req *)(void *)block;
+    *wr = (struct conn_write_req){.c = c, .block = block, .keep = keep, .to_client = to_client};
+    int err = uv_write(&wr->req, dst, &b, 1, conn_on_write);
+    if (err < 0) {
+        if (!keep) buffer_put(&c->w->pool, block);
+        return err;
+    }
+    if (to_client)
+        c->client_writes++;
+    else
+        c->up_writes++;
+    return 0;
+}
+
+/* --- lingering close ------------------------------------------------- */
+
+#define CONN_LINGER_MS 2000
+
+static void conn_linger_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
+    FERRY_UNUSED(h);
+    FERRY_UNUSED(suggested);
+    static _Thread_local char sink[4096]; /* discarded input: content never read */
+    *out = uv_buf_init(sink, sizeof(sink));
+}
+
+static void conn_linger_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    FERRY_UNUSED(buf);
+    struct conn *c = container_of(s, struct conn, client.stream);
+    if (nread < 0) conn_close(c, nread == UV_EOF ? "done" : uv_strerror((int)nread));
+}
+
+static void conn_on_linger_timer(uv_timer_t *t) {
+    conn_close(container_of(t, struct conn, timer), "done (linger timeout)");
+}
+
+static void conn_on_shutdown(uv_shutdown_t *req, int status) {
+    struct conn *c = req->data;
+    free(req);
+    if (c->closing) {
+        conn_release(c);
+        return;
+    }
+    c->refs--; /* never the last: the handles hold theirs until closed */
+    if (status < 0 || c->client_eof) {
+        conn_close(c, status < 0 ? uv_strerror(status) : "done");
+        return;
+    }
+    uv_read_stop(&c->client.stream);
+    c->client_reading = false;
+    if (uv_read_start(&c->client.stream, conn_linger_alloc, conn_linger_read) < 0) {
+        conn_close(c, "done");
+        return;
+    }
+    uv_timer_start(&c->timer, conn_on_linger_timer, CONN_LINGER_MS, 0);
+}
+
+void conn_linger(struct conn *c) {
+    if (c->closing || c->state == CONN_LINGER) return;
+    conn_set_state(c, CONN_LINGER);
+    uv_timer_stop(&c->timer);
+    if (c->client_reading) uv_read_stop(&c->client.stream);
+    c->client_reading = false;
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (!req) {
+        conn_close(c, "done");
+        return;
+    }
+    req->data = c;
+    c->refs++; /* the shutdown callback runs even after uv_close (UV_ECANCELED) */
+    if (uv_shutdown(req, &c->client.stream, conn_on_shutdown) < 0) {
+        free(req);
+        c->refs--;
+        conn_close(c, "done");
+    }
+}
+
+/* --- the one exit ------------------------------------------------------ */
+
 static void conn_log_access(struct conn *c) {
-    if (c->state < CONN_CONNECTING) return; /* refused before any work: no line */
+    if (c->lcfg->mode != MODE_TCP || c->state < CONN_CONNECTING) return;
     struct access_tcp_entry e = {
         .client = c->peer,
         .listener = c->lcfg->name,
@@ -217,22 +323,25 @@ static void conn_log_access(struct conn *c) {
     access_log_tcp(&e);
 }
 
-static void conn_close(struct conn *c, const char *why) {
+void conn_close(struct conn *c, const char *why) {
     if (c->closing) return;
-    c->closing = true;
-    log_debug("conn %p (%s): close: %s (in %llu out %llu age %llums)", (void *)c, c->peer, why,
-              (unsigned long long)c->to_up.bytes, (unsigned long long)c->to_client.bytes,
+    log_debug("conn %p (%s): close in state %s: %s (age %llums)", (void *)c, c->peer,
+              conn_state_names[c->state], why,
               (unsigned long long)(uv_now(&c->w->loop) - c->started));
     conn_log_access(c);
     conn_set_state(c, CONN_CLOSED);
+    c->closing = true;
     pipe_stop(&c->to_up);
     pipe_stop(&c->to_client);
     upstream_checkout_cancel(&c->checkout);
+    if (c->lcfg->mode == MODE_HTTP) conn_http_on_close(c);
     if (c->up) {
         c->refs++;
         upstream_conn_close(c->up, conn_on_upstream_closed, c);
         c->up = NULL;
     }
+    buffer_put(&c->w->pool, c->in);
+    c->in = NULL;
     uv_close((uv_handle_t *)&c->timer, conn_on_handle_closed);
     uv_close(&c->client.handle, conn_on_handle_closed);
 }
@@ -241,6 +350,7 @@ static void conn_release(struct conn *c) {
     if (--c->refs > 0) return;
     struct worker *w = c->w;
     if (c->counted) atomic_fetch_sub(&w->rt->connections, 1);
+    conn_http_free(c);
     worker_conn_remove(w, &c->link);
     free(c);
 }
@@ -261,5 +371,13 @@ void conn_close_all(struct worker *w, const char *why) {
     for (struct list_node *n = w->conns.next, *next; n != &w->conns; n = next) {
         next = n->next;
         conn_close(container_of(n, struct conn, link), why);
+    }
+}
+
+void conn_close_idle(struct worker *w) {
+    for (struct list_node *n = w->conns.next, *next; n != &w->conns; n = next) {
+        next = n->next;
+        struct conn *c = container_of(n, struct conn, link);
+        if (c->state == CONN_HTTP_IDLE) conn_close(c, "shutting down");
     }
 }

@@ -103,9 +103,13 @@ static int http_on_headers_complete(llhttp_t *p) {
 }
 
 static int http_on_body(llhttp_t *p, const char *at, size_t len) {
-    FERRY_UNUSED(at);
     struct http_msg *m = msg_of(p);
     m->body_bytes += len;
+    if (m->compact) {
+        /* Destination never passes the source: chunk framing only shrinks. */
+        memmove(m->compact_to + m->compact_len, at, len);
+        m->compact_len += len;
+    }
     return 0;
 }
 
@@ -151,6 +155,9 @@ void http_msg_init(struct http_msg *m, bool is_request, bool head_request) {
     m->error_text = NULL;
     m->body_bytes = 0;
     m->message_done = m->upgraded = false;
+    m->compact = false;
+    m->compact_to = NULL;
+    m->compact_len = 0;
     llhttp_init(&m->parser, is_request ? HTTP_REQUEST : HTTP_RESPONSE, http_settings());
     m->parser.data = m;
     if (head_request) m->parser.flags |= F_SKIPBODY;

@@ -179,3 +179,73 @@ void access_log_tcp(const struct access_tcp_entry *e) {
     if (line[len - 1] != '\n') line[len - 1] = '\n';
     write_all(fd, line, len);
 }
+
+bool access_log_enabled(void) {
+    return atomic_load(&access_fd) >= 0;
+}
+
+static void access_json_field(char *out, size_t cap, size_t *n, const char *key, const char *val,
+                              bool last) {
+    if (*n >= cap) return;
+    int k = snprintf(out + *n, cap - *n, "\"%s\":\"", key);
+    if (k < 0 || (size_t)k >= cap - *n) {
+        *n = cap;
+        return;
+    }
+    *n += (size_t)k;
+    *n += log_json_escape(out + *n, cap - *n, val);
+    k = snprintf(out + *n, cap - *n, last ? "\"" : "\",");
+    *n = k < 0 ? cap : *n + (size_t)k;
+}
+
+void access_log_http(const struct access_http_entry *e) {
+    int fd = atomic_load(&access_fd);
+    if (fd < 0) return;
+    char line[4096], when[64], urt[32];
+    size_t n = 0;
+    if (e->urt < 0)
+        snprintf(urt, sizeof(urt), "-");
+    else
+        snprintf(urt, sizeof(urt), "%.3f", e->urt);
+    if (atomic_load(&access_format) == ACCESS_LOG_JSON) {
+        access_time(when, sizeof(when), true);
+        n = (size_t)snprintf(line, sizeof(line), "{");
+        access_json_field(line, sizeof(line) - 2, &n, "time", when, false);
+        access_json_field(line, sizeof(line) - 2, &n, "client", e->client, false);
+        access_json_field(line, sizeof(line) - 2, &n, "method", e->method, false);
+        access_json_field(line, sizeof(line) - 2, &n, "target", e->target, false);
+        access_json_field(line, sizeof(line) - 2, &n, "proto", e->proto, false);
+        if (n < sizeof(line) - 2) {
+            int k = snprintf(line + n, sizeof(line) - 2 - n, "\"status\":%d,\"bytes\":%llu,",
+                             e->status, (unsigned long long)e->bytes);
+            n = k < 0 ? sizeof(line) - 2 : n + (size_t)k;
+        }
+        access_json_field(line, sizeof(line) - 2, &n, "referer", e->referer, false);
+        access_json_field(line, sizeof(line) - 2, &n, "user_agent", e->user_agent, false);
+        access_json_field(line, sizeof(line) - 2, &n, "route", e->route, false);
+        access_json_field(line, sizeof(line) - 2, &n, "upstream", e->upstream, false);
+        if (n < sizeof(line) - 2) {
+            int k = e->urt < 0 ? snprintf(line + n, sizeof(line) - 2 - n,
+                                          "\"rt\":%.3f,\"urt\":null,", e->rt)
+                               : snprintf(line + n, sizeof(line) - 2 - n,
+                                          "\"rt\":%.3f,\"urt\":%.3f,", e->rt, e->urt);
+            n = k < 0 ? sizeof(line) - 2 : n + (size_t)k;
+        }
+        access_json_field(line, sizeof(line) - 2, &n, "rid", e->rid, true);
+        if (n > sizeof(line) - 2) n = sizeof(line) - 2;
+        line[n++] = '}';
+        line[n++] = '\n';
+    } else {
+        access_time(when, sizeof(when), false);
+        int k = snprintf(line, sizeof(line),
+                         "%s - - [%s] \"%s %s %s\" %d %llu \"%s\" \"%s\" route=%s upstream=%s "
+                         "rt=%.3f urt=%s rid=%s\n",
+                         e->client, when, e->method, e->target, e->proto, e->status,
+                         (unsigned long long)e->bytes, e->referer, e->user_agent, e->route,
+                         e->upstream, e->rt, urt, e->rid);
+        if (k < 0) return;
+        n = (size_t)k < sizeof(line) ? (size_t)k : sizeof(line) - 1;
+        line[n - 1] = '\n';
+    }
+    write_all(fd, line, n);
+}

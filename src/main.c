@@ -21,6 +21,7 @@
 #include "ferry/config.h"
 #include "ferry/listener.h"
 #include "ferry/log.h"
+#include "ferry/route.h"
 #include "ferry/worker.h"
 
 struct options {
@@ -278,6 +279,10 @@ int main(int argc, char **argv) {
     }
     uv_loop_init(&a.loop);
     a.rt.cfg = a.cfg;
+    a.rt.routes = xcalloc(a.cfg->nlisteners + 1, sizeof(*a.rt.routes));
+    for (size_t l = 0; l < a.cfg->nlisteners; l++)
+        if (a.cfg->listeners[l].mode == MODE_HTTP)
+            a.rt.routes[l] = route_table_build(a.cfg, &a.cfg->listeners[l]);
     a.rt.on_worker_exit = notify_worker_exit;
     a.rt.data = &a;
     app_signals(&a);
@@ -290,7 +295,11 @@ int main(int argc, char **argv) {
     for (unsigned i = 0; i < a.nworkers; i++) worker_join(&a.workers[i]);
     free(a.workers);
     uv_loop_close(&a.loop);
-    for (size_t l = 0; l < a.cfg->nlisteners; l++) listener_unlink(&a.cfg->listeners[l]);
+    for (size_t l = 0; l < a.cfg->nlisteners; l++) {
+        listener_unlink(&a.cfg->listeners[l]);
+        route_table_free(a.rt.routes[l]);
+    }
+    free(a.rt.routes);
     access_log_close();
     log_info("stopped");
     config_free(a.cfg);

@@ -9,6 +9,7 @@
 #include "ferry/worker.h"
 
 #include <stdlib.h>
+#include <sys/random.h>
 
 #include "ferry/config.h"
 #include "ferry/conn.h"
@@ -34,6 +35,8 @@ int worker_init(struct worker *w, unsigned id, struct runtime *rt, const int *li
     w->wakeup.data = w;
     list_init(&w->conns);
     buffer_pool_init(&w->pool, WORKER_FREE_BUFFERS);
+    if (getrandom(&w->rid_seed, sizeof(w->rid_seed), 0) != sizeof(w->rid_seed))
+        w->rid_seed = util_now_ms() ^ ((uint64_t)id << 48);
     w->upstreams = xcalloc(cfg->nupstreams, sizeof(*w->upstreams));
     for (size_t i = 0; i < cfg->nupstreams; i++)
         w->upstreams[i] = upstream_create(&cfg->upstreams[i], &w->loop);
@@ -88,6 +91,7 @@ static void worker_on_wakeup(uv_async_t *a) {
     if (!w->draining) {
         w->draining = true;
         for (size_t i = 0; i < w->cfg->nlisteners; i++) listener_close(&w->listeners[i]);
+        conn_close_idle(w);
         log_debug("worker %u: draining %zu connections", w->id, w->nconns);
     }
     if (cmd == WORKER_FORCE_STOP && w->nconns > 0) {

@@ -12,4 +12,8 @@ void conn_accept(struct listener *l);
 /* Closes every connection of W (shutdown timeout reached). */
 void conn_close_all(struct worker *w, const char *why);
 
+/* Closes W's keep-alive connections that wait for a request (draining);
+ * busy ones end after their response, which says Connection: close. */
+void conn_close_idle(struct worker *w);
+
 #endif

@@ -96,6 +96,13 @@ struct http_msg {
     /* Body progress (decoded bytes, for max_body_size). */
     uint64_t body_bytes;
     bool message_done;      /* the whole message (head and body) was parsed */
+    /* Dechunking: when `compact` is set, body bytes are moved down to
+     * compact_to + compact_len as they are parsed, so after a call the
+     * decoded body of that call lies contiguous at compact_to (used to
+     * re-frame a chunked response for an HTTP/1.0 client). */
+    bool compact;
+    char *compact_to;
+    size_t compact_len;
     bool upgraded;          /* llhttp stopped at an upgrade (101 or upgrade request) */
 };
 

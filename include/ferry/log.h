@@ -45,6 +45,28 @@ struct access_tcp_entry {
 
 void access_log_tcp(const struct access_tcp_entry *e);
 
+/* One HTTP request. Strings are NUL-terminated; "-" where unknown. */
+struct access_http_entry {
+    const char *client;
+    const char *method;
+    const char *target;
+    const char *proto;      /* "HTTP/1.1" */
+    int status;
+    uint64_t bytes;         /* bytes sent to the client for this response */
+    const char *referer;
+    const char *user_agent;
+    const char *route;
+    const char *upstream;   /* server address, or "-" */
+    double rt;              /* seconds from the first byte of the request to the last of the response */
+    double urt;             /* seconds waiting for the upstream's response head, or -1 */
+    const char *rid;
+};
+
+void access_log_http(const struct access_http_entry *e);
+
+/* True when an access log is open: callers skip gathering fields when not. */
+bool access_log_enabled(void);
+
 /* Appends S to OUT as the inside of a JSON string (no quotes). Returns the
  * number of bytes written, never more than CAP. Exposed for tests. */
 size_t log_json_escape(char *out, size_t cap, const char *s);

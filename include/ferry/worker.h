@@ -20,12 +20,14 @@
 struct config;
 struct config_upstream;
 struct listener;
+struct route_table;
 struct upstream;
 struct worker;
 
 /* Process-wide state shared by every worker. */
 struct runtime {
     const struct config *cfg;          /* the running config; immutable */
+    struct route_table **routes;       /* per listener (cfg->listeners order); NULL for tcp */
     atomic_uint connections;           /* downstream connections open, all workers */
     void (*on_worker_exit)(struct worker *w); /* called on the worker's thread as it ends */
     void *data;                        /* for the main thread's use */
@@ -48,6 +50,8 @@ struct worker {
     struct list_node conns;            /* every live connection (conn.link) */
     size_t nconns;                     /* entries in that list */
     bool draining;                     /* listeners closed; exit when nconns hits 0 */
+    uint64_t rid_seed;                 /* random at start: request ids differ across runs */
+    uint64_t rid_counter;              /* request ids made by this worker */
     bool stopping;                     /* the wakeup handle is closed: the loop is ending
                                         * (written under wakeup_lock) */
 };

@@ -18,9 +18,7 @@ waiting makes no connection (which would show up in access logs and count
 against max_connections).
 """
 import argparse
-import json
 import os
-import re
 import resource
 import select
 import shutil

@@ -1,0 +1,925 @@
+/* conn_http: HTTP mode of a downstream connection.
+ *
+ * One request at a time is in flight (struct exchange); pipelined requests
+ * wait, unparsed, in c->in, so responses go out strictly in request order.
+ *
+ *   IDLE ──first byte──> HEAD ──head complete, checked──> BUSY ──response done──┐
+ *    ^                    │ 400/408/431                    │ 101 + websocket    │
+ *    │                    v                                v                    │
+ *    │                 error response, LINGER, close     RELAYING (pipes)       │
+ *    └──────────── keep-alive: next request from c->in, or wait ────────────────┘
+ *
+ * Where bytes live:
+ *   c->in         the client's unparsed bytes: the request head being read
+ *                 (kept contiguous so header spans point into it), and any
+ *                 pipelined bytes that follow a request. Never referenced by
+ *                 a write: what is forwarded from it is copied first.
+ *   x->up_head    the head built for the upstream (kept for one retry)
+ *   x->resp_buf   the upstream's response head as it arrives
+ *   body bytes    read into fresh pool blocks and written on as they are,
+ *                 raw (chunk framing included, already checked by llhttp),
+ *                 so a body is never buffered whole.
+ *
+ * Backpressure: the client is not read while the upstream's write queue is
+ * above PIPE_HIGH_WATER and the upstream not while the client's is;
+ * whether each side should be read is recomputed after every event by
+ * http_update_reading(), the one place that starts and stops reads. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry/config.h"
+#include "ferry/http.h"
+#include "ferry/log.h"
+#include "ferry/route.h"
+#include "ferry/upstream.h"
+#include "ferry/worker.h"
+
+#include "conn_internal.h"
+
+/* Retries of an idempotent request whose reused connection died before any
+ * response byte (the upstream closed it while we were picking it). */
+#define HTTP_STALE_RETRIES 2
+
+struct exchange {
+    struct conn *c;                   /* the downstream connection it belongs to */
+    struct http_msg req;              /* spans into c->in until dispatched */
+    struct http_msg resp;             /* spans into resp_buf */
+    const struct config_route *route; /* NULL: the listener's default upstream */
+    struct upstream *upstream;        /* where the request goes */
+    struct upstream_checkout checkout;
+    char *up_head;                    /* block: head sent upstream, kept for a retry */
+    uint32_t up_head_len;
+    char *resp_buf;                   /* block: response head being read */
+    uint32_t resp_len;                /* bytes in resp_buf */
+    uint32_t req_fed;                 /* bytes of c->in given to the request parser */
+    char *rblock;                     /* block of the upstream read in progress */
+    char *client_rblock;              /* block of the client read in progress (body) */
+    bool dispatched;                  /* head checked, route chosen */
+    bool connecting;                  /* checkout in flight */
+    bool req_done;                    /* the whole request went upstream */
+    bool resp_head_sent;              /* response bytes went to the client */
+    bool resp_done;                   /* the whole response went to the client */
+    bool any_resp_byte;               /* the upstream answered at all */
+    bool stray_bytes;                 /* upstream sent more than its response */
+    bool close_client;                /* the connection ends after this response */
+    bool dechunk;                     /* chunked response re-framed for HTTP/1.0 */
+    bool up_reading;                  /* reading the upstream now */
+    bool release_pending;             /* release the upstream once its writes are out */
+    uint8_t stale_retries;
+    int status;                       /* of the response, for the log */
+    uint64_t bytes_out;               /* bytes sent to the client for this response */
+    uint64_t t_start;                 /* first byte of the request */
+    uint64_t t_up;                    /* checkout started */
+    uint64_t t_resp;                  /* response head arrived; 0 = not yet */
+    uint64_t last_up;                 /* last byte from the upstream */
+    char rid[64];                     /* X-Request-Id, sent or generated */
+    /* Access log fields, copied out of c->in before it is reused. */
+    char log_method[24], log_target[512], log_referer[256], log_ua[256];
+    uint8_t log_minor;
+};
+
+static void http_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void http_on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void http_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status);
+static void http_on_timer(uv_timer_t *t);
+static void http_try_head(struct conn *c);
+static void http_update_reading(struct conn *c);
+static void http_response_done(struct conn *c);
+static void http_fail(struct conn *c, int status, const char *detail);
+static void http_dispatch(struct conn *c);
+static void http_forward_request_body(struct conn *c, char *blk, size_t n);
+static void http_send_request(struct conn *c);
+
+/* --- small helpers ------------------------------------------------------ */
+
+static char *http_block(struct conn *c) {
+    return buffer_get(&c->w->pool);
+}
+
+static void http_put(struct conn *c, char **block) {
+    buffer_put(&c->w->pool, *block);
+    *block = NULL;
+}
+
+static char *http_in(struct conn *c) {
+    return conn_block_data(c->in);
+}
+
+static void http_arm(struct conn *c, uint64_t ms) {
+    uv_timer_start(&c->timer, http_on_timer, ms, 0);
+}
+
+static void http_copy_field(char *out, size_t cap, const struct http_msg *m, int idx) {
+    if (idx < 0) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    struct http_span v = m->fields[idx].value;
+    snprintf(out, cap, "%.*s", (int)v.len, http_span_ptr(m, v));
+}
+
+static int http_find_field(const struct http_msg *m, const char *name) {
+    size_t n = strlen(name);
+    for (unsigned i = 0; i < m->nfields; i++) {
+        struct http_span s = m->fields[i].name;
+        if (s.len == n && strncasecmp(http_span_ptr(m, s), name, n) == 0) return (int)i;
+    }
+    return -1;
+}
+
+/* Copies what the access log needs before c->in is reused. */
+static void http_capture_log(struct exchange *x) {
+    const struct http_msg *m = &x->req;
+    snprintf(x->log_method, sizeof(x->log_method), "%.*s", (int)m->method_text.len,
+             http_span_ptr(m, m->method_text));
+    snprintf(x->log_target, sizeof(x->log_target), "%.*s", (int)m->target.len,
+             http_span_ptr(m, m->target));
+    http_copy_field(x->log_referer, sizeof(x->log_referer), m, http_find_field(m, "referer"));
+    http_copy_field(x->log_ua, sizeof(x->log_ua), m, http_find_field(m, "user-agent"));
+    x->log_minor = m->minor;
+}
+
+static void http_log(struct conn *c, struct exchange *x) {
+    if (!access_log_enabled() || !x->log_method[0]) return;
+    uint64_t now = uv_now(&c->w->loop);
+    char proto[16];
+    snprintf(proto, sizeof(proto), "HTTP/1.%u", (unsigned)x->log_minor);
+    struct access_http_entry e = {
+        .client = c->peer,
+        .method = x->log_method,
+        .target = x->log_target,
+        .proto = proto,
+        .status = x->status,
+        .bytes = x->bytes_out,
+        .referer = x->log_referer,
+        .user_agent = x->log_ua,
+        .route = x->route ? x->route->name : "-",
+        .upstream = c->up ? c->up->server->cfg->addr.text : "-",
+        .rt = (double)(now - x->t_start) / 1000.0,
+        .urt = x->t_resp ? (double)(x->t_resp - x->t_up) / 1000.0 : -1,
+        .rid = x->rid[0] ? x->rid : "-",
+    };
+    access_log_http(&e);
+}
+
+static struct exchange *http_exchange_new(struct conn *c) {
+    struct exchange *x = calloc(1, sizeof(*x));
+    if (!x) return NULL;
+    http_msg_init(&x->req, true, false);
+    x->t_start = uv_now(&c->w->loop);
+    x->c = c;
+    c->x = x;
+    return x;
+}
+
+/* Frees the exchange. Its upstream connection, if still attached, is given
+ * back (REUSABLE) or closed. */
+static void http_exchange_end(struct conn *c, bool reusable) {
+    struct exchange *x = c->x;
+    if (!x) return;
+    upstream_checkout_cancel(&x->checkout);
+    if (c->up) {
+        if (x->up_reading) uv_read_stop(upstream_conn_stream(c->up));
+        upstream_release(c->up, reusable);
+        c->up = NULL;
+    }
+    http_put(c, &x->up_head);
+    http_put(c, &x->resp_buf);
+    free(x);
+    c->x = NULL;
+}
+
+/* --- reading: the one place that starts and stops reads ---------------- */
+
+static void http_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
+    FERRY_UNUSED(suggested);
+    struct conn *c = container_of(h, struct conn, client.handle);
+    struct exchange *x = c->x;
+    if (x && x->dispatched && !x->req_done) {
+        x->client_rblock = http_block(c);
+        *out = x->client_rblock ? uv_buf_init(conn_block_data(x->client_rblock),
+                                              CONN_BLOCK_DATA_SIZE)
+                                : uv_buf_init(NULL, 0);
+        return;
+    }
+    if (!c->in) c->in = http_block(c);
+    if (!c->in || c->in_len >= CONN_BLOCK_DATA_SIZE) {
+        *out = uv_buf_init(NULL, 0);
+        return;
+    }
+    *out = uv_buf_init(http_in(c) + c->in_len, (unsigned)(CONN_BLOCK_DATA_SIZE - c->in_len));
+}
+
+static void http_up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
+    FERRY_UNUSED(suggested);
+    struct upstream_conn *uc = container_of(h, struct upstream_conn, h.handle);
+    struct conn *c = h->data;
+    struct exchange *x = c->x;
+    FERRY_UNUSED(uc);
+    if (!x->resp.head_done) {
+        if (!x->resp_buf) x->resp_buf = http_block(c);
+        if (!x->resp_buf || x->resp_len >= CONN_BLOCK_DATA_SIZE) {
+            *out = uv_buf_init(NULL, 0);
+            return;
+        }
+        *out = uv_buf_init(conn_block_data(x->resp_buf) + x->resp_len,
+                           (unsigned)(CONN_BLOCK_DATA_SIZE - x->resp_len));
+        return;
+    }
+    x->rblock = http_block(c);
+    *out = x->rblock ? uv_buf_init(conn_block_data(x->rblock), CONN_BLOCK_DATA_SIZE)
+                     : uv_buf_init(NULL, 0);
+}
+
+static bool http_want_client(const struct conn *c) {
+    const struct exchange *x = c->x;
+    if (c->client_eof || c->state == CONN_LINGER || c->closing) return false;
+    if (!x || !x->dispatched) return c->in_len < CONN_BLOCK_DATA_SIZE;
+    if (!x->req_done)
+        return c->up && !x->connecting &&
+               upstream_conn_stream(c->up)->write_queue_size < PIPE_HIGH_WATER;
+    /* The request is in: read ahead (pipelining) while there is room. */
+    return c->in_len < CONN_BLOCK_DATA_SIZE;
+}
+
+static bool http_want_up(const struct conn *c) {
+    const struct exchange *x = c->x;
+    return x && c->up && !x->connecting && !x->resp_done && !c->closing &&
+           c->client.stream.write_queue_size < PIPE_HIGH_WATER;
+}
+
+static void http_update_reading(struct conn *c) {
+    if (c->closing) return;
+    bool want = http_want_client(c);
+    if (want != c->client_reading) {
+        if (want)
+            want = uv_read_start(&c->client.stream, http_client_alloc, http_on_client_read) == 0;
+        else
+            uv_read_stop(&c->client.stream);
+        c->client_reading = want;
+    }
+    struct exchange *x = c->x;
+    if (!x || !c->up) return;
+    want = http_want_up(c);
+    if (want != x->up_reading) {
+        uv_stream_t *s = upstream_conn_stream(c->up);
+        if (want) {
+            s->data = c;
+            want = uv_read_start(s, http_up_alloc, http_on_up_read) == 0;
+            x->last_up = uv_now(&c->w->loop); /* paused time is not upstream silence */
+        } else {
+            uv_read_stop(s);
+        }
+        x->up_reading = want;
+    }
+}
+
+/* --- start, refuse, fail ----------------------------------------------- */
+
+void conn_http_start(struct conn *c) {
+    conn_set_state(c, CONN_HTTP_IDLE);
+    http_arm(c, c->lcfg->header_timeout_ms); /* a new connection owes us a head */
+    http_update_reading(c);
+}
+
+static void http_send_error(struct conn *c, int status, const char *detail) {
+    char *block = http_block(c);
+    if (!block) return;
+    const char *rid = c->x && c->x->rid[0] ? c->x->rid : NULL;
+    size_t n = http_build_error(conn_block_data(block), CONN_BLOCK_DATA_SIZE, status, detail, rid,
+                                true);
+    if (c->x) {
+        c->x->status = status;
+        c->x->bytes_out += n;
+    }
+    if (conn_write(c, true, block, conn_block_data(block), n, false) < 0)
+        log_debug("conn %s: could not send %d", c->peer, status);
+}
+
+void conn_http_refuse(struct conn *c, int status, const char *detail) {
+    http_send_error(c, status, detail);
+    conn_linger(c);
+}
+
+/* Ends the exchange with an error. Before any response byte went out the
+ * client gets STATUS; after, the only honest thing is to close: a truncated
+ * response must never look complete. The upstream connection is never
+ * reused: it may hold half a request or half a response. */
+static void http_fail(struct conn *c, int status, const char *detail) {
+    struct exchange *x = c->x;
+    if (c->closing) return;
+    if (x && x->resp_head_sent) {
+        http_log(c, x);
+        conn_close(c, detail);
+        return;
+    }
+    if (status >= 500)
+        log_warn("%s %s: %d %s (rid %s)", c->lcfg->name, c->peer, status, detail,
+                 x && x->rid[0] ? x->rid : "-");
+    http_send_error(c, status, detail);
+    if (x) {
+        if (!x->log_method[0] && x->req.head_done) http_capture_log(x);
+        http_log(c, x);
+    }
+    conn_linger(c);
+}
+
+/* "route api, upstream app: connection refused" (no server addresses). */
+static void http_fail_upstream(struct conn *c, int status, const char *cause) {
+    struct exchange *x = c->x;
+    char detail[256];
+    snprintf(detail, sizeof(detail), "route %s, upstream %s: %s",
+             x->route ? x->route->name : "-", x->upstream->cfg->name, cause);
+    http_fail(c, status, detail);
+}
+
+/* --- the request ------------------------------------------------------- */
+
+static void http_on_client_eof(struct conn *c) {
+    c->client_eof = true;
+    struct exchange *x = c->x;
+    if (!x || (!x->dispatched && c->in_len == 0)) {
+        conn_close(c, "client closed");
+        return;
+    }
+    if (!x->dispatched) {
+        conn_close(c, "client closed mid-head");
+        return;
+    }
+    if (!x->req_done) {
+        conn_close(c, "client closed mid-body");
+        return;
+    }
+    x->close_client = true; /* answer what was asked, then close */
+}
+
+static void http_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    FERRY_UNUSED(buf);
+    struct conn *c = container_of(s, struct conn, client.stream);
+    struct exchange *x = c->x;
+    char *block = x ? x->client_rblock : NULL;
+    if (x) x->client_rblock = NULL;
+    if (nread <= 0) {
+        buffer_put(&c->w->pool, block);
+        if (nread == 0) return;
+        if (nread == UV_ENOBUFS && !block && c->in && c->in_len >= CONN_BLOCK_DATA_SIZE) return;
+        if (nread == UV_EOF)
+            http_on_client_eof(c);
+        else
+            conn_close(c, uv_strerror((int)nread));
+        if (!c->closing) http_update_reading(c);
+        return;
+    }
+    if (block) {
+        http_forward_request_body(c, block, (size_t)nread);
+        return;
+    }
+    c->in_len += (uint32_t)nread;
+    if (c->state == CONN_HTTP_IDLE) {
+        conn_set_state(c, CONN_HTTP_HEAD);
+        http_arm(c, c->lcfg->header_timeout_ms);
+    }
+    if (c->state == CONN_HTTP_HEAD) http_try_head(c);
+    if (!c->closing) http_update_reading(c);
+}
+
+/* Parses what c->in holds of the next request head. */
+static void http_try_head(struct conn *c) {
+    struct exchange *x = c->x;
+    if (!x && !(x = http_exchange_new(c))) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    int r = http_parse_head(&x->req, http_in(c), x->req_fed, c->in_len);
+    x->req_fed = c->in_len;
+    uint64_t limit = c->lcfg->max_header_size;
+    if (r == HTTP_ERROR) {
+        http_fail(c, x->req.error_status, x->req.error_text);
+        return;
+    }
+    if ((r == HTTP_MORE && c->in_len > limit) || (r == HTTP_DONE && x->req.head_end > limit)) {
+        http_fail(c, 431, "request head larger than max_header_size");
+        return;
+    }
+    if (r == HTTP_MORE) return;
+    http_dispatch(c);
+}
+
+static void http_make_request_id(struct conn *c, struct exchange *x) {
+    if (x->req.request_id >= 0) {
+        http_copy_field(x->rid, sizeof(x->rid), &x->req, x->req.request_id);
+        return;
+    }
+    struct worker *w = c->w;
+    http_request_id(x->rid, w->rid_seed ^ ((uint64_t)w->id << 56), ++w->rid_counter);
+}
+
+/* The head is complete and checked: choose the route and the upstream. */
+static void http_dispatch(struct conn *c) {
+    struct exchange *x = c->x;
+    struct http_msg *m = &x->req;
+    conn_set_state(c, CONN_HTTP_BUSY);
+    x->dispatched = true;
+    http_make_request_id(c, x);
+    if (access_log_enabled()) http_capture_log(x);
+    uint64_t max_body = c->lcfg->max_body_size;
+    if (max_body && m->has_length && m->content_length > max_body) {
+        http_fail(c, 413, "request body larger than max_body_size");
+        return;
+    }
+    struct http_span host = m->host >= 0 ? m->fields[m->host].value : (struct http_span){0, 0};
+    x->route = route_match(c->routes, http_span_ptr(m, host), host.len,
+                           http_span_ptr(m, m->path), m->path.len,
+                           http_span_ptr(m, m->method_text), m->method_text.len);
+    const struct config_upstream *cu = x->route ? x->route->upstream : c->lcfg->upstream;
+    if (!cu) {
+        http_fail(c, 404, "no route matches this request");
+        return;
+    }
+    x->upstream = worker_upstream(c->w, cu);
+    x->t_up = uv_now(&c->w->loop);
+    x->connecting = true;
+    http_arm(c, x->upstream->cfg->read_timeout_ms);
+    int err = upstream_checkout(x->upstream, &x->checkout, http_on_checkout);
+    if (err < 0 && c->x == x && x->connecting) {
+        x->connecting = false;
+        http_fail_upstream(c, 503, "no server available");
+    }
+}
+
+/* Builds the upstream head once; an HTTP/1.0 request without Host gets
+ * the server's own host:port. */
+static int http_build_up_head(struct conn *c, struct exchange *x) {
+    if (x->up_head) return 0;
+    if (!(x->up_head = http_block(c))) return -1;
+    struct http_request_rewrite rw = {
+        .route = x->route,
+        .client_addr = c->peer,
+        .proto = "http",
+        .request_id = x->rid,
+        .default_host = c->up->server->cfg->addr.text,
+    };
+    size_t n = http_build_request(conn_block_data(x->up_head), CONN_BLOCK_DATA_SIZE, &x->req, &rw);
+    x->up_head_len = (uint32_t)n;
+    return n ? 0 : -1;
+}
+
+/* Checks body bytes DATA[0, N) of the request: framing, max_body_size.
+ * Returns how many belong to this request, or -1 after failing the exchange. */
+static long http_check_request_body(struct conn *c, const char *data, size_t n) {
+    struct exchange *x = c->x;
+    size_t consumed = 0;
+    int r = http_parse_body(&x->req, data, n, &consumed);
+    if (r == HTTP_ERROR) {
+        http_fail(c, 400, x->req.error_text);
+        return -1;
+    }
+    uint64_t max_body = c->lcfg->max_body_size;
+    if (max_body && x->req.body_bytes > max_body) {
+        http_fail(c, 413, "request body larger than max_body_size");
+        return -1;
+    }
+    if (r == HTTP_DONE) x->req_done = true;
+    return (long)consumed;
+}
+
+/* Keeps BYTES at SRC as the start of c->in (pipelined bytes after a request). */
+static void http_keep_input(struct conn *c, const char *src, size_t bytes) {
+    if (bytes == 0) {
+        if (c->in && c->in_len == 0) http_put(c, &c->in);
+        return;
+    }
+    if (!c->in && !(c->in = http_block(c))) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    memmove(http_in(c), src, bytes);
+    c->in_len = (uint32_t)bytes;
+}
+
+/* Sends the head, then whatever body bytes came with it; c->in keeps only
+ * what follows the request. */
+static void http_send_request(struct conn *c) {
+    struct exchange *x = c->x;
+    if (http_build_up_head(c, x) < 0) {
+        http_fail(c, 431, "request head too large to forward");
+        return;
+    }
+    if (conn_write(c, false, x->up_head, conn_block_data(x->up_head), x->up_head_len, true) < 0) {
+        http_fail_upstream(c, 502, "write failed");
+        return;
+    }
+    if (x->req_done) return; /* a retry: nothing else to send */
+    char *in = http_in(c);
+    uint32_t head_end = x->req.head_end;
+    size_t rest = c->in_len - head_end;
+    long body = http_check_request_body(c, in + head_end, rest);
+    if (body < 0) return;
+    if (body > 0) {
+        char *blk = http_block(c);
+        if (!blk) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        memcpy(conn_block_data(blk), in + head_end, (size_t)body);
+        if (conn_write(c, false, blk, conn_block_data(blk), (size_t)body, false) < 0) {
+            http_fail_upstream(c, 502, "write failed");
+            return;
+        }
+    }
+    c->in_len = 0;
+    http_keep_input(c, in + head_end + body, rest - (size_t)body);
+}
+
+static void http_forward_request_body(struct conn *c, char *blk, size_t n) {
+    struct exchange *x = c->x;
+    char *data = conn_block_data(blk);
+    long body = http_check_request_body(c, data, n);
+    if (body < 0) {
+        buffer_put(&c->w->pool, blk);
+        return;
+    }
+    if (x->req_done && (size_t)body < n) {
+        if (c->in_len) { /* cannot happen: we read no further than the request */
+            buffer_put(&c->w->pool, blk);
+            conn_close(c, "input overflow");
+            return;
+        }
+        http_keep_input(c, data + body, n - (size_t)body);
+        if (c->closing) {
+            buffer_put(&c->w->pool, blk);
+            return;
+        }
+    }
+    if (body == 0) {
+        buffer_put(&c->w->pool, blk);
+    } else if (conn_write(c, false, blk, data, (size_t)body, false) < 0) {
+        http_fail_upstream(c, 502, "write failed");
+        return;
+    }
+    http_update_reading(c);
+}
+
+static int http_status_for(int err, const char **cause) {
+    switch (err) {
+    case UV_ETIMEDOUT: *cause = "connect timeout"; return 504;
+    case UV_ECONNREFUSED: *cause = "connection refused"; return 502;
+    case UV_EAI_NONAME: *cause = "no server available"; return 503;
+    default: *cause = uv_strerror(err); return 502;
+    }
+}
+
+static void http_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status) {
+    struct exchange *x = container_of(co, struct exchange, checkout);
+    struct conn *c = x->c;
+    x->connecting = false;
+    if (!uc) {
+        const char *cause;
+        int code = http_status_for(status, &cause);
+        http_fail_upstream(c, code, cause);
+        return;
+    }
+    c->up = uc;
+    http_msg_init(&x->resp, false, x->req.method == HTTP_HEAD);
+    x->last_up = uv_now(&c->w->loop);
+    http_send_request(c);
+    if (!c->closing) http_update_reading(c);
+}
+
+/* A reused connection died before answering: the upstream closed it while
+ * it sat in the pool. An idempotent request without a body is sent again
+ * on another connection; anything else gets the error. */
+static bool http_retry_stale(struct conn *c, struct exchange *x) {
+    if (!c->up || !c->up->reused || x->any_resp_byte || !x->req_done || x->req.body_bytes ||
+        !http_method_idempotent(x->req.method) || x->stale_retries >= HTTP_STALE_RETRIES ||
+        c->up_writes > 0)
+        return false;
+    x->stale_retries++;
+    x->up_reading = false;
+    upstream_conn_close(c->up, NULL, NULL);
+    c->up = NULL;
+    x->resp_len = 0;
+    x->connecting = true;
+    log_debug("conn %s: reused upstream connection closed before answering; retrying", c->peer);
+    int err = upstream_checkout(x->upstream, &x->checkout, http_on_checkout);
+    if (err < 0 && c->x == x && x->connecting) {
+        x->connecting = false;
+        http_fail_upstream(c, 502, "connection reset");
+    }
+    return true;
+}
+
+static void http_on_up_eof(struct conn *c, int err) {
+    struct exchange *x = c->x;
+    if (http_retry_stale(c, x)) return;
+    if (x->resp.head_done && err == UV_EOF && http_parse_eof(&x->resp) == HTTP_DONE) {
+        x->close_client = true; /* the body ran until close: so does the connection */
+        x->stray_bytes = true;  /* and the upstream connection is gone */
+        http_response_done(c);
+        return;
+    }
+    http_fail_upstream(c, 502, err == UV_EOF ? "upstream closed the connection"
+                                             : uv_strerror(err));
+}
+
+/* Writes the response head (and the body bytes that came with it). */
+static void http_send_response_head(struct conn *c, const char *body, size_t body_len) {
+    struct exchange *x = c->x;
+    char *blk = http_block(c);
+    if (!blk) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    struct http_response_rewrite rw = {
+        .route = x->route,
+        .request_id = x->rid,
+        .client_minor = x->req.minor,
+        .close = x->close_client,
+        .dechunk = x->dechunk,
+    };
+    size_t n = http_build_response(conn_block_data(blk), CONN_BLOCK_DATA_SIZE, &x->resp, &rw);
+    if (n == 0) {
+        buffer_put(&c->w->pool, blk);
+        http_fail_upstream(c, 502, "response head too large");
+        return;
+    }
+    if (x->resp.status >= 200) x->resp_head_sent = true;
+    size_t first = body_len <= CONN_BLOCK_DATA_SIZE - n ? body_len : 0;
+    memcpy(conn_block_data(blk) + n, body, first);
+    x->bytes_out += n + first;
+    if (conn_write(c, true, blk, conn_block_data(blk), n + first, false) < 0) {
+        conn_close(c, "client write failed");
+        return;
+    }
+    if (first < body_len) {
+        char *more = http_block(c);
+        if (!more) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        memcpy(conn_block_data(more), body, body_len);
+        x->bytes_out += body_len;
+        if (conn_write(c, true, more, conn_block_data(more), body_len, false) < 0)
+            conn_close(c, "client write failed");
+    }
+}
+
+/* Parses response body bytes at DATA and says how many go to the client
+ * (after dechunking, they sit at DATA). Returns -1 after failing. */
+static long http_check_response_body(struct conn *c, char *data, size_t n, bool *done) {
+    struct exchange *x = c->x;
+    size_t consumed = 0;
+    x->resp.compact_to = data;
+    x->resp.compact_len = 0;
+    int r = http_parse_body(&x->resp, data, n, &consumed);
+    if (r == HTTP_ERROR) {
+        http_fail_upstream(c, 502, "malformed response body");
+        return -1;
+    }
+    if (consumed < n) x->stray_bytes = true;
+    *done = r == HTTP_DONE;
+    return (long)(x->dechunk ? x->resp.compact_len : consumed);
+}
+
+/* After a 101 to a websocket request the connection becomes a tunnel.
+ * Bytes that came after either head are passed on first. */
+static void http_start_tunnel(struct conn *c, const char *up_rest, size_t up_rest_len) {
+    struct exchange *x = c->x;
+    x->resp_done = x->close_client = true;
+    x->status = 101;
+    http_send_response_head(c, up_rest, up_rest_len);
+    if (c->closing) return;
+    if (c->in_len > 0) {
+        char *blk = http_block(c);
+        if (!blk) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        memcpy(conn_block_data(blk), http_in(c), c->in_len);
+        if (conn_write(c, false, blk, conn_block_data(blk), c->in_len, false) < 0) {
+            conn_close(c, "upstream write failed");
+            return;
+        }
+        c->in_len = 0;
+    }
+    http_put(c, &c->in);
+    http_log(c, x);
+    struct upstream_conn *up = c->up;
+    if (x->up_reading) uv_read_stop(upstream_conn_stream(up));
+    if (c->client_reading) uv_read_stop(&c->client.stream);
+    c->client_reading = false;
+    c->up = NULL; /* keep the connection: the exchange must not release it */
+    http_exchange_end(c, false);
+    c->up = up;
+    conn_relay_start(c);
+}
+
+/* The response head is complete and checked. */
+static void http_on_response_head(struct conn *c) {
+    struct exchange *x = c->x;
+    struct http_msg *m = &x->resp;
+    char *buf = conn_block_data(x->resp_buf);
+    x->any_resp_byte = true;
+    size_t rest_len = x->resp_len - m->head_end;
+    if (m->status == 101) {
+        if (!x->req.upgrade_websocket) {
+            http_fail_upstream(c, 502, "unexpected 101 response");
+            return;
+        }
+        http_start_tunnel(c, buf + m->head_end, rest_len);
+        return;
+    }
+    if (m->status < 200) {
+        /* 1xx: pass it on to an HTTP/1.1 client, then read the next head. */
+        if (x->req.minor == 1) http_send_response_head(c, NULL, 0);
+        if (c->closing) return;
+        memmove(buf, buf + m->head_end, rest_len);
+        x->resp_len = (uint32_t)rest_len;
+        http_msg_init(m, false, x->req.method == HTTP_HEAD);
+        if (rest_len > 0) {
+            int r = http_parse_head(m, buf, 0, rest_len);
+            if (r == HTTP_ERROR) http_fail_upstream(c, 502, m->error_text);
+            if (r == HTTP_DONE) http_on_response_head(c);
+        }
+        return;
+    }
+    x->t_resp = uv_now(&c->w->loop);
+    x->status = m->status;
+    x->dechunk = x->req.minor == 0 && m->chunked;
+    x->resp.compact = x->dechunk;
+    if (x->req.conn_close || c->w->draining || x->dechunk || http_msg_needs_eof(m) ||
+        c->client_eof || !x->req_done)
+        x->close_client = true;
+    bool done = false;
+    long body = http_check_response_body(c, buf + m->head_end, rest_len, &done);
+    if (body < 0) return;
+    http_send_response_head(c, buf + m->head_end, (size_t)body);
+    http_put(c, &x->resp_buf);
+    if (!c->closing && done) http_response_done(c);
+}
+
+static void http_on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    FERRY_UNUSED(buf);
+    struct conn *c = s->data;
+    struct exchange *x = c->x;
+    char *blk = x->rblock;
+    x->rblock = NULL;
+    if (nread == 0) {
+        buffer_put(&c->w->pool, blk);
+        return;
+    }
+    x->last_up = uv_now(&c->w->loop);
+    if (nread < 0) {
+        buffer_put(&c->w->pool, blk);
+        if (nread == UV_ENOBUFS && !x->resp.head_done) {
+            http_fail_upstream(c, 502, "response head too large");
+            return;
+        }
+        http_on_up_eof(c, (int)nread);
+        return;
+    }
+    if (!x->resp.head_done) {
+        uint32_t from = x->resp_len;
+        x->resp_len += (uint32_t)nread;
+        x->any_resp_byte = true;
+        int r = http_parse_head(&x->resp, conn_block_data(x->resp_buf), from, x->resp_len);
+        if (r == HTTP_ERROR) http_fail_upstream(c, 502, x->resp.error_text);
+        if (r == HTTP_DONE) http_on_response_head(c);
+        if (!c->closing) http_update_reading(c);
+        return;
+    }
+    bool done = false;
+    char *data = conn_block_data(blk);
+    long body = http_check_response_body(c, data, (size_t)nread, &done);
+    if (body < 0) {
+        buffer_put(&c->w->pool, blk);
+        return;
+    }
+    x->bytes_out += (uint64_t)body;
+    if (body == 0)
+        buffer_put(&c->w->pool, blk);
+    else if (conn_write(c, true, blk, data, (size_t)body, false) < 0) {
+        conn_close(c, "client write failed");
+        return;
+    }
+    if (done) http_response_done(c);
+    if (!c->closing) http_update_reading(c);
+}
+
+/* Gives the upstream connection back once nothing of ours is queued on it. */
+static void http_release_upstream(struct conn *c) {
+    struct exchange *x = c->x;
+    if (!c->up || c->up_writes > 0) {
+        x->release_pending = c->up != NULL;
+        return;
+    }
+    bool reusable = x->req_done && !x->stray_bytes && !x->resp.conn_close && x->resp.minor == 1;
+    if (x->up_reading) uv_read_stop(upstream_conn_stream(c->up));
+    x->up_reading = false;
+    upstream_release(c->up, reusable);
+    c->up = NULL;
+    x->release_pending = false;
+}
+
+/* The response has gone to the client (queued). Next request, or close. */
+static void http_response_done(struct conn *c) {
+    struct exchange *x = c->x;
+    x->resp_done = true;
+    if (!x->req_done) x->close_client = true;
+    http_log(c, x);
+    c->requests++;
+    http_release_upstream(c);
+    if (x->release_pending) return; /* finishes in conn_http_on_write_done */
+    bool close = x->close_client;
+    http_exchange_end(c, false);
+    if (close) {
+        conn_linger(c);
+        return;
+    }
+    if (c->in_len > 0) {
+        conn_set_state(c, CONN_HTTP_HEAD);
+        http_arm(c, c->lcfg->header_timeout_ms);
+        http_try_head(c);
+    } else {
+        conn_set_state(c, CONN_HTTP_IDLE);
+        http_put(c, &c->in);
+        http_arm(c, c->lcfg->idle_timeout_ms);
+    }
+    if (!c->closing) http_update_reading(c);
+}
+
+static void http_on_timer(uv_timer_t *t) {
+    struct conn *c = container_of(t, struct conn, timer);
+    struct exchange *x = c->x;
+    switch (c->state) {
+    case CONN_HTTP_IDLE:
+        conn_close(c, c->requests ? "keep-alive idle timeout" : "no request");
+        return;
+    case CONN_HTTP_HEAD:
+        http_fail(c, 408, "request head not received within header_timeout");
+        return;
+    case CONN_HTTP_BUSY: {
+        uint64_t limit = x->upstream ? x->upstream->cfg->read_timeout_ms : 1000;
+        uint64_t now = uv_now(&c->w->loop);
+        if (!x->up_reading || now < x->last_up + limit) {
+            http_arm(c, x->up_reading ? x->last_up + limit - now : limit);
+            return;
+        }
+        if (x->resp_head_sent)
+            conn_close(c, "upstream read timeout mid-response");
+        else
+            http_fail_upstream(c, 504, "read timeout");
+        return;
+    }
+    default:
+        return;
+    }
+}
+
+void conn_http_on_write_done(struct conn *c, bool to_client) {
+    struct exchange *x = c->x;
+    if (!to_client && x && x->release_pending && c->up_writes == 0) {
+        http_release_upstream(c);
+        if (!x->release_pending && x->resp_done) {
+            x->release_pending = false;
+            /* finish what http_response_done() started */
+            bool close = x->close_client;
+            http_exchange_end(c, false);
+            if (close) {
+                conn_linger(c);
+                return;
+            }
+            conn_set_state(c, c->in_len ? CONN_HTTP_HEAD : CONN_HTTP_IDLE);
+            http_arm(c, c->in_len ? c->lcfg->header_timeout_ms : c->lcfg->idle_timeout_ms);
+            if (c->in_len) http_try_head(c);
+        }
+    }
+    if (!c->closing && c->state != CONN_LINGER && c->state != CONN_RELAYING)
+        http_update_reading(c);
+}
+
+void conn_http_on_close(struct conn *c) {
+    struct exchange *x = c->x;
+    if (!x) return;
+    if (!x->resp_done && x->dispatched && x->log_method[0] && x->status == 0) {
+        x->status = 499; /* nginx's code for "client went away"; for the log only */
+        http_log(c, x);
+    }
+    upstream_checkout_cancel(&x->checkout);
+    /* Blocks referenced by queued writes are freed by those writes; the
+     * kept up_head may still be queued on c->up, so it waits for conn
+     * release: conn_http_free(). */
+    buffer_put(&c->w->pool, x->rblock);
+    buffer_put(&c->w->pool, x->client_rblock);
+    x->rblock = x->client_rblock = NULL;
+    http_put(c, &x->resp_buf);
+}
+
+void conn_http_free(struct conn *c) {
+    struct exchange *x = c->x;
+    if (!x) return;
+    http_put(c, &x->up_head);
+    free(x);
+    c->x = NULL;
+}

@@ -1,0 +1,101 @@
+/* conn_internal.h: struct conn, shared by conn.c (lifecycle, tcp mode, the
+ * one close) and conn_http.c (http mode). Nothing outside those two files
+ * includes this. */
+#ifndef FERRY_CONN_INTERNAL_H
+#define FERRY_CONN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "ferry/buffer.h"
+#include "ferry/pipe.h"
+#include "ferry/upstream.h"
+#include "ferry/util.h"
+
+struct config_listener;
+struct exchange;
+struct worker;
+
+enum conn_state {
+    CONN_ACCEPTED,   /* just accepted, nothing decided yet */
+    CONN_CONNECTING, /* tcp: checkout in flight, client not read yet */
+    CONN_RELAYING,   /* tcp, or http after a 101: two pipes run */
+    CONN_HTTP_IDLE,  /* http: waiting for the first byte of a request */
+    CONN_HTTP_HEAD,  /* http: reading a request head (header_timeout runs) */
+    CONN_HTTP_BUSY,  /* http: a request is being proxied (struct exchange) */
+    CONN_LINGER,     /* last response written, write side shut: draining input */
+    CONN_CLOSED,     /* conn_close() ran: waiting for callbacks */
+};
+
+struct conn {
+    struct list_node link;              /* in the worker's list of live connections */
+    struct worker *w;                   /* owner */
+    const struct config_listener *lcfg; /* the listener it came in on */
+    const struct route_table *routes;   /* http: that listener's routes */
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_stream_t stream;
+        uv_handle_t handle;
+    } client;                          /* the downstream socket */
+    uv_timer_t timer;                  /* idle, header, read and linger timeouts */
+    struct upstream_checkout checkout; /* tcp: in flight in CONN_CONNECTING */
+    struct upstream_conn *up;          /* the outbound connection, while one is attached */
+    const char *upstream_text;         /* tcp: server address for the access log */
+    struct pipe_dir to_up;             /* relaying: client -> upstream */
+    struct pipe_dir to_client;         /* relaying: upstream -> client */
+    struct exchange *x;                /* http: the request in flight, if any */
+    char *in;                          /* http: unparsed client bytes (a pool block), or NULL */
+    uint32_t in_len;                   /* bytes in `in` */
+    uint32_t client_writes;            /* writes queued on the client */
+    uint32_t up_writes;                /* writes queued on `up` */
+    enum conn_state state;             /* changed only by conn_set_state() */
+    int refs;                          /* close callbacks still to come */
+    bool closing;                      /* conn_close() ran */
+    bool counted;                      /* holds a slot of max_connections */
+    bool client_reading;               /* uv_read_start is active on the client */
+    bool client_eof;                   /* the client shut its write side */
+    uint64_t started;                  /* uv_now() at accept */
+    uint64_t requests;                 /* http requests served on this connection */
+    char peer[64];                     /* "ADDR" of the client, or "unix" */
+};
+
+void conn_set_state(struct conn *c, enum conn_state next);
+/* The one exit: idempotent, the first reason wins. */
+void conn_close(struct conn *c, const char *why);
+
+/* Write blocks: pool buffers with a write request in front of the data. */
+#define CONN_HEADROOM 256
+static inline char *conn_block_data(char *block) {
+    return block + CONN_HEADROOM;
+}
+#define CONN_BLOCK_DATA_SIZE (BUFFER_SIZE - CONN_HEADROOM)
+
+/* Writes LEN bytes at DATA, which lie in BLOCK, to the client (TO_CLIENT)
+ * or to c->up. The write request lives in BLOCK's headroom, so a block
+ * carries one write at a time. The block returns to the pool once written
+ * unless KEEP (the caller still owns it then, and keeps it until the write
+ * callback has run). Returns 0 or a UV_E* code; on failure a block that
+ * was not KEEP has been returned. */
+int conn_write(struct conn *c, bool to_client, char *block, const char *data, size_t len,
+               bool keep) FERRY_MUSTCHECK;
+
+/* Pipes client <-> upstream until both directions end or idle_timeout
+ * passes with no byte either way (tcp mode, and http after a 101). */
+void conn_relay_start(struct conn *c);
+
+/* Ends the conversation gracefully: shut the write side once queued writes
+ * are out, read and drop what the client still sends for a short while (so
+ * a client still sending is not reset before it reads our response), then
+ * close. */
+void conn_linger(struct conn *c);
+
+/* conn_http.c */
+void conn_http_start(struct conn *c);
+void conn_http_refuse(struct conn *c, int status, const char *detail);
+void conn_http_on_write_done(struct conn *c, bool to_client);
+void conn_http_on_close(struct conn *c);
+void conn_http_free(struct conn *c);
+
+#endif
