@@ -73,7 +73,7 @@ struct exchange {
     uint64_t t_up;                    /* checkout started */
     uint64_t t_resp;                  /* response head arrived; 0 = not yet */
     uint64_t last_up;                 /* last byte from the upstream */
-    char rid[64];                     /* X-Request-Id, sent or generated */
+    char rid[208];                    /* X-Request-Id, sent (at most 200 bytes) or generated */
     /* Access log fields, copied out of c->in before it is reused. */
     char log_method[24], log_target[512], log_referer[256], log_ua[256];
     uint8_t log_minor;
@@ -141,7 +141,14 @@ static void http_capture_log(struct exchange *x) {
 }
 
 static void http_log(struct conn *c, struct exchange *x) {
-    if (!access_log_enabled() || !x->log_method[0]) return;
+    if (!access_log_enabled()) return;
+    if (!x->log_method[0]) { /* refused before the head could be read */
+        snprintf(x->log_method, sizeof(x->log_method), "-");
+        snprintf(x->log_target, sizeof(x->log_target), "-");
+        snprintf(x->log_referer, sizeof(x->log_referer), "-");
+        snprintf(x->log_ua, sizeof(x->log_ua), "-");
+        x->log_minor = 1;
+    }
     uint64_t now = uv_now(&c->w->loop);
     char proto[16];
     snprintf(proto, sizeof(proto), "HTTP/1.%u", (unsigned)x->log_minor);
@@ -363,7 +370,12 @@ static void http_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b
     if (nread <= 0) {
         buffer_put(&c->w->pool, block);
         if (nread == 0) return;
-        if (nread == UV_ENOBUFS && !block && c->in && c->in_len >= CONN_BLOCK_DATA_SIZE) return;
+        if (nread == UV_ENOBUFS && c->in && c->in_len >= CONN_BLOCK_DATA_SIZE) {
+            /* c->in is full of pipelined input: wait until it is parsed. libuv
+             * keeps calling us while reading, so stop now. */
+            http_update_reading(c);
+            return;
+        }
         if (nread == UV_EOF)
             http_on_client_eof(c);
         else
@@ -398,7 +410,8 @@ static void http_try_head(struct conn *c) {
         http_fail(c, x->req.error_status, x->req.error_text);
         return;
     }
-    if ((r == HTTP_MORE && c->in_len > limit) || (r == HTTP_DONE && x->req.head_end > limit)) {
+    if ((r == HTTP_MORE && (c->in_len > limit || c->in_len >= CONN_BLOCK_DATA_SIZE)) ||
+        (r == HTTP_DONE && x->req.head_end > limit)) {
         http_fail(c, 431, "request head larger than max_header_size");
         return;
     }
@@ -646,7 +659,7 @@ static void http_send_response_head(struct conn *c, const char *body, size_t bod
     }
     if (x->resp.status >= 200) x->resp_head_sent = true;
     size_t first = body_len <= CONN_BLOCK_DATA_SIZE - n ? body_len : 0;
-    memcpy(conn_block_data(blk) + n, body, first);
+    if (first) memcpy(conn_block_data(blk) + n, body, first);
     x->bytes_out += n + first;
     if (conn_write(c, true, blk, conn_block_data(blk), n + first, false) < 0) {
         conn_close(c, "client write failed");
@@ -822,16 +835,10 @@ static void http_release_upstream(struct conn *c) {
     x->release_pending = false;
 }
 
-/* The response has gone to the client (queued). Next request, or close. */
-static void http_response_done(struct conn *c) {
-    struct exchange *x = c->x;
-    x->resp_done = true;
-    if (!x->req_done) x->close_client = true;
-    http_log(c, x);
-    c->requests++;
-    http_release_upstream(c);
-    if (x->release_pending) return; /* finishes in conn_http_on_write_done */
-    bool close = x->close_client;
+/* The exchange is over and its upstream connection given back: close, or
+ * go on with the next request (already waiting in c->in when pipelined). */
+static void http_finish_exchange(struct conn *c) {
+    bool close = c->x->close_client;
     http_exchange_end(c, false);
     if (close) {
         conn_linger(c);
@@ -847,6 +854,18 @@ static void http_response_done(struct conn *c) {
         http_arm(c, c->lcfg->idle_timeout_ms);
     }
     if (!c->closing) http_update_reading(c);
+}
+
+/* The whole response is queued to the client. */
+static void http_response_done(struct conn *c) {
+    struct exchange *x = c->x;
+    x->resp_done = true;
+    if (!x->req_done || c->w->draining) x->close_client = true;
+    http_log(c, x);
+    c->requests++;
+    http_release_upstream(c);
+    if (!x->release_pending) http_finish_exchange(c);
+    /* else: conn_http_on_write_done() finishes once the upstream writes are out */
 }
 
 static void http_on_timer(uv_timer_t *t) {
@@ -881,18 +900,9 @@ void conn_http_on_write_done(struct conn *c, bool to_client) {
     struct exchange *x = c->x;
     if (!to_client && x && x->release_pending && c->up_writes == 0) {
         http_release_upstream(c);
-        if (!x->release_pending && x->resp_done) {
-            x->release_pending = false;
-            /* finish what http_response_done() started */
-            bool close = x->close_client;
-            http_exchange_end(c, false);
-            if (close) {
-                conn_linger(c);
-                return;
-            }
-            conn_set_state(c, c->in_len ? CONN_HTTP_HEAD : CONN_HTTP_IDLE);
-            http_arm(c, c->in_len ? c->lcfg->header_timeout_ms : c->lcfg->idle_timeout_ms);
-            if (c->in_len) http_try_head(c);
+        if (x->resp_done) {
+            http_finish_exchange(c);
+            return;
         }
     }
     if (!c->closing && c->state != CONN_LINGER && c->state != CONN_RELAYING)
