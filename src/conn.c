@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #include "ferry/config.h"
+#include "ferry/generation.h"
 #include "ferry/listener.h"
 #include "ferry/log.h"
 #include "ferry/pipe.h"
@@ -103,6 +104,8 @@ void conn_accept(struct listener *l) {
         return; /* libuv keeps the pending socket and stops reading the listener */
     }
     c->w = w;
+    c->view = w->view;
+    view_ref(c->view);
     c->lcfg = l->cfg;
     c->upstream_text = "-";
     c->started = uv_now(&w->loop);
@@ -124,12 +127,13 @@ void conn_accept(struct listener *l) {
     conn_format_peer(c);
     c->counted = true;
     unsigned open = atomic_fetch_add(&w->rt->connections, 1) + 1;
-    bool over = open > w->rt->cfg->global.max_connections;
+    const struct config *cfg = view_config(c->view);
+    bool over = open > cfg->global.max_connections;
     if (over)
         log_warn("listener %s: max_connections (%u) reached, refusing %s", c->lcfg->name,
-                 w->rt->cfg->global.max_connections, c->peer);
+                 cfg->global.max_connections, c->peer);
     if (c->lcfg->mode == MODE_HTTP) {
-        c->routes = w->rt->routes[c->lcfg - w->cfg->listeners];
+        c->routes = c->view->gen->routes[c->lcfg - cfg->listeners];
         if (over)
             conn_http_refuse(c, 503, "max_connections reached");
         else
@@ -141,7 +145,8 @@ void conn_accept(struct listener *l) {
         return;
     }
     conn_set_state(c, CONN_CONNECTING);
-    err = upstream_checkout(worker_upstream(w, c->lcfg->upstream), &c->checkout, conn_on_checkout);
+    err = upstream_checkout(view_upstream(c->view, c->lcfg->upstream), &c->checkout,
+                            conn_on_checkout);
     if (err < 0) {
         log_warn("listener %s: no upstream server for %s: %s", c->lcfg->name, c->peer,
                  uv_strerror(err));
@@ -351,6 +356,7 @@ static void conn_release(struct conn *c) {
     struct worker *w = c->w;
     if (c->counted) atomic_fetch_sub(&w->rt->connections, 1);
     conn_http_free(c);
+    view_unref(c->view);
     worker_conn_remove(w, &c->link);
     free(c);
 }

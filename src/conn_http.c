@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "ferry/config.h"
+#include "ferry/generation.h"
 #include "ferry/http.h"
 #include "ferry/log.h"
 #include "ferry/route.h"
@@ -396,9 +397,32 @@ static void http_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b
     if (!c->closing) http_update_reading(c);
 }
 
+/* A reload happened since this connection's last request: serve the next
+ * one with the new config, under the listener of the same name. Returns
+ * false when that listener is gone or no longer http (the connection is
+ * closed then: it belongs to an address the config dropped). */
+static bool http_follow_reload(struct conn *c) {
+    struct view *now = c->w->view;
+    if (c->view == now) return true;
+    const struct config *cfg = view_config(now);
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct config_listener *cl = &cfg->listeners[i];
+        if (strcmp(cl->name, c->lcfg->name) != 0 || cl->mode != MODE_HTTP) continue;
+        view_ref(now);
+        view_unref(c->view);
+        c->view = now;
+        c->lcfg = cl;
+        c->routes = now->gen->routes[i];
+        return true;
+    }
+    conn_close(c, "listener removed by a reload");
+    return false;
+}
+
 /* Parses what c->in holds of the next request head. */
 static void http_try_head(struct conn *c) {
     struct exchange *x = c->x;
+    if (!x && !http_follow_reload(c)) return;
     if (!x && !(x = http_exchange_new(c))) {
         conn_close(c, "out of memory");
         return;
@@ -450,7 +474,7 @@ static void http_dispatch(struct conn *c) {
         http_fail(c, 404, "no route matches this request");
         return;
     }
-    x->upstream = worker_upstream(c->w, cu);
+    x->upstream = view_upstream(c->view, cu);
     x->t_up = uv_now(&c->w->loop);
     x->connecting = true;
     http_arm(c, x->upstream->cfg->read_timeout_ms);

@@ -31,6 +31,7 @@ enum conn_state {
 struct conn {
     struct list_node link;              /* in the worker's list of live connections */
     struct worker *w;                   /* owner */
+    struct view *view;                  /* the config it serves under (one reference) */
     const struct config_listener *lcfg; /* the listener it came in on */
     const struct route_table *routes;   /* http: that listener's routes */
     union {

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -127,8 +128,16 @@ int listener_open(const struct config_listener *cl, unsigned nworkers, int *fds,
     return rc;
 }
 
-int listener_start(struct listener *l, struct worker *w, const struct config_listener *cl,
-                   int fd) {
+static void listener_on_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
+struct listener *listener_start(struct worker *w, const struct config_listener *cl, int fd) {
+    struct listener *l = calloc(1, sizeof(*l));
+    if (!l) {
+        close(fd);
+        return NULL;
+    }
     l->cfg = cl;
     l->w = w;
     int err;
@@ -145,14 +154,15 @@ int listener_start(struct listener *l, struct worker *w, const struct config_lis
     if (err < 0) {
         log_error("listener %s: %s", cl->name, uv_strerror(err));
         listener_close(l);
+        return NULL;
     }
-    return err;
+    return l;
 }
 
 void listener_close(struct listener *l) {
     if (!l->open) return;
     l->open = false;
-    uv_close(&l->h.handle, NULL); /* embedded in the worker; freed after the loop ends */
+    uv_close(&l->h.handle, listener_on_closed);
 }
 
 void listener_unlink(const struct config_listener *cl) {

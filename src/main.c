@@ -19,9 +19,9 @@
 #include <uv.h>
 
 #include "ferry/config.h"
+#include "ferry/generation.h"
 #include "ferry/listener.h"
 #include "ferry/log.h"
-#include "ferry/route.h"
 #include "ferry/worker.h"
 
 struct options {
@@ -37,7 +37,8 @@ struct app {
     uv_async_t worker_exited;     /* a worker's thread is ending */
     uv_timer_t shutdown_timer;    /* shutdown_timeout after the first stop signal */
     struct runtime rt;
-    struct config *cfg;
+    struct generation *gen;       /* the current config (one reference held here) */
+    unsigned next_gen_id;
     const char *config_path;
     struct worker *workers;
     unsigned nworkers;
@@ -149,23 +150,88 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
     }
     a->stopping = true;
     log_info("signal %d: graceful stop (at most %llums)", signum,
-             (unsigned long long)a->cfg->global.shutdown_timeout_ms);
+             (unsigned long long)a->gen->cfg->global.shutdown_timeout_ms);
     app_stop(a, false);
-    uv_timer_start(&a->shutdown_timer, on_shutdown_timeout, a->cfg->global.shutdown_timeout_ms, 0);
+    uv_timer_start(&a->shutdown_timer, on_shutdown_timeout,
+                   a->gen->cfg->global.shutdown_timeout_ms, 0);
 }
 
+/* The old listener on the same address, if any: its sockets are kept. */
+static const struct config_listener *find_bind(const struct config *cfg, const char *bind) {
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        if (strcmp(cfg->listeners[i].bind.text, bind) == 0) return &cfg->listeners[i];
+    return NULL;
+}
+
+/* Opens sockets for NEXT's listeners on addresses OLD does not listen on:
+ * fds[l * nworkers + w], -1 where the workers keep theirs. NULL (logged,
+ * nothing left open) when one cannot be bound. */
+static int *open_new_listeners(const struct config *old, const struct config *next,
+                               unsigned nworkers) {
+    size_t n = next->nlisteners * nworkers;
+    int *fds = xmalloc((n + 1) * sizeof(int));
+    for (size_t k = 0; k < n; k++) fds[k] = -1;
+    for (size_t l = 0; l < next->nlisteners; l++) {
+        const struct config_listener *cl = &next->listeners[l];
+        if (find_bind(old, cl->bind.text)) continue;
+        char err[512];
+        if (listener_open(cl, nworkers, fds + l * nworkers, err, sizeof(err)) < 0) {
+            log_error("reload: %s", err);
+            for (size_t k = 0; k < n; k++)
+                if (fds[k] >= 0) close(fds[k]);
+            free(fds);
+            return NULL;
+        }
+    }
+    return fds;
+}
+
+static void apply_globals(const struct config *cfg) {
+    const struct config_global *g = &cfg->global;
+    log_set_level(g->log_level);
+    int err = access_log_open(g->access_log, g->access_log_path, g->access_log_format);
+    if (err < 0)
+        log_error("access_log %s: %s; keeping the previous one",
+                  g->access_log_path ? g->access_log_path : "-", uv_strerror(err));
+}
+
+/* SIGHUP: load and validate on this thread; a bad file changes nothing.
+ * A good one becomes a new generation that every worker switches to. */
 static void on_sighup(uv_signal_t *s, int signum) {
     FERRY_UNUSED(signum);
     struct app *a = s->data;
+    if (a->stopping) return;
     struct config *next = load_config(a->config_path);
     if (!next) {
-        log_error("SIGHUP: %s is invalid (errors above); still serving the old config",
+        atomic_fetch_add(&a->rt.reloads_error, 1);
+        log_error("reload: %s is invalid (errors above); still serving the previous config",
                   a->config_path);
         return;
     }
-    config_free(next);
-    log_warn("SIGHUP: %s is valid, but live reload is not implemented yet; "
-             "restart ferry to apply it", a->config_path);
+    const struct config *old = a->gen->cfg;
+    int *fds = open_new_listeners(old, next, a->nworkers);
+    if (!fds) {
+        atomic_fetch_add(&a->rt.reloads_error, 1);
+        config_free(next);
+        return;
+    }
+    if (next->global.workers != old->global.workers)
+        log_warn("reload: a new number of workers takes effect at the next restart");
+    struct generation *gen = generation_new(next, ++a->next_gen_id);
+    for (unsigned w = 0; w < a->nworkers; w++) {
+        int *mine = xmalloc((next->nlisteners + 1) * sizeof(int));
+        for (size_t l = 0; l < next->nlisteners; l++) mine[l] = fds[l * a->nworkers + w];
+        worker_reload(&a->workers[w], gen, mine);
+    }
+    free(fds);
+    for (size_t l = 0; l < old->nlisteners; l++)
+        if (!find_bind(next, old->listeners[l].bind.text)) listener_unlink(&old->listeners[l]);
+    apply_globals(next);
+    struct generation *prev = a->gen;
+    a->gen = gen;
+    generation_unref(prev);
+    atomic_fetch_add(&a->rt.reloads_ok, 1);
+    log_info("reload: %s loaded (config generation %u)", a->config_path, gen->id);
 }
 
 static void on_sigusr1(uv_signal_t *s, int signum) {
@@ -229,12 +295,13 @@ static int *open_listeners(const struct config *cfg, unsigned nworkers) {
 }
 
 static int start_workers(struct app *a, const int *fds) {
-    const struct config *cfg = a->cfg;
+    const struct config *cfg = a->gen->cfg;
     a->workers = xcalloc(a->nworkers, sizeof(*a->workers));
     int *mine = xcalloc(cfg->nlisteners + 1, sizeof(int));
     for (unsigned w = 0; w < a->nworkers; w++) {
         for (size_t l = 0; l < cfg->nlisteners; l++) mine[l] = fds[l * a->nworkers + w];
-        if (worker_init(&a->workers[w], w, &a->rt, mine) < 0 || worker_start(&a->workers[w]) < 0) {
+        if (worker_init(&a->workers[w], w, &a->rt, a->gen, mine) < 0 ||
+            worker_start(&a->workers[w]) < 0) {
             free(mine);
             return -1; /* start-up failure: exit 1, the kernel closes everything */
         }
@@ -248,60 +315,53 @@ int main(int argc, char **argv) {
     int rc = parse_options(argc, argv, &opt);
     if (rc >= 0) return rc;
     struct app a = {.config_path = opt.config_path};
-    a.cfg = load_config(opt.config_path);
-    if (!a.cfg) return 1;
+    struct config *cfg = load_config(opt.config_path);
+    if (!cfg) return 1;
     if (opt.explain) {
-        fprintf(stderr, "ferry: --explain is not implemented yet\n");
-        config_free(a.cfg);
-        return 1;
+        rc = 1;
+        fprintf(stderr, "ferry: --explain is not implemented yet\n"); /* EXPLAIN_WIRE */
+        config_free(cfg);
+        return rc;
     }
     if (opt.check_only) {
         printf("%s: ok\n", opt.config_path);
-        config_free(a.cfg);
+        config_free(cfg);
         return 0;
     }
-    const struct config_global *g = &a.cfg->global;
+    const struct config_global *g = &cfg->global;
     log_set_level(g->log_level);
     int err = access_log_open(g->access_log, g->access_log_path, g->access_log_format);
     if (err < 0) {
         fprintf(stderr, "ferry: access_log %s: %s\n", g->access_log_path, uv_strerror(err));
-        config_free(a.cfg);
+        config_free(cfg);
         return 1;
     }
     signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error code, not a death */
     raise_fd_limit(g->max_connections);
     a.nworkers = opt.workers ? opt.workers : g->workers ? g->workers : uv_available_parallelism();
-    int *fds = open_listeners(a.cfg, a.nworkers);
+    int *fds = open_listeners(cfg, a.nworkers);
     if (!fds) {
         access_log_close();
-        config_free(a.cfg);
+        config_free(cfg);
         return 1;
     }
+    a.gen = generation_new(cfg, ++a.next_gen_id);
     uv_loop_init(&a.loop);
-    a.rt.cfg = a.cfg;
-    a.rt.routes = xcalloc(a.cfg->nlisteners + 1, sizeof(*a.rt.routes));
-    for (size_t l = 0; l < a.cfg->nlisteners; l++)
-        if (a.cfg->listeners[l].mode == MODE_HTTP)
-            a.rt.routes[l] = route_table_build(a.cfg, &a.cfg->listeners[l]);
     a.rt.on_worker_exit = notify_worker_exit;
     a.rt.data = &a;
     app_signals(&a);
     if (start_workers(&a, fds) < 0) return 1;
     free(fds);
     log_info("ferry %s: %u worker%s, %zu listener%s, config %s", FERRY_VERSION, a.nworkers,
-             a.nworkers == 1 ? "" : "s", a.cfg->nlisteners, a.cfg->nlisteners == 1 ? "" : "s",
+             a.nworkers == 1 ? "" : "s", cfg->nlisteners, cfg->nlisteners == 1 ? "" : "s",
              opt.config_path);
     uv_run(&a.loop, UV_RUN_DEFAULT);
     for (unsigned i = 0; i < a.nworkers; i++) worker_join(&a.workers[i]);
     free(a.workers);
     uv_loop_close(&a.loop);
-    for (size_t l = 0; l < a.cfg->nlisteners; l++) {
-        listener_unlink(&a.cfg->listeners[l]);
-        route_table_free(a.rt.routes[l]);
-    }
-    free(a.rt.routes);
+    for (size_t l = 0; l < a.gen->cfg->nlisteners; l++) listener_unlink(&a.gen->cfg->listeners[l]);
     access_log_close();
     log_info("stopped");
-    config_free(a.cfg);
+    generation_unref(a.gen);
     return 0;
 }

@@ -260,7 +260,7 @@ static void upstream_on_idle_timeout(uv_timer_t *t) {
 void upstream_release(struct upstream_conn *uc, bool reusable) {
     struct upstream_server *s = uc->server;
     const struct config_upstream *cfg = s->up->cfg;
-    if (!reusable || uc->closing || s->nidle >= cfg->keepalive) {
+    if (!reusable || uc->closing || s->up->retired || s->nidle >= cfg->keepalive) {
         upstream_conn_close(uc, NULL, NULL);
         return;
     }
@@ -283,6 +283,11 @@ void upstream_close_idle(struct upstream *up) {
         while (s->nidle > 0)
             upstream_conn_close(container_of(s->idle.next, struct upstream_conn, link), NULL, NULL);
     }
+}
+
+void upstream_retire(struct upstream *up) {
+    up->retired = true;
+    upstream_close_idle(up);
 }
 
 void upstream_conn_close(struct upstream_conn *uc, void (*on_closed)(void *arg), void *arg) {

@@ -1,18 +1,28 @@
 /* worker: one thread, one loop; see worker.h.
  *
- * Ending a worker is the mirror of starting it. DRAIN closes the listeners;
- * when the last connection has been freed, the wakeup handle is closed, the
- * loop runs out of handles and uv_run returns. FORCE_STOP closes every
- * connection first and then ends the same way. After uv_run returns every
- * handle has had its close callback, so uv_loop_close must succeed; if it
- * does not, something leaked a handle and we say so. */
+ * Ending a worker is the mirror of starting it. DRAIN closes the listeners
+ * and idle keep-alive connections; when the last connection has been freed,
+ * the upstream pools are closed, then the wakeup handle, the loop runs out
+ * of handles and uv_run returns. FORCE_STOP closes every connection first
+ * and then ends the same way. After uv_run returns every handle has had its
+ * close callback, so uv_loop_close must succeed; if it does not, something
+ * leaked a handle and we say so.
+ *
+ * A reload swaps the worker's view: new connections (and new requests on
+ * kept-alive ones) use the new generation; the old view is retired, its
+ * idle pooled connections closed, and it is freed with its last
+ * connection. Listening sockets whose address did not change are kept, so
+ * no connection attempt is refused during a reload. */
 #include "ferry/worker.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "ferry/config.h"
 #include "ferry/conn.h"
+#include "ferry/generation.h"
 #include "ferry/listener.h"
 #include "ferry/log.h"
 #include "ferry/upstream.h"
@@ -25,9 +35,53 @@ static void worker_on_wakeup(uv_async_t *a);
 static void worker_maybe_exit(struct worker *w);
 static void worker_run(void *arg);
 
-int worker_init(struct worker *w, unsigned id, struct runtime *rt, const int *listen_fds) {
-    const struct config *cfg = rt->cfg;
-    *w = (struct worker){.id = id, .rt = rt, .cfg = cfg};
+/* --- views -------------------------------------------------------------- */
+
+static struct view *view_new(struct worker *w, struct generation *gen) {
+    const struct config *cfg = gen->cfg;
+    struct view *v = xcalloc(1, sizeof(*v));
+    generation_ref(gen);
+    v->gen = gen;
+    v->refs = 1;
+    v->upstreams = xcalloc(cfg->nupstreams + 1, sizeof(*v->upstreams));
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        v->upstreams[i] = upstream_create(&cfg->upstreams[i], &w->loop);
+    return v;
+}
+
+const struct config *view_config(const struct view *v) {
+    return v->gen->cfg;
+}
+
+struct upstream *view_upstream(struct view *v, const struct config_upstream *cu) {
+    return v->upstreams[cu - v->gen->cfg->upstreams];
+}
+
+void view_ref(struct view *v) {
+    v->refs++;
+}
+
+void view_unref(struct view *v) {
+    if (!v || --v->refs > 0) return;
+    for (size_t i = 0; i < v->gen->cfg->nupstreams; i++) upstream_destroy(v->upstreams[i]);
+    free(v->upstreams);
+    generation_unref(v->gen);
+    free(v);
+}
+
+/* The view is no longer current: its pools close now, the rest with its
+ * last connection. */
+static void view_retire(struct view *v) {
+    for (size_t i = 0; i < v->gen->cfg->nupstreams; i++) upstream_retire(v->upstreams[i]);
+    view_unref(v);
+}
+
+/* --- start and commands ---------------------------------------------- */
+
+int worker_init(struct worker *w, unsigned id, struct runtime *rt, struct generation *gen,
+                const int *listen_fds) {
+    const struct config *cfg = gen->cfg;
+    *w = (struct worker){.id = id, .rt = rt};
     int err = uv_loop_init(&w->loop);
     if (err < 0) return err;
     uv_async_init(&w->loop, &w->wakeup, worker_on_wakeup);
@@ -37,13 +91,12 @@ int worker_init(struct worker *w, unsigned id, struct runtime *rt, const int *li
     buffer_pool_init(&w->pool, WORKER_FREE_BUFFERS);
     if (getrandom(&w->rid_seed, sizeof(w->rid_seed), 0) != sizeof(w->rid_seed))
         w->rid_seed = util_now_ms() ^ ((uint64_t)id << 48);
-    w->upstreams = xcalloc(cfg->nupstreams, sizeof(*w->upstreams));
-    for (size_t i = 0; i < cfg->nupstreams; i++)
-        w->upstreams[i] = upstream_create(&cfg->upstreams[i], &w->loop);
-    w->listeners = xcalloc(cfg->nlisteners, sizeof(*w->listeners));
+    w->view = view_new(w, gen);
+    w->nlisteners = cfg->nlisteners;
+    w->listeners = xcalloc(cfg->nlisteners + 1, sizeof(*w->listeners));
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        err = listener_start(&w->listeners[i], w, &cfg->listeners[i], listen_fds[i]);
-        if (err < 0) return err;
+        w->listeners[i] = listener_start(w, &cfg->listeners[i], listen_fds[i]);
+        if (!w->listeners[i]) return UV_EINVAL;
     }
     return 0;
 }
@@ -71,13 +124,84 @@ void worker_force_stop(struct worker *w) {
     worker_wake(w);
 }
 
-struct upstream *worker_upstream(struct worker *w, const struct config_upstream *cu) {
-    return w->upstreams[cu - w->cfg->upstreams];
+void worker_reload(struct worker *w, struct generation *gen, int *fds) {
+    generation_ref(gen);
+    uv_mutex_lock(&w->wakeup_lock);
+    struct generation *old_gen = w->pending_gen;
+    int *old_fds = w->pending_fds;
+    w->pending_gen = gen;
+    w->pending_fds = fds;
+    if (!w->stopping) uv_async_send(&w->wakeup);
+    uv_mutex_unlock(&w->wakeup_lock);
+    if (old_gen) { /* a reload the worker had not picked up yet: superseded */
+        for (size_t i = 0; i < old_gen->cfg->nlisteners; i++)
+            if (old_fds[i] >= 0) close(old_fds[i]);
+        free(old_fds);
+        generation_unref(old_gen);
+    }
+}
+
+struct listener *worker_find_listener(struct worker *w, const struct config_listener *cl) {
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        struct listener *l = w->listeners[i];
+        if (l && strcmp(l->cfg->name, cl->name) == 0) return l;
+    }
+    return NULL;
+}
+
+/* Keeps listening sockets whose address is unchanged, starts the new ones,
+ * closes the ones the new config no longer has. */
+static void worker_swap_listeners(struct worker *w, const struct config *cfg, const int *fds) {
+    struct listener **next = xcalloc(cfg->nlisteners + 1, sizeof(*next));
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct config_listener *cl = &cfg->listeners[i];
+        if (fds[i] >= 0) {
+            next[i] = listener_start(w, cl, fds[i]);
+            continue;
+        }
+        for (size_t j = 0; j < w->nlisteners; j++) {
+            struct listener *old = w->listeners[j];
+            if (old && strcmp(old->cfg->bind.text, cl->bind.text) == 0) {
+                old->cfg = cl;
+                next[i] = old;
+                w->listeners[j] = NULL;
+                break;
+            }
+        }
+    }
+    for (size_t j = 0; j < w->nlisteners; j++)
+        if (w->listeners[j]) listener_close(w->listeners[j]);
+    free(w->listeners);
+    w->listeners = next;
+    w->nlisteners = cfg->nlisteners;
+}
+
+static void worker_apply_reload(struct worker *w) {
+    uv_mutex_lock(&w->wakeup_lock);
+    struct generation *gen = w->pending_gen;
+    int *fds = w->pending_fds;
+    w->pending_gen = NULL;
+    w->pending_fds = NULL;
+    uv_mutex_unlock(&w->wakeup_lock);
+    if (!gen) return;
+    if (w->draining) { /* stopping anyway: the new config would serve nobody */
+        for (size_t i = 0; i < gen->cfg->nlisteners; i++)
+            if (fds[i] >= 0) close(fds[i]);
+    } else {
+        struct view *old = w->view;
+        w->view = view_new(w, gen);
+        worker_swap_listeners(w, gen->cfg, fds);
+        view_retire(old);
+        log_debug("worker %u: now on config generation %u", w->id, gen->id);
+    }
+    free(fds);
+    generation_unref(gen);
 }
 
 static void worker_maybe_exit(struct worker *w) {
     if (!w->draining || w->nconns > 0 || w->stopping) return;
-    for (size_t i = 0; i < w->cfg->nupstreams; i++) upstream_close_idle(w->upstreams[i]);
+    struct view *v = w->view;
+    for (size_t i = 0; i < v->gen->cfg->nupstreams; i++) upstream_close_idle(v->upstreams[i]);
     uv_mutex_lock(&w->wakeup_lock);
     w->stopping = true;
     uv_close((uv_handle_t *)&w->wakeup, NULL);
@@ -86,11 +210,15 @@ static void worker_maybe_exit(struct worker *w) {
 
 static void worker_on_wakeup(uv_async_t *a) {
     struct worker *w = a->data;
+    worker_apply_reload(w);
     int cmd = atomic_load(&w->command);
     if (cmd == WORKER_RUN || w->stopping) return;
     if (!w->draining) {
         w->draining = true;
-        for (size_t i = 0; i < w->cfg->nlisteners; i++) listener_close(&w->listeners[i]);
+        for (size_t i = 0; i < w->nlisteners; i++) {
+            if (w->listeners[i]) listener_close(w->listeners[i]);
+            w->listeners[i] = NULL;
+        }
         conn_close_idle(w);
         log_debug("worker %u: draining %zu connections", w->id, w->nconns);
     }
@@ -127,8 +255,14 @@ static void worker_run(void *arg) {
 
 void worker_join(struct worker *w) {
     uv_thread_join(&w->thread);
-    for (size_t i = 0; i < w->cfg->nupstreams; i++) upstream_destroy(w->upstreams[i]);
-    free(w->upstreams);
+    view_unref(w->view);
+    w->view = NULL;
+    if (w->pending_gen) { /* a reload that arrived as the worker ended */
+        for (size_t i = 0; i < w->pending_gen->cfg->nlisteners; i++)
+            if (w->pending_fds[i] >= 0) close(w->pending_fds[i]);
+        free(w->pending_fds);
+        generation_unref(w->pending_gen);
+    }
     free(w->listeners);
     buffer_pool_destroy(&w->pool);
     uv_mutex_destroy(&w->wakeup_lock);

@@ -26,7 +26,7 @@ struct listener {
         uv_stream_t stream;
         uv_handle_t handle;
     } h;                                /* the listening handle */
-    const struct config_listener *cfg;  /* what it is */
+    const struct config_listener *cfg;  /* what it is; replaced on reload (same address) */
     struct worker *w;                   /* owner */
     bool open;                          /* handle initialised and not closed */
 };
@@ -37,10 +37,11 @@ struct listener {
 int listener_open(const struct config_listener *cl, unsigned nworkers, int *fds, char *err,
                   size_t errlen) FERRY_MUSTCHECK;
 
-/* Wraps FD (ownership passes) and starts accepting on W's loop. */
-int listener_start(struct listener *l, struct worker *w, const struct config_listener *cl,
-                   int fd) FERRY_MUSTCHECK;
-/* Stops accepting. Idempotent. */
+/* Wraps FD (ownership passes) in a new listener accepting on W's loop.
+ * Returns NULL (logged, FD closed) on failure. */
+struct listener *listener_start(struct worker *w, const struct config_listener *cl,
+                                int fd) FERRY_MUSTCHECK;
+/* Stops accepting; the listener is freed once its handle has closed. */
 void listener_close(struct listener *l);
 
 /* Removes the socket file of a unix listener (clean exit). */

@@ -44,6 +44,7 @@ struct upstream {
     uv_loop_t *loop;                 /* the owning worker's loop */
     struct upstream_server *servers; /* cfg->nservers entries */
     struct balance_peer *peers;      /* balancer state, peers[i] is servers[i] */
+    bool retired;                    /* a reload replaced it: nothing goes back to its pools */
     size_t nservers;
 };
 
@@ -115,6 +116,9 @@ void upstream_release(struct upstream_conn *uc, bool reusable);
 
 /* Closes every pooled idle connection (the worker is stopping). */
 void upstream_close_idle(struct upstream *up);
+
+/* A reload replaced UP: close its idle connections, pool nothing more. */
+void upstream_retire(struct upstream *up);
 
 /* Closes UC. ON_CLOSED(ARG), if given, runs after its last close callback,
  * when nothing in flight can refer to the caller's memory any more. */

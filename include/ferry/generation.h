@@ -1,0 +1,28 @@
+/* generation: one loaded config and what is derived from it once for all
+ * workers (the route tables), shared read-only and reference-counted.
+ *
+ * A reload builds a new generation on the main thread and hands a
+ * reference to every worker; requests that started on the old one finish
+ * on it, and it is freed when its last user lets go, on whichever thread
+ * that happens. Nothing in it changes after generation_new(). */
+#ifndef FERRY_GENERATION_H
+#define FERRY_GENERATION_H
+
+#include <stdatomic.h>
+
+struct config;
+struct route_table;
+
+struct generation {
+    atomic_uint refs;             /* users: the main thread and each worker's view */
+    unsigned id;                  /* 1 for the config loaded at start, +1 per reload */
+    struct config *cfg;           /* owned */
+    struct route_table **routes;  /* per listener (cfg->listeners order); NULL for tcp */
+};
+
+/* Takes ownership of CFG; the result has one reference. */
+struct generation *generation_new(struct config *cfg, unsigned id);
+void generation_ref(struct generation *g);
+void generation_unref(struct generation *g);
+
+#endif
