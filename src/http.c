@@ -34,6 +34,11 @@ static bool http_span_eq(const struct http_msg *m, struct http_span s, const cha
     return s.len == n && strncasecmp(m->base + s.off, lit, n) == 0;
 }
 
+/* A malformed message: the client's fault (400) or the upstream's (502). */
+static int http_bad(const struct http_msg *m) {
+    return m->is_request ? 400 : 502;
+}
+
 static int http_fail(struct http_msg *m, int status, const char *text) {
     if (!m->error_status) {
         m->error_status = status;
@@ -98,6 +103,12 @@ static int http_on_header_value(llhttp_t *p, const char *at, size_t len) {
 static int http_on_headers_complete(llhttp_t *p) {
     struct http_msg *m = msg_of(p);
     if (m->head_done) return 0;
+    /* llhttp skips the body of 1xx/204/304 only when it has no framing
+     * headers; a 304 with Content-Length would eat the next response. */
+    int status = p->status_code;
+    if (!m->is_request &&
+        (m->head_request || status / 100 == 1 || status == 204 || status == 304))
+        p->flags |= F_SKIPBODY;
     /* Leave the body unparsed until the head has been checked and sent. */
     return HPE_PAUSED;
 }
@@ -160,7 +171,10 @@ void http_msg_init(struct http_msg *m, bool is_request, bool head_request) {
     m->compact_len = 0;
     llhttp_init(&m->parser, is_request ? HTTP_REQUEST : HTTP_RESPONSE, http_settings());
     m->parser.data = m;
-    if (head_request) m->parser.flags |= F_SKIPBODY;
+    m->head_request = head_request;
+    m->chunk_state = 0;
+    m->chunk_digits = 0;
+    m->chunk_left = 0;
 }
 
 /* --- the raw head ------------------------------------------------------ */
@@ -173,22 +187,22 @@ static int http_check_lines(struct http_msg *m) {
     bool first = true;
     while (p < end) {
         const char *lf = memchr(p, '\n', (size_t)(end - p));
-        if (!lf || lf == p || lf[-1] != '\r') return http_fail(m, 400, "bare LF in head");
+        if (!lf || lf == p || lf[-1] != '\r') return http_fail(m, http_bad(m), "bare LF in head");
         const char *eol = lf - 1;
         for (const char *q = p; q < eol; q++) {
             unsigned char c = (unsigned char)*q;
             if ((c < 0x20 && c != '\t') || c == 0x7f)
-                return http_fail(m, 400, c == '\r' ? "bare CR in head" : "control byte in head");
+                return http_fail(m, http_bad(m), c == '\r' ? "bare CR in head" : "control byte in head");
         }
         if (eol == p) break; /* the blank line */
         if (first) {
             first = false;
         } else {
-            if (*p == ' ' || *p == '\t') return http_fail(m, 400, "obs-fold in header");
+            if (*p == ' ' || *p == '\t') return http_fail(m, http_bad(m), "obs-fold in header");
             const char *q = p;
             while (q < eol && http_is_tchar((unsigned char)*q)) q++;
             if (q == p || q == eol || *q != ':')
-                return http_fail(m, 400, q == p ? "empty header name" : "bad header name");
+                return http_fail(m, http_bad(m), q == p ? "empty header name" : "bad header name");
         }
         p = lf + 1;
     }
@@ -275,18 +289,59 @@ static bool http_next_token(const struct http_msg *m, struct http_span v, uint32
     return false;
 }
 
+/* Framing and routing fields: never hop-by-hop, whatever Connection says. */
+static bool http_end_to_end(const struct http_field *f) {
+    return f->id == HTTP_F_CONTENT_LENGTH || f->id == HTTP_F_TRANSFER_ENCODING ||
+           f->id == HTTP_F_HOST;
+}
+
 /* Marks every field named TOK as hop-by-hop: a name listed in Connection
- * belongs to this hop only (RFC 9110 7.6.1). */
-static void http_mark_hop(struct http_msg *m, struct http_span tok) {
+ * belongs to this hop only (RFC 9110 7.6.1). Listing a framing or routing
+ * field would make ferry forward a message whose length or Host differs
+ * from what it parsed: a request doing so is refused (-1), a response's
+ * token is ignored. */
+static int http_mark_hop(struct http_msg *m, struct http_span tok) {
     for (unsigned i = 0; i < m->nfields; i++) {
-        struct http_span n = m->fields[i].name;
-        if (n.len == tok.len && strncasecmp(m->base + n.off, m->base + tok.off, n.len) == 0)
-            m->fields[i].hop = true;
+        struct http_field *f = &m->fields[i];
+        struct http_span n = f->name;
+        if (n.len != tok.len || strncasecmp(m->base + n.off, m->base + tok.off, n.len) != 0)
+            continue;
+        if (!http_end_to_end(f))
+            f->hop = true;
+        else if (m->is_request)
+            return http_fail(m, 400, "Connection lists a framing header");
+    }
+    return 0;
+}
+
+/* Usable as a request id: 1..200 visible ASCII bytes. */
+static bool http_valid_request_id(const struct http_msg *m, struct http_span v) {
+    if (v.len == 0 || v.len > 200) return false;
+    for (uint32_t i = 0; i < v.len; i++) {
+        unsigned char c = (unsigned char)m->base[v.off + i];
+        if (c < 0x21 || c > 0x7e) return false;
+    }
+    return true;
+}
+
+/* Exactly one X-Request-Id goes on: the first valid one the client sent
+ * (others are dropped), or none, and then ferry generates one. */
+static void http_pick_request_id(struct http_msg *m) {
+    m->request_id = -1;
+    for (unsigned i = 0; i < m->nfields; i++) {
+        struct http_field *f = &m->fields[i];
+        if (f->id != HTTP_F_X_REQUEST_ID) continue;
+        if (m->request_id < 0 && !f->hop && http_valid_request_id(m, f->value))
+            m->request_id = (int)i;
+        else
+            f->hop = true;
     }
 }
 
 static int http_parse_length(struct http_msg *m, struct http_span v, uint64_t *out) {
-    if (v.len == 0 || v.len > 19) return -1; /* 19 digits stay below 2^63 */
+    if (v.len == 0) return -1;
+    while (v.len > 1 && m->base[v.off] == '0') v.off++, v.len--; /* leading zeros are valid */
+    if (v.len > 19) return -1; /* 19 digits stay below 2^63 */
     uint64_t n = 0;
     for (uint32_t i = 0; i < v.len; i++) {
         char c = m->base[v.off + i];
@@ -353,6 +408,13 @@ static int http_check_framing(struct http_msg *m) {
             return http_fail(m, m->is_request ? 400 : 502, "bad Content-Length");
         m->has_length = true;
     }
+    /* ferry and llhttp must agree on the framing, or the bytes ferry
+     * forwards as one message could be read as another. */
+    uint16_t flags = m->parser.flags;
+    if (m->chunked != ((flags & F_CHUNKED) != 0) ||
+        m->has_length != ((flags & F_CONTENT_LENGTH) != 0) ||
+        (m->has_length && m->content_length != m->parser.content_length))
+        return http_fail(m, http_bad(m), "ambiguous message framing");
     return 0;
 }
 
@@ -372,13 +434,16 @@ static int http_check_target(struct http_msg *m) {
     }
     uint32_t path_off = 0;
     if (t[0] != '/') {
-        if (n < 8 || strncasecmp(t, "http://", 7) != 0) return http_fail(m, 400, "bad target");
-        const char *auth = t + 7;
-        const char *slash = memchr(auth, '/', n - 7);
+        uint32_t scheme = n > 7 && strncasecmp(t, "http://", 7) == 0    ? 7
+                          : n > 8 && strncasecmp(t, "https://", 8) == 0 ? 8
+                                                                        : 0;
+        if (!scheme) return http_fail(m, 400, "bad target");
+        const char *auth = t + scheme;
+        const char *slash = memchr(auth, '/', n - scheme);
         const char *auth_end = slash ? slash : t + n;
         const char *q = memchr(auth, '?', (size_t)(auth_end - auth));
         if (q) auth_end = q;
-        m->authority = (struct http_span){m->target.off + 7, (uint32_t)(auth_end - auth)};
+        m->authority = (struct http_span){m->target.off + scheme, (uint32_t)(auth_end - auth)};
         if (!http_valid_host(auth, m->authority.len)) return http_fail(m, 400, "bad authority");
         path_off = (uint32_t)(auth_end - t);
     }
@@ -410,8 +475,9 @@ static int http_check_host(struct http_msg *m) {
     return 0;
 }
 
-/* Meaning of Connection, Upgrade and Expect; which fields are hop-by-hop. */
-static void http_scan_fields(struct http_msg *m) {
+/* Meaning of Connection, Upgrade and Expect; which fields are hop-by-hop.
+ * Returns 0, or -1 with the error set. */
+static int http_scan_fields(struct http_msg *m) {
     bool conn_upgrade = false, upgrade_ws = false, keep_alive = false;
     for (unsigned i = 0; i < m->nfields; i++) {
         struct http_field *f = &m->fields[i];
@@ -423,7 +489,7 @@ static void http_scan_fields(struct http_msg *m) {
                 if (http_span_eq(m, tok, "close")) m->conn_close = true;
                 keep_alive |= http_span_eq(m, tok, "keep-alive");
                 conn_upgrade |= http_span_eq(m, tok, "upgrade");
-                http_mark_hop(m, tok);
+                if (http_mark_hop(m, tok) < 0) return -1;
             }
             break;
         case HTTP_F_UPGRADE:
@@ -433,9 +499,6 @@ static void http_scan_fields(struct http_msg *m) {
         case HTTP_F_EXPECT:
             m->expect_continue |= http_span_eq(m, f->value, "100-continue");
             break;
-        case HTTP_F_X_REQUEST_ID:
-            if (f->value.len > 0 && f->value.len <= 200) m->request_id = (int)i;
-            break;
         default:
             break;
         }
@@ -443,21 +506,135 @@ static void http_scan_fields(struct http_msg *m) {
     m->upgrade_websocket = conn_upgrade && upgrade_ws &&
                            (m->is_request ? m->method == HTTP_GET : m->status == 101);
     if (m->minor == 0 && !keep_alive) m->conn_close = true;
+    http_pick_request_id(m);
+    return 0;
 }
 
 static int http_check_request(struct http_msg *m) {
     if (http_check_request_line(m) < 0 || http_check_target(m) < 0) return -1;
     if (m->method == HTTP_CONNECT) return http_fail(m, 400, "CONNECT is not supported");
     if (http_check_framing(m) < 0 || http_check_host(m) < 0) return -1;
-    http_scan_fields(m);
-    return 0;
+    return http_scan_fields(m);
 }
 
 static int http_check_response(struct http_msg *m) {
     if (m->minor > 1) return http_fail(m, 502, "bad response version");
     if (http_check_framing(m) < 0) return -1;
-    http_scan_fields(m);
-    return 0;
+    return http_scan_fields(m);
+}
+
+/* --- chunked framing, checked by ferry too ----------------------------- */
+
+/* llhttp, even strict, lets a bare LF end the last chunk or the trailers,
+ * accepts malformed chunk extensions and does not look inside trailer
+ * lines. Because ferry forwards chunked bodies byte for byte, it checks the
+ * framing itself with this small machine over the same bytes; a body both
+ * parsers accept is unambiguous. Grammar (RFC 9112 7.1, without BWS):
+ *   chunk     = 1*HEXDIG *( ";" token [ "=" ( token / quoted-string ) ] ) CRLF data CRLF
+ *   last      = 1*"0" [ext] CRLF *( field-line CRLF ) CRLF */
+enum chunk_state {
+    CK_SIZE0 = 0, /* first hex digit */
+    CK_SIZE,      /* more hex digits, ';' or CR */
+    CK_EXT_NAME0, /* after ';' */
+    CK_EXT_NAME,
+    CK_EXT_VAL0,  /* after '=' */
+    CK_EXT_TOKEN,
+    CK_EXT_QUOTED,
+    CK_EXT_ESC,
+    CK_EXT_END,   /* after a closing quote: ';' or CR */
+    CK_SIZE_LF,
+    CK_DATA,
+    CK_DATA_CR,
+    CK_DATA_LF,
+    CK_TRAILER0,  /* start of a trailer line, or CR of the final line */
+    CK_TRAILER_NAME,
+    CK_TRAILER_VALUE,
+    CK_TRAILER_LF,
+    CK_END_LF,
+    CK_DONE,
+};
+
+static int hexval(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static bool http_field_vchar(unsigned char c) {
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+/* One byte of framing (not chunk data). Returns the next state or -1. */
+static int http_chunk_step(struct http_msg *m, int st, unsigned char c) {
+    switch (st) {
+    case CK_SIZE0:
+    case CK_SIZE:
+        if (hexval(c) >= 0) {
+            if (m->chunk_left || c != '0') m->chunk_digits++;
+            if (m->chunk_digits > 15) return -1; /* stays far below 2^63 */
+            m->chunk_left = (m->chunk_left << 4) | (uint64_t)hexval(c);
+            return CK_SIZE;
+        }
+        if (st == CK_SIZE0) return -1;
+        return c == ';' ? CK_EXT_NAME0 : c == '\r' ? CK_SIZE_LF : -1;
+    case CK_EXT_NAME0:
+    case CK_EXT_NAME:
+        if (http_is_tchar(c)) return CK_EXT_NAME;
+        if (st == CK_EXT_NAME0) return -1;
+        return c == '=' ? CK_EXT_VAL0 : c == ';' ? CK_EXT_NAME0 : c == '\r' ? CK_SIZE_LF : -1;
+    case CK_EXT_VAL0:
+        return c == '"' ? CK_EXT_QUOTED : http_is_tchar(c) ? CK_EXT_TOKEN : -1;
+    case CK_EXT_TOKEN:
+        if (http_is_tchar(c)) return CK_EXT_TOKEN;
+        return c == ';' ? CK_EXT_NAME0 : c == '\r' ? CK_SIZE_LF : -1;
+    case CK_EXT_QUOTED:
+        if (c == '"') return CK_EXT_END;
+        if (c == '\\') return CK_EXT_ESC;
+        return http_field_vchar(c) ? CK_EXT_QUOTED : -1;
+    case CK_EXT_ESC: return http_field_vchar(c) ? CK_EXT_QUOTED : -1;
+    case CK_EXT_END: return c == ';' ? CK_EXT_NAME0 : c == '\r' ? CK_SIZE_LF : -1;
+    case CK_SIZE_LF:
+        if (c != '\n') return -1;
+        return m->chunk_left ? CK_DATA : CK_TRAILER0;
+    case CK_DATA_CR: return c == '\r' ? CK_DATA_LF : -1;
+    case CK_DATA_LF:
+        if (c != '\n') return -1;
+        m->chunk_digits = 0;
+        return CK_SIZE0;
+    case CK_TRAILER0:
+        if (c == '\r') return CK_END_LF;
+        return http_is_tchar(c) ? CK_TRAILER_NAME : -1; /* SP/HT here is obs-fold */
+    case CK_TRAILER_NAME:
+        if (http_is_tchar(c)) return CK_TRAILER_NAME;
+        return c == ':' ? CK_TRAILER_VALUE : -1;
+    case CK_TRAILER_VALUE:
+        if (c == '\r') return CK_TRAILER_LF;
+        return http_field_vchar(c) ? CK_TRAILER_VALUE : -1;
+    case CK_TRAILER_LF: return c == '\n' ? CK_TRAILER0 : -1;
+    case CK_END_LF: return c == '\n' ? CK_DONE : -1;
+    default: return -1;
+    }
+}
+
+/* Checks DATA[0, LEN) as the continuation of a chunked body. Returns how
+ * many bytes belong to the body (less than LEN only when it ended), or -1. */
+static long http_chunk_scan(struct http_msg *m, const char *data, size_t len) {
+    size_t i = 0;
+    int st = m->chunk_state;
+    while (i < len && st != CK_DONE) {
+        if (st == CK_DATA) {
+            size_t take = len - i < m->chunk_left ? len - i : (size_t)m->chunk_left;
+            m->chunk_left -= take;
+            i += take;
+            if (m->chunk_left == 0) st = CK_DATA_CR;
+            continue;
+        }
+        st = http_chunk_step(m, st, (unsigned char)data[i++]);
+        if (st < 0) return -1;
+    }
+    m->chunk_state = (uint8_t)st;
+    return (long)i;
 }
 
 /* --- parsing entry points ---------------------------------------------- */
@@ -504,15 +681,25 @@ int http_parse_head(struct http_msg *m, const char *base, size_t from, size_t to
 int http_parse_body(struct http_msg *m, const char *data, size_t len, size_t *consumed) {
     *consumed = 0;
     if (m->message_done) return HTTP_DONE;
+    bool chunked = m->chunked && !(m->parser.flags & F_SKIPBODY);
+    long own = chunked ? http_chunk_scan(m, data, len) : 0;
+    if (own < 0)
+        return http_fail(m, http_bad(m), m->is_request ? "bad chunked framing in request body"
+                                                       : "bad chunked framing in response body"),
+               HTTP_ERROR;
     llhttp_errno_t err = llhttp_execute(&m->parser, data, len);
     if (err == HPE_OK) {
         *consumed = len;
+        if (chunked && (size_t)own != len) /* ferry saw the end, llhttp did not */
+            return http_fail(m, http_bad(m), "ambiguous chunked framing"), HTTP_ERROR;
         return HTTP_MORE;
     }
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
         *consumed = (size_t)(llhttp_get_error_pos(&m->parser) - data);
         m->upgraded = err == HPE_PAUSED_UPGRADE;
         if (!m->message_done) m->message_done = true; /* upgrade without a message end */
+        if (chunked && ((size_t)own != *consumed || m->chunk_state != CK_DONE))
+            return http_fail(m, http_bad(m), "ambiguous chunked framing"), HTTP_ERROR;
         return HTTP_DONE;
     }
     if (!m->error_status)
@@ -523,7 +710,8 @@ int http_parse_body(struct http_msg *m, const char *data, size_t len, size_t *co
 
 int http_parse_eof(struct http_msg *m) {
     if (m->message_done) return HTTP_DONE;
-    if (llhttp_finish(&m->parser) == HPE_OK && m->message_done) return HTTP_DONE;
+    llhttp_errno_t err = llhttp_finish(&m->parser);
+    if ((err == HPE_OK || err == HPE_PAUSED) && m->message_done) return HTTP_DONE;
     return http_fail(m, 502, "upstream closed mid-message"), HTTP_ERROR;
 }
 
@@ -532,7 +720,7 @@ bool http_msg_needs_eof(const struct http_msg *m) {
 }
 
 bool http_msg_has_body(const struct http_msg *m) {
-    if (m->message_done) return false;
+    if (m->message_done || (m->parser.flags & F_SKIPBODY)) return false;
     return m->chunked || m->content_length > 0 || http_msg_needs_eof(m);
 }
 

@@ -93,6 +93,12 @@ struct http_msg {
     /* The error that ended parsing, when one did. */
     int error_status;       /* 400, 413, 431, 502, 505 */
     const char *error_text; /* short, names the cause; static storage */
+    /* ferry's own check of chunked framing, run on the same bytes as
+     * llhttp: both must accept (see http_chunk_scan). */
+    uint8_t chunk_state;
+    uint8_t chunk_digits;
+    uint64_t chunk_left;
+    bool head_request;      /* responses: the request was HEAD */
     /* Body progress (decoded bytes, for max_body_size). */
     uint64_t body_bytes;
     bool message_done;      /* the whole message (head and body) was parsed */
