@@ -21,6 +21,7 @@
 #include "ferry/config.h"
 #include "ferry/generation.h"
 #include "ferry/listener.h"
+#include "ferry/explain.h"
 #include "ferry/log.h"
 #include "ferry/worker.h"
 
@@ -318,8 +319,7 @@ int main(int argc, char **argv) {
     struct config *cfg = load_config(opt.config_path);
     if (!cfg) return 1;
     if (opt.explain) {
-        rc = 1;
-        fprintf(stderr, "ferry: --explain is not implemented yet\n"); /* EXPLAIN_WIRE */
+        rc = explain_run(cfg, opt.explain, stdout, stderr);
         config_free(cfg);
         return rc;
     }

@@ -400,3 +400,119 @@ const struct config_route *route_match(const struct route_table *t, const char *
     }
     return bucket_match(&t->any, path, path_len, method, method_len);
 }
+
+/* Introspection for `ferry --explain`. It walks the table in the order
+ * route_match tries it, so what it reports cannot drift from what matching
+ * does, and the winner is route_match's own answer. A route listing several
+ * hosts sits in several buckets; it is reported once, at the first (best)
+ * bucket that holds it, and routes no visited bucket holds are reported last
+ * as host misses. */
+
+/* State of one route_explain walk. */
+struct route_walk {
+    const struct config_route *winner;                    /* route_match's answer */
+    const char *path;                                     /* request path, not NUL-terminated */
+    size_t path_len;                                      /* bytes of path */
+    const char *method;                                   /* request method, not NUL-terminated */
+    size_t method_len;                                    /* bytes of method */
+    const struct config_route **seen;                     /* routes already reported */
+    size_t nseen;                                         /* entries of seen */
+    void (*cb)(const struct route_verdict *v, void *arg); /* the caller's callback */
+    void *arg;                                            /* its argument */
+};
+
+static const char *route_host_pattern(const struct config_route *r, enum host_kind kind,
+                                      const char *key, size_t len);
+static bool walk_mark(struct route_walk *w, const struct config_route *r);
+static void walk_entry(struct route_walk *w, const struct route_entry *e, struct route_verdict v);
+static void walk_bucket(struct route_walk *w, const struct route_bucket *b, enum host_kind kind,
+                        const char *key, size_t len);
+static void walk_suffixes(struct route_walk *w, const struct route_table *t, const char *host,
+                          size_t host_len);
+
+/* The host of R, as written, that lands in the bucket of KIND and KEY; NULL
+ * for HOST_ANY. */
+static const char *route_host_pattern(const struct config_route *r, enum host_kind kind,
+                                      const char *key, size_t len) {
+    for (size_t h = 0; kind != HOST_ANY && h < r->nhosts; h++) {
+        struct route_pair p;
+        pair_key(&p, r->hosts[h]);
+        if (p.kind == kind && host_compare(p.key, p.len, key, len) == 0) return r->hosts[h];
+    }
+    return NULL;
+}
+
+/* Records R as reported; false when it already was. */
+static bool walk_mark(struct route_walk *w, const struct config_route *r) {
+    for (size_t i = 0; i < w->nseen; i++)
+        if (w->seen[i] == r) return false;
+    w->seen[w->nseen++] = r;
+    return true;
+}
+
+/* Reports entry E with the host verdict V already filled in, unless its
+ * route was reported before (at a better bucket). */
+static void walk_entry(struct route_walk *w, const struct route_entry *e, struct route_verdict v) {
+    const struct config_route *r = e->route;
+    if (!walk_mark(w, r)) return;
+    v.route = r;
+    v.path_fits = path_fits(e, w->path, w->path_len);
+    v.method_fits = method_fits(r, w->method, w->method_len);
+    v.matched = v.host != ROUTE_HOST_MISS && v.path_fits && v.method_fits;
+    v.won = v.matched && r == w->winner;
+    w->cb(&v, w->arg);
+}
+
+/* Reports the entries of B, the bucket of KIND and KEY, best first. */
+static void walk_bucket(struct route_walk *w, const struct route_bucket *b, enum host_kind kind,
+                        const char *key, size_t len) {
+    static const enum route_host_fit fit[] = {[HOST_EXACT] = ROUTE_HOST_EXACT,
+                                              [HOST_SUFFIX] = ROUTE_HOST_SUFFIX,
+                                              [HOST_ANY] = ROUTE_HOST_ANY};
+    for (size_t i = 0; b && i < b->n; i++) {
+        struct route_verdict v = {
+            .host = fit[kind],
+            .host_pattern = route_host_pattern(b->entries[i].route, kind, key, len),
+            .suffix_len = kind == HOST_SUFFIX ? len : 0,
+        };
+        walk_entry(w, &b->entries[i], v);
+    }
+}
+
+/* The suffix buckets in suffix_match's order: longest tail first. */
+static void walk_suffixes(struct route_walk *w, const struct route_table *t, const char *host,
+                          size_t host_len) {
+    for (size_t i = 1; t->suffix.count > 0 && i < host_len; i++) {
+        if (host[i] != '.') continue;
+        const char *tail = host + i;
+        walk_bucket(w, map_find(&t->suffix, tail, host_len - i), HOST_SUFFIX, tail, host_len - i);
+    }
+}
+
+const struct config_route *route_explain(const struct route_table *t, const char *host,
+                                         size_t host_len, const char *path, size_t path_len,
+                                         const char *method, size_t method_len,
+                                         void (*cb)(const struct route_verdict *v, void *arg),
+                                         void *arg) {
+    assert(t && cb);
+    struct route_walk w = {
+        .winner = route_match(t, host, host_len, path, path_len, method, method_len),
+        .path = path,
+        .path_len = path_len,
+        .method = method,
+        .method_len = method_len,
+        .seen = xcalloc(t->nentries ? t->nentries : 1, sizeof(*w.seen)),
+        .cb = cb,
+        .arg = arg,
+    };
+    size_t n = host_normalize(host, host_len);
+    if (n > 0) {
+        walk_bucket(&w, map_find(&t->exact, host, n), HOST_EXACT, host, n);
+        walk_suffixes(&w, t, host, n);
+    }
+    walk_bucket(&w, &t->any, HOST_ANY, NULL, 0);
+    for (size_t i = 0; i < t->nentries; i++)
+        walk_entry(&w, &t->entries[i], (struct route_verdict){.host = ROUTE_HOST_MISS});
+    free(w.seen);
+    return w.winner;
+}

@@ -11,6 +11,7 @@
 #ifndef FERRY_ROUTE_H
 #define FERRY_ROUTE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct config;
@@ -30,5 +31,39 @@ void route_table_free(struct route_table *t);
 const struct config_route *route_match(const struct route_table *t, const char *host,
                                        size_t host_len, const char *path, size_t path_len,
                                        const char *method, size_t method_len);
+
+/* How a route's host rule relates to a request's host, best first. */
+enum route_host_fit {
+    ROUTE_HOST_EXACT = 0, /* one of its hosts is the request's host */
+    ROUTE_HOST_SUFFIX,    /* one of its "*.suffix" hosts ends the request's host */
+    ROUTE_HOST_ANY,       /* it names no host, so any host fits */
+    ROUTE_HOST_MISS,      /* it names hosts and none fits */
+};
+
+/* One route of a table as route_explain saw it for one request. */
+struct route_verdict {
+    const struct config_route *route; /* points into the config */
+    enum route_host_fit host;         /* how its host rule fit */
+    const char *host_pattern;         /* EXACT/SUFFIX: the route's host that fit, as in
+                                       * the config; NULL for ANY and MISS */
+    size_t suffix_len;                /* SUFFIX: bytes of ".suffix" that fit; else 0 */
+    bool path_fits;                   /* its path or path_prefix fits the path */
+    bool method_fits;                 /* its methods (or none) admit the method */
+    bool matched;                     /* host, path and method all fit */
+    bool won;                         /* the route route_match returns */
+};
+
+/* For diagnostics (ferry --explain), not the request path: calls CB once for
+ * every route of T, in precedence order: the routes whose host fits first
+ * (exact, then suffixes longest first, then no host; within each, the order
+ * route_match tries them), then the routes whose host does not fit. So the
+ * first verdict with `matched` set is the winner (`won`), and every later
+ * matched one lost to it. Arguments as for route_match. Returns what
+ * route_match returns. Allocates a little; never fails. */
+const struct config_route *route_explain(const struct route_table *t, const char *host,
+                                         size_t host_len, const char *path, size_t path_len,
+                                         const char *method, size_t method_len,
+                                         void (*cb)(const struct route_verdict *v, void *arg),
+                                         void *arg);
 
 #endif
