@@ -35,6 +35,7 @@
 #include "ferry/listener.h"
 #include "ferry/log.h"
 #include "ferry/pipe.h"
+#include "ferry/stats.h"
 #include "ferry/upstream.h"
 #include "ferry/worker.h"
 
@@ -107,6 +108,9 @@ void conn_accept(struct listener *l) {
     c->view = w->view;
     view_ref(c->view);
     c->lcfg = l->cfg;
+    c->lstats = l->stats;
+    stat_add(&c->lstats->u.listener.connections_total, 1);
+    stat_add(&c->lstats->u.listener.connections_active, 1);
     c->upstream_text = "-";
     c->started = uv_now(&w->loop);
     c->state = CONN_ACCEPTED;
@@ -164,6 +168,7 @@ static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn 
     }
     c->up = uc;
     c->upstream_text = uc->server->cfg->addr.text;
+    stat_add(&uc->server->stats->u.server.requests, 1);
     conn_relay_start(c);
 }
 
@@ -227,6 +232,7 @@ int conn_write(struct conn *c, bool to_client, char *block, const char *data, si
                bool keep) {
     uv_stream_t *dst = to_client ? &c->client.stream : upstream_conn_stream(c->up);
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    if (to_client) stat_add(&c->w->wstats->u.worker.bytes_out, len);
     int n = uv_try_write(dst, &b, 1);
     if (n == (int)len) {
         if (!keep) buffer_put(&c->w->pool, block);
@@ -334,6 +340,8 @@ void conn_close(struct conn *c, const char *why) {
               conn_state_names[c->state], why,
               (unsigned long long)(uv_now(&c->w->loop) - c->started));
     conn_log_access(c);
+    stat_add(&c->w->wstats->u.worker.bytes_in, c->to_up.bytes);
+    stat_add(&c->w->wstats->u.worker.bytes_out, c->to_client.bytes);
     conn_set_state(c, CONN_CLOSED);
     c->closing = true;
     pipe_stop(&c->to_up);
@@ -357,6 +365,7 @@ static void conn_release(struct conn *c) {
     if (c->counted) atomic_fetch_sub(&w->rt->connections, 1);
     conn_http_free(c);
     view_unref(c->view);
+    stat_sub(&c->lstats->u.listener.connections_active, 1);
     worker_conn_remove(w, &c->link);
     free(c);
 }

@@ -33,6 +33,7 @@
 #include "ferry/http.h"
 #include "ferry/log.h"
 #include "ferry/route.h"
+#include "ferry/stats.h"
 #include "ferry/upstream.h"
 #include "ferry/worker.h"
 
@@ -70,7 +71,8 @@ struct exchange {
     uint8_t stale_retries;
     int status;                       /* of the response, for the log */
     uint64_t bytes_out;               /* bytes sent to the client for this response */
-    uint64_t t_start;                 /* first byte of the request */
+    uint64_t t_start;                 /* first byte of the request (loop ms) */
+    uint64_t t_start_ns;              /* the same, uv_hrtime(): durations in metrics and logs */
     uint64_t t_up;                    /* checkout started */
     uint64_t t_resp;                  /* response head arrived; 0 = not yet */
     uint64_t last_up;                 /* last byte from the upstream */
@@ -141,7 +143,13 @@ static void http_capture_log(struct exchange *x) {
     x->log_minor = m->minor;
 }
 
-static void http_log(struct conn *c, struct exchange *x) {
+/* Counts the request in the route's metrics and writes its access log
+ * line; called exactly once per request. */
+static void http_record(struct conn *c, struct exchange *x) {
+    const struct config *cfg = view_config(c->view);
+    size_t idx = x->route ? (size_t)(x->route - cfg->routes) : cfg->nroutes;
+    uint64_t elapsed_ns = uv_hrtime() - x->t_start_ns;
+    stats_request(c->view->route_stats[idx], x->status, elapsed_ns / 1000);
     if (!access_log_enabled()) return;
     if (!x->log_method[0]) { /* refused before the head could be read */
         snprintf(x->log_method, sizeof(x->log_method), "-");
@@ -150,7 +158,6 @@ static void http_log(struct conn *c, struct exchange *x) {
         snprintf(x->log_ua, sizeof(x->log_ua), "-");
         x->log_minor = 1;
     }
-    uint64_t now = uv_now(&c->w->loop);
     char proto[16];
     snprintf(proto, sizeof(proto), "HTTP/1.%u", (unsigned)x->log_minor);
     struct access_http_entry e = {
@@ -164,7 +171,7 @@ static void http_log(struct conn *c, struct exchange *x) {
         .user_agent = x->log_ua,
         .route = x->route ? x->route->name : "-",
         .upstream = c->up ? c->up->server->cfg->addr.text : "-",
-        .rt = (double)(now - x->t_start) / 1000.0,
+        .rt = (double)elapsed_ns / 1e9,
         .urt = x->t_resp ? (double)(x->t_resp - x->t_up) / 1000.0 : -1,
         .rid = x->rid[0] ? x->rid : "-",
     };
@@ -176,6 +183,7 @@ static struct exchange *http_exchange_new(struct conn *c) {
     if (!x) return NULL;
     http_msg_init(&x->req, true, false);
     x->t_start = uv_now(&c->w->loop);
+    x->t_start_ns = uv_hrtime();
     x->c = c;
     c->x = x;
     return x;
@@ -291,10 +299,21 @@ void conn_http_start(struct conn *c) {
     http_update_reading(c);
 }
 
+static void http_make_request_id(struct conn *c, struct exchange *x);
+
+/* Every response of ferry's own carries an X-Request-Id, even for a
+ * request too broken to have one of its own. */
 static void http_send_error(struct conn *c, int status, const char *detail) {
     char *block = http_block(c);
     if (!block) return;
-    const char *rid = c->x && c->x->rid[0] ? c->x->rid : NULL;
+    char fresh[40];
+    const char *rid = fresh;
+    if (c->x) {
+        if (!c->x->rid[0]) http_make_request_id(c, c->x);
+        rid = c->x->rid;
+    } else {
+        http_request_id(fresh, c->w->rid_seed ^ ((uint64_t)c->w->id << 56), ++c->w->rid_counter);
+    }
     size_t n = http_build_error(conn_block_data(block), CONN_BLOCK_DATA_SIZE, status, detail, rid,
                                 true);
     if (c->x) {
@@ -318,7 +337,7 @@ static void http_fail(struct conn *c, int status, const char *detail) {
     struct exchange *x = c->x;
     if (c->closing) return;
     if (x && x->resp_head_sent) {
-        http_log(c, x);
+        http_record(c, x);
         conn_close(c, detail);
         return;
     }
@@ -328,7 +347,7 @@ static void http_fail(struct conn *c, int status, const char *detail) {
     http_send_error(c, status, detail);
     if (x) {
         if (!x->log_method[0] && x->req.head_done) http_capture_log(x);
-        http_log(c, x);
+        http_record(c, x);
     }
     conn_linger(c);
 }
@@ -389,6 +408,7 @@ static void http_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b
         return;
     }
     c->in_len += (uint32_t)nread;
+    stat_add(&c->w->wstats->u.worker.bytes_in, (uint64_t)nread);
     if (c->state == CONN_HTTP_IDLE) {
         conn_set_state(c, CONN_HTTP_HEAD);
         http_arm(c, c->lcfg->header_timeout_ms);
@@ -444,7 +464,7 @@ static void http_try_head(struct conn *c) {
 }
 
 static void http_make_request_id(struct conn *c, struct exchange *x) {
-    if (x->req.request_id >= 0) {
+    if (x->req.head_done && x->req.request_id >= 0) {
         http_copy_field(x->rid, sizeof(x->rid), &x->req, x->req.request_id);
         return;
     }
@@ -543,6 +563,7 @@ static void http_send_request(struct conn *c) {
         http_fail(c, 431, "request head too large to forward");
         return;
     }
+    stat_add(&c->up->server->stats->u.server.requests, 1);
     if (conn_write(c, false, x->up_head, conn_block_data(x->up_head), x->up_head_len, true) < 0) {
         http_fail_upstream(c, 502, "write failed");
         return;
@@ -571,6 +592,7 @@ static void http_send_request(struct conn *c) {
 
 static void http_forward_request_body(struct conn *c, char *blk, size_t n) {
     struct exchange *x = c->x;
+    stat_add(&c->w->wstats->u.worker.bytes_in, n);
     char *data = conn_block_data(blk);
     long body = http_check_request_body(c, data, n);
     if (body < 0) {
@@ -741,7 +763,7 @@ static void http_start_tunnel(struct conn *c, const char *up_rest, size_t up_res
         c->in_len = 0;
     }
     http_put(c, &c->in);
-    http_log(c, x);
+    http_record(c, x);
     struct upstream_conn *up = c->up;
     if (x->up_reading) uv_read_stop(upstream_conn_stream(up));
     if (c->client_reading) uv_read_stop(&c->client.stream);
@@ -885,7 +907,7 @@ static void http_response_done(struct conn *c) {
     struct exchange *x = c->x;
     x->resp_done = true;
     if (!x->req_done || c->w->draining) x->close_client = true;
-    http_log(c, x);
+    http_record(c, x);
     c->requests++;
     http_release_upstream(c);
     if (!x->release_pending) http_finish_exchange(c);
@@ -938,7 +960,7 @@ void conn_http_on_close(struct conn *c) {
     if (!x) return;
     if (!x->resp_done && x->dispatched && x->log_method[0] && x->status == 0) {
         x->status = 499; /* nginx's code for "client went away"; for the log only */
-        http_log(c, x);
+        http_record(c, x);
     }
     upstream_checkout_cancel(&x->checkout);
     /* Blocks referenced by queued writes are freed by those writes; the

@@ -34,6 +34,7 @@ struct conn {
     struct view *view;                  /* the config it serves under (one reference) */
     const struct config_listener *lcfg; /* the listener it came in on */
     const struct route_table *routes;   /* http: that listener's routes */
+    struct stats_node *lstats;          /* the listener's counters (connections) */
     union {
         uv_tcp_t tcp;
         uv_pipe_t pipe;

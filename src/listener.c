@@ -140,6 +140,7 @@ struct listener *listener_start(struct worker *w, const struct config_listener *
     }
     l->cfg = cl;
     l->w = w;
+    l->stats = stats_node(&w->stats, STATS_LISTENER, cl->name, NULL);
     int err;
     if (cl->bind.kind == ADDR_UNIX) {
         uv_pipe_init(&w->loop, &l->h.pipe, 0);

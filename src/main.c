@@ -18,8 +18,10 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "ferry/admin.h"
 #include "ferry/config.h"
 #include "ferry/generation.h"
+#include "ferry/health.h"
 #include "ferry/listener.h"
 #include "ferry/explain.h"
 #include "ferry/log.h"
@@ -39,6 +41,7 @@ struct app {
     uv_timer_t shutdown_timer;    /* shutdown_timeout after the first stop signal */
     struct runtime rt;
     struct generation *gen;       /* the current config (one reference held here) */
+    struct admin *admin;          /* the admin endpoint, when configured */
     unsigned next_gen_id;
     const char *config_path;
     struct worker *workers;
@@ -219,6 +222,7 @@ static void on_sighup(uv_signal_t *s, int signum) {
     if (next->global.workers != old->global.workers)
         log_warn("reload: a new number of workers takes effect at the next restart");
     struct generation *gen = generation_new(next, ++a->next_gen_id);
+    health_adopt(next); /* before any worker builds a view of it */
     for (unsigned w = 0; w < a->nworkers; w++) {
         int *mine = xmalloc((next->nlisteners + 1) * sizeof(int));
         for (size_t l = 0; l < next->nlisteners; l++) mine[l] = fds[l * a->nworkers + w];
@@ -250,6 +254,9 @@ static void close_main_handle(uv_handle_t *h, void *arg) {
 static void on_worker_exited(uv_async_t *as) {
     struct app *a = as->data;
     if (atomic_load(&a->exited) < a->nworkers) return;
+    health_stop();
+    admin_stop(a->admin);
+    a->admin = NULL;
     uv_walk(&a->loop, close_main_handle, NULL);
 }
 
@@ -347,11 +354,21 @@ int main(int argc, char **argv) {
     }
     a.gen = generation_new(cfg, ++a.next_gen_id);
     uv_loop_init(&a.loop);
+    health_start(&a.loop);
+    health_adopt(cfg);
     a.rt.on_worker_exit = notify_worker_exit;
     a.rt.data = &a;
     app_signals(&a);
     if (start_workers(&a, fds) < 0) return 1;
     free(fds);
+    if (cfg->global.has_admin) {
+        struct admin_source src = {a.workers, a.nworkers, &a.gen, &a.rt};
+        char msg[512];
+        if (!(a.admin = admin_start(&a.loop, &src, msg, sizeof(msg)))) {
+            fprintf(stderr, "ferry: %s\n", msg);
+            return 1; /* start-up failure: the kernel closes everything */
+        }
+    }
     log_info("ferry %s: %u worker%s, %zu listener%s, config %s", FERRY_VERSION, a.nworkers,
              a.nworkers == 1 ? "" : "s", cfg->nlisteners, cfg->nlisteners == 1 ? "" : "s",
              opt.config_path);
@@ -359,6 +376,7 @@ int main(int argc, char **argv) {
     for (unsigned i = 0; i < a.nworkers; i++) worker_join(&a.workers[i]);
     free(a.workers);
     uv_loop_close(&a.loop);
+    health_free();
     for (size_t l = 0; l < a.gen->cfg->nlisteners; l++) listener_unlink(&a.gen->cfg->listeners[l]);
     access_log_close();
     log_info("stopped");

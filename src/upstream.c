@@ -21,13 +21,14 @@
  * calls back before upstream_checkout() returns. */
 #include "ferry/upstream.h"
 
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ferry/config.h"
+#include "ferry/health.h"
 #include "ferry/log.h"
+#include "ferry/stats.h"
 
 static void upstream_on_connect(uv_connect_t *req, int status);
 static void upstream_on_connect_timeout(uv_timer_t *t);
@@ -37,33 +38,12 @@ static void upstream_unpool(struct upstream_conn *uc);
 static void upstream_on_idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void upstream_on_idle_timeout(uv_timer_t *t);
 
-static void upstream_resolve(struct upstream_server *s) {
-    const struct config_addr *a = &s->cfg->addr;
-    if (a->kind == ADDR_UNIX) {
-        s->resolved = true;
-        return;
-    }
-    char port[8];
-    snprintf(port, sizeof(port), "%u", (unsigned)a->port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(a->host, port, &hints, &res);
-    if (rc != 0 || !res) {
-        log_warn("upstream %s: server %s does not resolve (%s); it stays down",
-                 s->up->cfg->name, a->text, gai_strerror(rc));
-        s->resolved = false;
-        return;
-    }
-    memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
-    s->resolved = true;
-    freeaddrinfo(res);
-}
-
-struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *loop) {
+struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *loop,
+                                 struct stats *stats) {
     struct upstream *up = xcalloc(1, sizeof(*up));
     up->cfg = cfg;
     up->loop = loop;
+    up->stats = stats_node(stats, STATS_UPSTREAM, cfg->name, NULL);
     up->nservers = cfg->nservers;
     up->servers = xcalloc(cfg->nservers, sizeof(*up->servers));
     up->peers = xcalloc(cfg->nservers, sizeof(*up->peers));
@@ -72,8 +52,9 @@ struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *l
         s->cfg = &cfg->servers[i];
         s->up = up;
         up->peers[i].weight = (int)s->cfg->weight;
+        s->stats = stats_node(stats, STATS_SERVER, cfg->name, s->cfg->addr.text);
         list_init(&s->idle);
-        upstream_resolve(s);
+        s->state = health_find(cfg->name, s->cfg->addr.text);
     }
     return up;
 }
@@ -85,6 +66,20 @@ void upstream_destroy(struct upstream *up) {
     free(up);
 }
 
+/* A failed attempt: counted, and after max_fails in a row the server is
+ * marked down for fail_timeout (for every worker). A server given by name
+ * is re-resolved at once: the app behind it may have moved. */
+static void upstream_count_error(struct upstream_server *s, int err) {
+    const struct config_upstream *cfg = s->up->cfg;
+    s->connect_errors++;
+    stat_add(&s->up->stats->u.upstream.connect_errors[stats_reason_of(err)], 1);
+    health_want_resolve(s->state);
+    if (++s->fails >= cfg->max_fails) {
+        s->fails = 0;
+        health_mark_down(s->state, health_now_ms() + cfg->fail_timeout_ms);
+    }
+}
+
 static bool upstream_tried(const struct upstream_checkout *co, size_t i) {
     return i < 64 && (co->tried >> i) & 1u;
 }
@@ -94,12 +89,13 @@ static bool upstream_tried(const struct upstream_checkout *co, size_t i) {
  * unusable for this request. */
 static struct upstream_server *upstream_pick(struct upstream_checkout *co) {
     struct upstream *up = co->up;
+    uint64_t now = health_now_ms();
     for (int backup = 0; backup <= 1; backup++) {
         bool any = false;
         for (size_t i = 0; i < up->nservers; i++) {
             struct upstream_server *s = &up->servers[i];
-            up->peers[i].eligible = s->resolved && s->cfg->backup == (bool)backup &&
-                                    !upstream_tried(co, i);
+            up->peers[i].eligible = s->cfg->backup == (bool)backup && !upstream_tried(co, i) &&
+                                    health_usable(s->state, now);
             any |= up->peers[i].eligible;
         }
         if (!any) continue;
@@ -133,14 +129,19 @@ static int upstream_conn_connect(struct upstream_conn *uc) {
         uv_tcp_init(loop, &uc->h.tcp);
         uc->handles_open++;
         uv_tcp_nodelay(&uc->h.tcp, 1); /* applied when the socket is created */
-        err = uv_tcp_connect(&uc->connect_req, &uc->h.tcp, (const struct sockaddr *)&s->addr,
-                             upstream_on_connect);
+        struct sockaddr_storage ss;
+        err = health_address(s->state, &ss)
+                  ? uv_tcp_connect(&uc->connect_req, &uc->h.tcp, (const struct sockaddr *)&ss,
+                                   upstream_on_connect)
+                  : UV_EAI_NONAME;
     }
     if (err == 0)
         err = uv_timer_start(&uc->timer, upstream_on_connect_timeout,
                              s->up->cfg->connect_timeout_ms, 0);
     s->active++;
     s->opened++;
+    stat_add(&s->stats->u.server.open, 1);
+    stat_add(&s->stats->u.server.opened, 1);
     return err;
 }
 
@@ -176,7 +177,7 @@ static int upstream_attempt(struct upstream_checkout *co) {
         if (err == 0) return 0;
         log_warn("upstream %s: connect to %s: %s", co->up->cfg->name, s->cfg->addr.text,
                  uv_strerror(err));
-        s->connect_errors++;
+        upstream_count_error(s, err);
         co->connecting = NULL;
         co->last_error = err;
         upstream_conn_close(uc, NULL, NULL);
@@ -188,6 +189,7 @@ static int upstream_attempt(struct upstream_checkout *co) {
 static void upstream_unpool(struct upstream_conn *uc) {
     list_remove(&uc->link);
     uc->server->nidle--;
+    stat_sub(&uc->server->stats->u.server.idle, 1);
     uc->pooled = false;
     uv_read_stop(&uc->h.stream);
     uv_timer_stop(&uc->timer);
@@ -210,10 +212,11 @@ static void upstream_attempt_done(struct upstream_conn *uc, int status) {
     uv_timer_stop(&uc->timer);
     if (status == 0) {
         uc->connected = true;
+        s->fails = 0;
         co->cb(co, uc, 0);
         return;
     }
-    s->connect_errors++;
+    upstream_count_error(s, status);
     co->last_error = status;
     log_warn("upstream %s: connect to %s: %s", s->up->cfg->name, s->cfg->addr.text,
              uv_strerror(status));
@@ -274,6 +277,7 @@ void upstream_release(struct upstream_conn *uc, bool reusable) {
     uv_timer_start(&uc->timer, upstream_on_idle_timeout, cfg->keepalive_timeout_ms, 0);
     list_push_front(&s->idle, &uc->link);
     s->nidle++;
+    stat_add(&s->stats->u.server.idle, 1);
     uc->pooled = true;
 }
 
@@ -297,6 +301,7 @@ void upstream_conn_close(struct upstream_conn *uc, void (*on_closed)(void *arg),
     uc->on_closed = on_closed;
     uc->on_closed_arg = arg;
     uc->server->active--;
+    stat_sub(&uc->server->stats->u.server.open, 1);
     uv_close((uv_handle_t *)&uc->timer, upstream_on_handle_closed);
     if (uc->handles_open > 1) uv_close(&uc->h.handle, upstream_on_handle_closed);
 }

@@ -45,7 +45,11 @@ static struct view *view_new(struct worker *w, struct generation *gen) {
     v->refs = 1;
     v->upstreams = xcalloc(cfg->nupstreams + 1, sizeof(*v->upstreams));
     for (size_t i = 0; i < cfg->nupstreams; i++)
-        v->upstreams[i] = upstream_create(&cfg->upstreams[i], &w->loop);
+        v->upstreams[i] = upstream_create(&cfg->upstreams[i], &w->loop, &w->stats);
+    v->route_stats = xcalloc(cfg->nroutes + 1, sizeof(*v->route_stats));
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        v->route_stats[i] = stats_node(&w->stats, STATS_ROUTE, cfg->routes[i].name, NULL);
+    v->route_stats[cfg->nroutes] = stats_node(&w->stats, STATS_ROUTE, "-", NULL);
     return v;
 }
 
@@ -65,6 +69,7 @@ void view_unref(struct view *v) {
     if (!v || --v->refs > 0) return;
     for (size_t i = 0; i < v->gen->cfg->nupstreams; i++) upstream_destroy(v->upstreams[i]);
     free(v->upstreams);
+    free(v->route_stats);
     generation_unref(v->gen);
     free(v);
 }
@@ -91,6 +96,7 @@ int worker_init(struct worker *w, unsigned id, struct runtime *rt, struct genera
     buffer_pool_init(&w->pool, WORKER_FREE_BUFFERS);
     if (getrandom(&w->rid_seed, sizeof(w->rid_seed), 0) != sizeof(w->rid_seed))
         w->rid_seed = util_now_ms() ^ ((uint64_t)id << 48);
+    w->wstats = stats_node(&w->stats, STATS_WORKER, NULL, NULL);
     w->view = view_new(w, gen);
     w->nlisteners = cfg->nlisteners;
     w->listeners = xcalloc(cfg->nlisteners + 1, sizeof(*w->listeners));
@@ -163,6 +169,7 @@ static void worker_swap_listeners(struct worker *w, const struct config *cfg, co
             struct listener *old = w->listeners[j];
             if (old && strcmp(old->cfg->bind.text, cl->bind.text) == 0) {
                 old->cfg = cl;
+                old->stats = stats_node(&w->stats, STATS_LISTENER, cl->name, NULL);
                 next[i] = old;
                 w->listeners[j] = NULL;
                 break;
@@ -266,4 +273,5 @@ void worker_join(struct worker *w) {
     free(w->listeners);
     buffer_pool_destroy(&w->pool);
     uv_mutex_destroy(&w->wakeup_lock);
+    stats_free(&w->stats);
 }

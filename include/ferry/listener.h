@@ -18,6 +18,7 @@
 
 struct config_listener;
 struct worker;
+struct stats_node;
 
 struct listener {
     union {
@@ -28,6 +29,7 @@ struct listener {
     } h;                                /* the listening handle */
     const struct config_listener *cfg;  /* what it is; replaced on reload (same address) */
     struct worker *w;                   /* owner */
+    struct stats_node *stats;           /* the owner's counters for this listener's name */
     bool open;                          /* handle initialised and not closed */
 };
 

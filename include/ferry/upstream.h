@@ -26,15 +26,19 @@ struct config_upstream;
 struct config_server;
 struct upstream;
 struct upstream_checkout;
+struct stats;
+struct server_state;
+struct stats_node;
 
 struct upstream_server {
     const struct config_server *cfg; /* address as configured, weight, backup */
     struct upstream *up;             /* owner */
-    struct sockaddr_storage addr;    /* resolved address (inet only) */
-    bool resolved;                   /* inet: addr is valid; unix: always true */
+    struct server_state *state;      /* process-wide: address, health (health.h) */
+    unsigned fails;                  /* consecutive connect failures seen by this worker */
     unsigned active;                 /* connections open now (connecting included) */
     uint64_t opened;                 /* connections opened since start */
     uint64_t connect_errors;         /* failed connection attempts since start */
+    struct stats_node *stats;        /* this worker's counters for it (STATS_SERVER) */
     struct list_node idle;           /* pooled idle connections, most recent first */
     unsigned nidle;                  /* entries in idle */
 };
@@ -45,6 +49,7 @@ struct upstream {
     struct upstream_server *servers; /* cfg->nservers entries */
     struct balance_peer *peers;      /* balancer state, peers[i] is servers[i] */
     bool retired;                    /* a reload replaced it: nothing goes back to its pools */
+    struct stats_node *stats;        /* this worker's counters for it (STATS_UPSTREAM) */
     size_t nservers;
 };
 
@@ -91,10 +96,10 @@ struct upstream_checkout {
     int last_error;                   /* of the latest failed attempt */
 };
 
-/* Builds the runtime view of CFG for one loop. Host names are resolved here
- * (blocking, at start-up); a name that does not resolve leaves its server
- * down with a warning, it is not an error. */
-struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *loop);
+/* Builds the runtime view of CFG for one loop. Every server must have been
+ * registered with health_adopt() (addresses and health live there). */
+struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *loop,
+                                 struct stats *stats);
 /* Every upstream_conn must have been closed (and its callbacks run). */
 void upstream_destroy(struct upstream *up);
 

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "ferry/buffer.h"
+#include "ferry/stats.h"
 #include "ferry/util.h"
 
 struct config;
@@ -43,6 +44,7 @@ struct runtime {
 struct view {
     struct generation *gen;            /* holds one reference */
     struct upstream **upstreams;       /* one per gen->cfg->upstreams entry, same index */
+    struct stats_node **route_stats;   /* one per route, same index; last: no route ("-") */
     unsigned refs;                     /* connections using it, +1 while current */
 };
 
@@ -68,6 +70,8 @@ struct worker {
     bool draining;                     /* listeners closed; exit when nconns hits 0 */
     bool stopping;                     /* the wakeup handle is closed: the loop is ending
                                         * (written under wakeup_lock) */
+    struct stats stats;                /* this worker's counters; read by the admin endpoint */
+    struct stats_node *wstats;         /* its unlabelled node (bytes in/out) */
     uint64_t rid_seed;                 /* random at start: request ids differ across runs */
     uint64_t rid_counter;              /* request ids made by this worker */
 };

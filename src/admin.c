@@ -1,0 +1,518 @@
+/* admin: the admin endpoint; see admin.h.
+ *
+ * It runs on the main thread so a slow scrape never delays a request, and
+ * reads the workers' counters with relaxed atomic loads (stats.h): a scrape
+ * sees each counter whole, though not all of them at the same instant,
+ * which is what Prometheus expects of any exporter. */
+#include "ferry/admin.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry/config.h"
+#include "ferry/generation.h"
+#include "ferry/health.h"
+#include "ferry/http.h"
+#include "ferry/log.h"
+#include "ferry/stats.h"
+#include "ferry/worker.h"
+
+#define ADMIN_REQUEST_MAX 8192
+#define ADMIN_TIMEOUT_MS 10000
+
+struct admin {
+    uv_tcp_t listener;
+    uv_loop_t *loop;
+    struct admin_source src;
+    struct list_node conns;
+    bool closing;
+};
+
+struct admin_conn {
+    struct list_node link;
+    struct admin *a;
+    uv_tcp_t h;
+    uv_timer_t timer;
+    uv_write_t write;
+    struct http_msg msg;
+    char in[ADMIN_REQUEST_MAX];
+    size_t len;
+    char *out; /* response, malloc'ed */
+    int open;  /* handles still to close */
+    bool closing;
+};
+
+/* --- a growable string ------------------------------------------------- */
+
+struct sb {
+    char *p;
+    size_t len, cap;
+};
+
+static void sb_printf(struct sb *b, const char *fmt, ...) FERRY_PRINTF(2, 3);
+static void sb_printf(struct sb *b, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = (b->cap + (size_t)n + 1) * 2;
+        b->p = xrealloc(b->p, b->cap);
+    }
+}
+
+/* Prometheus label values and JSON strings escape the same three bytes;
+ * names come from the config loader, which allows no control bytes. */
+static void sb_escaped(struct sb *b, const char *s) {
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            sb_printf(b, "\\%c", *s);
+        else if (*s == '\n')
+            sb_printf(b, "\\n");
+        else
+            sb_printf(b, "%c", *s);
+    }
+}
+
+/* --- gathering the workers' counters ----------------------------------- */
+
+struct key {
+    const char *name, *name2;
+};
+
+static bool same(const char *a, const char *b) {
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Calls FN for every node of KIND with labels K, in every worker. */
+static void each_node(const struct admin_source *src, enum stats_kind kind, struct key k,
+                      void (*fn)(const struct stats_node *n, void *acc), void *acc) {
+    for (unsigned w = 0; w < src->nworkers; w++) {
+        struct stats_node *n = atomic_load_explicit(&src->workers[w].stats.head,
+                                                    memory_order_acquire);
+        for (; n; n = n->next)
+            if (n->kind == kind && same(n->name, k.name) && same(n->name2, k.name2)) fn(n, acc);
+    }
+}
+
+/* The distinct label sets of KIND, sorted for a stable output. */
+static int key_cmp(const void *x, const void *y) {
+    const struct key *a = x, *b = y;
+    int c = strcmp(a->name ? a->name : "", b->name ? b->name : "");
+    return c ? c : strcmp(a->name2 ? a->name2 : "", b->name2 ? b->name2 : "");
+}
+
+static size_t keys_of(const struct admin_source *src, enum stats_kind kind, struct key **out) {
+    size_t n = 0, cap = 16;
+    struct key *keys = xmalloc(cap * sizeof(*keys));
+    for (unsigned w = 0; w < src->nworkers; w++) {
+        struct stats_node *s = atomic_load_explicit(&src->workers[w].stats.head,
+                                                    memory_order_acquire);
+        for (; s; s = s->next) {
+            if (s->kind != kind) continue;
+            size_t i = 0;
+            while (i < n && !(same(keys[i].name, s->name) && same(keys[i].name2, s->name2))) i++;
+            if (i < n) continue;
+            if (n == cap) keys = xrealloc(keys, (cap *= 2) * sizeof(*keys));
+            keys[n++] = (struct key){s->name, s->name2};
+        }
+    }
+    qsort(keys, n, sizeof(*keys), key_cmp);
+    *out = keys;
+    return n;
+}
+
+/* Sums of one node kind's counters, as a flat array of stat_t values. */
+struct sum {
+    uint64_t v[STATS_CODES + STATS_BUCKETS + 1];
+    size_t n;
+};
+
+static void add_node(const struct stats_node *node, void *acc) {
+    struct sum *s = acc;
+    const stat_t *c = (const stat_t *)(const void *)&node->u;
+    for (size_t i = 0; i < s->n; i++) s->v[i] += stat_get(&c[i]);
+}
+
+static struct sum sum_of(const struct admin_source *src, enum stats_kind kind, struct key k,
+                         size_t nvalues) {
+    struct sum s = {.n = nvalues};
+    each_node(src, kind, k, add_node, &s);
+    return s;
+}
+
+#define NVAL(type) (sizeof(type) / sizeof(stat_t))
+
+/* --- /metrics ---------------------------------------------------------- */
+
+static void metric_head(struct sb *b, const char *name, const char *type, const char *help) {
+    sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metrics_listeners(struct sb *b, const struct admin_source *src) {
+    struct key *keys;
+    size_t n = keys_of(src, STATS_LISTENER, &keys);
+    const char *names[2] = {"ferry_connections_active", "ferry_connections_total"};
+    const char *types[2] = {"gauge", "counter"};
+    const char *help[2] = {"Downstream connections open now.", "Downstream connections accepted."};
+    for (int m = 0; m < 2; m++) {
+        metric_head(b, names[m], types[m], help[m]);
+        for (size_t i = 0; i < n; i++) {
+            struct sum s = sum_of(src, STATS_LISTENER, keys[i], NVAL(struct stats_listener));
+            sb_printf(b, "%s{listener=\"", names[m]);
+            sb_escaped(b, keys[i].name);
+            sb_printf(b, "\"} %llu\n", (unsigned long long)s.v[m == 0 ? 1 : 0]);
+        }
+    }
+    free(keys);
+}
+
+static void metrics_routes(struct sb *b, const struct admin_source *src) {
+    struct key *keys;
+    size_t n = keys_of(src, STATS_ROUTE, &keys);
+    metric_head(b, "ferry_requests_total", "counter", "HTTP requests answered, by route and status.");
+    struct sum *sums = xcalloc(n + 1, sizeof(*sums));
+    for (size_t i = 0; i < n; i++) {
+        sums[i] = sum_of(src, STATS_ROUTE, keys[i], NVAL(struct stats_route));
+        for (int code = 0; code < STATS_CODES; code++) {
+            if (!sums[i].v[code]) continue;
+            sb_printf(b, "ferry_requests_total{route=\"");
+            sb_escaped(b, keys[i].name);
+            sb_printf(b, "\",code=\"%d\"} %llu\n", code + 100, (unsigned long long)sums[i].v[code]);
+        }
+    }
+    metric_head(b, "ferry_request_duration_seconds", "histogram",
+                "Time from the first byte of a request to the last byte of its response.");
+    for (size_t i = 0; i < n; i++) {
+        const uint64_t *bk = sums[i].v + STATS_CODES;
+        uint64_t cum = 0;
+        for (int k = 0; k < STATS_BUCKETS; k++) {
+            cum += bk[k];
+            sb_printf(b, "ferry_request_duration_seconds_bucket{route=\"");
+            sb_escaped(b, keys[i].name);
+            if (k < STATS_BUCKETS - 1)
+                sb_printf(b, "\",le=\"%g\"} %llu\n", stats_bucket_bounds[k], (unsigned long long)cum);
+            else
+                sb_printf(b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+        }
+        sb_printf(b, "ferry_request_duration_seconds_sum{route=\"");
+        sb_escaped(b, keys[i].name);
+        sb_printf(b, "\"} %.6f\nferry_request_duration_seconds_count{route=\"",
+                  (double)sums[i].v[STATS_CODES + STATS_BUCKETS] / 1e6);
+        sb_escaped(b, keys[i].name);
+        sb_printf(b, "\"} %llu\n", (unsigned long long)cum);
+    }
+    free(sums);
+    free(keys);
+}
+
+static void server_labels(struct sb *b, const char *metric, struct key k) {
+    sb_printf(b, "%s{upstream=\"", metric);
+    sb_escaped(b, k.name);
+    sb_printf(b, "\",server=\"");
+    sb_escaped(b, k.name2);
+    sb_printf(b, "\"}");
+}
+
+static void metrics_servers(struct sb *b, const struct admin_source *src) {
+    static const struct {
+        const char *name, *type, *help;
+    } m[] = {
+        {"ferry_upstream_connections_opened_total", "counter", "Upstream connections opened."},
+        {"ferry_upstream_requests_total", "counter", "Requests (tcp: connections) sent upstream."},
+        {"ferry_upstream_connections_active", "gauge", "Upstream connections in use (not idle)."},
+        {"ferry_upstream_connections_idle", "gauge", "Upstream connections idle in the pool."},
+    };
+    struct key *keys;
+    size_t n = keys_of(src, STATS_SERVER, &keys);
+    for (size_t j = 0; j < FERRY_ARRAY_LEN(m); j++) {
+        metric_head(b, m[j].name, m[j].type, m[j].help);
+        for (size_t i = 0; i < n; i++) {
+            struct sum s = sum_of(src, STATS_SERVER, keys[i], NVAL(struct stats_server));
+            s.v[2] -= s.v[2] >= s.v[3] ? s.v[3] : s.v[2]; /* open - idle = in use */
+            server_labels(b, m[j].name, keys[i]);
+            sb_printf(b, " %llu\n", (unsigned long long)s.v[j]);
+        }
+    }
+    metric_head(b, "ferry_upstream_server_up", "gauge",
+                "1 when the server can take traffic (address known, checks pass, not marked down).");
+    const struct config *cfg = (*src->gen)->cfg;
+    uint64_t now = health_now_ms();
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        for (size_t i = 0; i < cfg->upstreams[u].nservers; i++) {
+            struct key k = {cfg->upstreams[u].name, cfg->upstreams[u].servers[i].addr.text};
+            struct server_state *st = health_find(k.name, k.name2);
+            server_labels(b, "ferry_upstream_server_up", k);
+            sb_printf(b, " %d\n", st && health_usable(st, now) ? 1 : 0);
+        }
+    }
+    free(keys);
+}
+
+static void metrics_upstreams(struct sb *b, const struct admin_source *src) {
+    struct key *keys;
+    size_t n = keys_of(src, STATS_UPSTREAM, &keys);
+    metric_head(b, "ferry_upstream_connect_errors_total", "counter",
+                "Failed connection attempts to upstream servers, by reason.");
+    for (size_t i = 0; i < n; i++) {
+        struct sum s = sum_of(src, STATS_UPSTREAM, keys[i], NVAL(struct stats_upstream));
+        for (int r = 0; r < STATS_ERR_REASONS; r++) {
+            sb_printf(b, "ferry_upstream_connect_errors_total{upstream=\"");
+            sb_escaped(b, keys[i].name);
+            sb_printf(b, "\",reason=\"%s\"} %llu\n", stats_reason_names[r],
+                      (unsigned long long)s.v[r]);
+        }
+    }
+    free(keys);
+}
+
+char *admin_metrics_text(const struct admin_source *src, size_t *len) {
+    struct sb b = {0};
+    metrics_listeners(&b, src);
+    metrics_routes(&b, src);
+    metrics_servers(&b, src);
+    metrics_upstreams(&b, src);
+    struct sum bytes = sum_of(src, STATS_WORKER, (struct key){NULL, NULL},
+                              NVAL(struct stats_worker));
+    metric_head(&b, "ferry_bytes_total", "counter", "Bytes from (in) and to (out) clients.");
+    sb_printf(&b, "ferry_bytes_total{direction=\"in\"} %llu\n", (unsigned long long)bytes.v[0]);
+    sb_printf(&b, "ferry_bytes_total{direction=\"out\"} %llu\n", (unsigned long long)bytes.v[1]);
+    metric_head(&b, "ferry_config_reloads_total", "counter", "Config reloads (SIGHUP), by result.");
+    sb_printf(&b, "ferry_config_reloads_total{result=\"ok\"} %lu\n",
+              atomic_load(&src->rt->reloads_ok));
+    sb_printf(&b, "ferry_config_reloads_total{result=\"error\"} %lu\n",
+              atomic_load(&src->rt->reloads_error));
+    *len = b.len;
+    return b.p;
+}
+
+/* --- /status ----------------------------------------------------------- */
+
+static void status_strings(struct sb *b, char **v, size_t n) {
+    sb_printf(b, "[");
+    for (size_t i = 0; i < n; i++) {
+        sb_printf(b, "%s\"", i ? "," : "");
+        sb_escaped(b, v[i]);
+        sb_printf(b, "\"");
+    }
+    sb_printf(b, "]");
+}
+
+static void status_upstreams(struct sb *b, const struct admin_source *src, const struct config *cfg) {
+    uint64_t now = health_now_ms();
+    sb_printf(b, "\"upstreams\":[");
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        const struct config_upstream *up = &cfg->upstreams[u];
+        sb_printf(b, "%s{\"name\":\"", u ? "," : "");
+        sb_escaped(b, up->name);
+        sb_printf(b, "\",\"servers\":[");
+        for (size_t i = 0; i < up->nservers; i++) {
+            struct key k = {up->name, up->servers[i].addr.text};
+            struct sum s = sum_of(src, STATS_SERVER, k, NVAL(struct stats_server));
+            struct server_state *st = health_find(k.name, k.name2);
+            sb_printf(b, "%s{\"address\":\"", i ? "," : "");
+            sb_escaped(b, k.name2);
+            sb_printf(b, "\",\"state\":\"%s\",\"active\":%llu,\"idle\":%llu,\"weight\":%u,"
+                         "\"backup\":%s}",
+                      st && health_usable(st, now) ? "up" : "down",
+                      (unsigned long long)(s.v[2] >= s.v[3] ? s.v[2] - s.v[3] : 0),
+                      (unsigned long long)s.v[3], up->servers[i].weight,
+                      up->servers[i].backup ? "true" : "false");
+        }
+        sb_printf(b, "]}");
+    }
+    sb_printf(b, "]");
+}
+
+char *admin_status_json(const struct admin_source *src, size_t *len) {
+    const struct generation *gen = *src->gen;
+    const struct config *cfg = gen->cfg;
+    struct sb b = {0};
+    sb_printf(&b, "{\"config_generation\":%u,\"workers\":%u,\"listeners\":[", gen->id,
+              src->nworkers);
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct config_listener *l = &cfg->listeners[i];
+        sb_printf(&b, "%s{\"name\":\"", i ? "," : "");
+        sb_escaped(&b, l->name);
+        sb_printf(&b, "\",\"bind\":\"");
+        sb_escaped(&b, l->bind.text);
+        sb_printf(&b, "\",\"mode\":\"%s\"}", l->mode == MODE_TCP ? "tcp" : "http");
+    }
+    sb_printf(&b, "],\"routes\":[");
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct config_route *r = &cfg->routes[i];
+        sb_printf(&b, "%s{\"name\":\"", i ? "," : "");
+        sb_escaped(&b, r->name);
+        sb_printf(&b, "\",\"hosts\":");
+        status_strings(&b, r->hosts, r->nhosts);
+        sb_printf(&b, ",\"%s\":\"", r->path_exact ? "path" : "path_prefix");
+        sb_escaped(&b, r->path);
+        sb_printf(&b, "\",\"methods\":");
+        status_strings(&b, r->methods, r->nmethods);
+        sb_printf(&b, ",\"upstream\":\"");
+        sb_escaped(&b, r->upstream->name);
+        sb_printf(&b, "\",\"line\":%d}", r->line);
+    }
+    sb_printf(&b, "],");
+    status_upstreams(&b, src, cfg);
+    sb_printf(&b, "}\n");
+    *len = b.len;
+    return b.p;
+}
+
+/* --- the tiny server ------------------------------------------------------ */
+
+static void admin_conn_closed(uv_handle_t *h) {
+    struct admin_conn *c = h->data;
+    if (--c->open > 0) return;
+    list_remove(&c->link);
+    free(c->out);
+    free(c);
+}
+
+static void admin_conn_close(struct admin_conn *c) {
+    if (c->closing) return;
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->h, admin_conn_closed);
+    uv_close((uv_handle_t *)&c->timer, admin_conn_closed);
+}
+
+static void admin_on_written(uv_write_t *w, int status) {
+    FERRY_UNUSED(status);
+    admin_conn_close(w->data);
+}
+
+static void admin_respond(struct admin_conn *c, int status, const char *type, char *body,
+                          size_t blen, bool head_only) {
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n",
+                     status, http_reason(status), type, blen);
+    size_t total = (size_t)n + (head_only ? 0 : blen);
+    c->out = xmalloc(total + 1);
+    memcpy(c->out, head, (size_t)n);
+    if (!head_only && blen) memcpy(c->out + n, body, blen);
+    free(body);
+    uv_buf_t b = uv_buf_init(c->out, (unsigned)total);
+    c->write.data = c;
+    uv_read_stop((uv_stream_t *)&c->h);
+    if (uv_write(&c->write, (uv_stream_t *)&c->h, &b, 1, admin_on_written) < 0) admin_conn_close(c);
+}
+
+static void admin_dispatch(struct admin_conn *c) {
+    const struct http_msg *m = &c->msg;
+    const char *path = http_span_ptr(m, m->path);
+    size_t plen = m->path.len;
+    bool head = m->method == HTTP_HEAD;
+    size_t len = 0;
+    if (m->method != HTTP_GET && !head) {
+        admin_respond(c, 405, "text/plain", xstrdup("only GET and HEAD\n"), 18, head);
+        return;
+    }
+#define IS(p) (plen == sizeof(p) - 1 && memcmp(path, p, plen) == 0)
+    if (IS("/healthz")) {
+        admin_respond(c, 200, "text/plain", xstrdup("ok\n"), 3, head);
+    } else if (IS("/metrics")) {
+        char *body = admin_metrics_text(&c->a->src, &len);
+        admin_respond(c, 200, "text/plain; version=0.0.4", body, len, head);
+    } else if (IS("/status")) {
+        char *body = admin_status_json(&c->a->src, &len);
+        admin_respond(c, 200, "application/json", body, len, head);
+    } else {
+        admin_respond(c, 404, "text/plain", xstrdup("not found: /healthz /metrics /status\n"), 37,
+                      head);
+    }
+#undef IS
+}
+
+static void admin_alloc(uv_handle_t *h, size_t n, uv_buf_t *out) {
+    FERRY_UNUSED(n);
+    struct admin_conn *c = h->data;
+    *out = uv_buf_init(c->in + c->len, (unsigned)(sizeof(c->in) - c->len));
+}
+
+static void admin_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+    FERRY_UNUSED(buf);
+    struct admin_conn *c = s->data;
+    if (n == 0) return;
+    if (n < 0) {
+        admin_conn_close(c);
+        return;
+    }
+    size_t from = c->len;
+    c->len += (size_t)n;
+    int r = http_parse_head(&c->msg, c->in, from, c->len);
+    if (r == HTTP_DONE)
+        admin_dispatch(c);
+    else if (r == HTTP_ERROR || c->len == sizeof(c->in))
+        admin_respond(c, 400, "text/plain", xstrdup("bad request\n"), 12, false);
+}
+
+static void admin_on_timeout(uv_timer_t *t) {
+    admin_conn_close(t->data);
+}
+
+static void admin_on_connection(uv_stream_t *server, int status) {
+    struct admin *a = server->data;
+    if (status < 0) return;
+    struct admin_conn *c = xcalloc(1, sizeof(*c));
+    c->a = a;
+    uv_tcp_init(a->loop, &c->h);
+    uv_timer_init(a->loop, &c->timer);
+    c->h.data = c->timer.data = c;
+    c->open = 2;
+    list_push_front(&a->conns, &c->link);
+    http_msg_init(&c->msg, true, false);
+    if (uv_accept(server, (uv_stream_t *)&c->h) < 0 ||
+        uv_read_start((uv_stream_t *)&c->h, admin_alloc, admin_on_read) < 0) {
+        admin_conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, admin_on_timeout, ADMIN_TIMEOUT_MS, 0);
+}
+
+static void admin_listener_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
+struct admin *admin_start(uv_loop_t *loop, const struct admin_source *src, char *err,
+                          size_t errlen) {
+    const struct config_addr *addr = &(*src->gen)->cfg->global.admin;
+    struct admin *a = xcalloc(1, sizeof(*a));
+    a->loop = loop;
+    a->src = *src;
+    list_init(&a->conns);
+    uv_tcp_init(loop, &a->listener);
+    a->listener.data = a;
+    struct sockaddr_storage ss;
+    const char *host = addr->host[0] ? addr->host : "0.0.0.0";
+    int rc = strchr(host, ':') ? uv_ip6_addr(host, addr->port, (struct sockaddr_in6 *)&ss)
+                               : uv_ip4_addr(host, addr->port, (struct sockaddr_in *)&ss);
+    if (rc == 0) rc = uv_tcp_bind(&a->listener, (struct sockaddr *)&ss, 0);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&a->listener, 64, admin_on_connection);
+    if (rc < 0) {
+        snprintf(err, errlen, "admin: bind %s: %s", addr->text, uv_strerror(rc));
+        a->closing = true;
+        uv_close((uv_handle_t *)&a->listener, admin_listener_closed);
+        return NULL;
+    }
+    return a;
+}
+
+void admin_stop(struct admin *a) {
+    if (!a || a->closing) return;
+    a->closing = true;
+    for (struct list_node *n = a->conns.next, *next; n != &a->conns; n = next) {
+        next = n->next;
+        admin_conn_close(container_of(n, struct admin_conn, link));
+    }
+    uv_close((uv_handle_t *)&a->listener, admin_listener_closed);
+}
