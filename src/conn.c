@@ -35,6 +35,7 @@
 #include "ferry/listener.h"
 #include "ferry/log.h"
 #include "ferry/pipe.h"
+#include "ferry/proxy_proto.h"
 #include "ferry/stats.h"
 #include "ferry/upstream.h"
 #include "ferry/worker.h"
@@ -56,9 +57,12 @@ static void conn_on_idle_timer(uv_timer_t *t);
 static void conn_on_handle_closed(uv_handle_t *h);
 static void conn_on_upstream_closed(void *arg);
 static void conn_release(struct conn *c);
+static void conn_begin(struct conn *c);
+static void conn_read_proxy_header(struct conn *c);
 
-static const char *const conn_state_names[] = {"accepted", "connecting", "relaying", "idle",
-                                               "head",     "busy",       "linger",   "closed"};
+static const char *const conn_state_names[] = {"accepted", "proxy-header", "connecting",
+                                               "relaying", "idle",         "head",
+                                               "busy",     "linger",       "closed"};
 
 void conn_set_state(struct conn *c, enum conn_state next) {
     assert(c->state != CONN_CLOSED); /* closed is final */
@@ -67,27 +71,36 @@ void conn_set_state(struct conn *c, enum conn_state next) {
     c->state = next;
 }
 
-static void conn_format_peer(struct conn *c) {
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
+/* Sets peer text and ip_hash key from c->peer_addr. A v4 client on a
+ * dual-stack socket counts as plain v4, in logs and for ip_hash alike. */
+static void conn_set_peer(struct conn *c) {
     char ip[INET6_ADDRSTRLEN] = "?";
-    if (c->lcfg->bind.kind == ADDR_UNIX ||
-        uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&ss, &len) != 0) {
-        snprintf(c->peer, sizeof(c->peer), "unix");
-        return;
-    }
-    if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+    const struct sockaddr_storage *ss = &c->peer_addr;
+    c->key_len = 0;
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
         uv_ip6_name(a, ip, sizeof(ip));
-        /* A v4 client on a dual-stack socket is logged as plain v4. */
-        if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.'))
-            snprintf(c->peer, sizeof(c->peer), "%s", ip + 7);
-        else
-            snprintf(c->peer, sizeof(c->peer), "%s", ip);
-    } else {
-        uv_ip4_name((const struct sockaddr_in *)&ss, ip, sizeof(ip));
+        bool mapped = IN6_IS_ADDR_V4MAPPED(&a->sin6_addr);
+        snprintf(c->peer, sizeof(c->peer), "%s", mapped && strchr(ip, '.') ? strrchr(ip, ':') + 1 : ip);
+        c->key_len = mapped ? 4 : 16;
+        memcpy(c->key, a->sin6_addr.s6_addr + (mapped ? 12 : 0), c->key_len);
+    } else if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        uv_ip4_name(a, ip, sizeof(ip));
         snprintf(c->peer, sizeof(c->peer), "%s", ip);
+        c->key_len = 4;
+        memcpy(c->key, &a->sin_addr, 4);
+    } else {
+        snprintf(c->peer, sizeof(c->peer), "unix");
     }
+}
+
+static void conn_format_peer(struct conn *c) {
+    int len = sizeof(c->peer_addr);
+    if (c->lcfg->bind.kind == ADDR_UNIX ||
+        uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&c->peer_addr, &len) != 0)
+        c->peer_addr.ss_family = AF_UNSPEC;
+    conn_set_peer(c);
 }
 
 static int conn_init_client(struct conn *c, uv_loop_t *loop) {
@@ -136,26 +149,130 @@ void conn_accept(struct listener *l) {
     if (over)
         log_warn("listener %s: max_connections (%u) reached, refusing %s", c->lcfg->name,
                  cfg->global.max_connections, c->peer);
-    if (c->lcfg->mode == MODE_HTTP) {
-        c->routes = c->view->gen->routes[c->lcfg - cfg->listeners];
-        if (over)
+    if (c->lcfg->mode == MODE_HTTP) c->routes = c->view->gen->routes[c->lcfg - cfg->listeners];
+    if (over) {
+        if (c->lcfg->mode == MODE_HTTP)
             conn_http_refuse(c, 503, "max_connections reached");
         else
-            conn_http_start(c);
+            conn_close(c, "max_connections reached");
         return;
     }
-    if (over) {
-        conn_close(c, "max_connections reached");
+    if (c->lcfg->proxy_protocol)
+        conn_read_proxy_header(c);
+    else
+        conn_begin(c);
+}
+
+/* The client is known (PROXY header read, if any): serve it. */
+static void conn_begin(struct conn *c) {
+    if (c->lcfg->mode == MODE_HTTP) {
+        conn_http_start(c);
         return;
     }
     conn_set_state(c, CONN_CONNECTING);
-    err = upstream_checkout(view_upstream(c->view, c->lcfg->upstream), &c->checkout,
-                            conn_on_checkout);
+    int err = upstream_checkout(view_upstream(c->view, c->lcfg->upstream), &c->checkout,
+                                conn_on_checkout, c->key, c->key_len);
     if (err < 0) {
         log_warn("listener %s: no upstream server for %s: %s", c->lcfg->name, c->peer,
                  uv_strerror(err));
         conn_close(c, "no upstream server available");
     }
+}
+
+/* --- PROXY protocol in ------------------------------------------------------ */
+
+static void conn_proxy_alloc(uv_handle_t *h, size_t n, uv_buf_t *out) {
+    FERRY_UNUSED(n);
+    struct conn *c = container_of(h, struct conn, client.handle);
+    if (!c->in) c->in = buffer_get(&c->w->pool);
+    *out = c->in ? uv_buf_init(conn_block_data(c->in) + c->in_len,
+                               (unsigned)(PROXY_HEADER_MAX - c->in_len))
+                 : uv_buf_init(NULL, 0);
+}
+
+/* Reads the header byte by byte as it comes (never past it: reads are
+ * capped at the longest header, and what follows it is kept in c->in for
+ * the protocol that comes next). */
+static void conn_proxy_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    FERRY_UNUSED(buf);
+    struct conn *c = container_of(s, struct conn, client.stream);
+    if (nread == 0) return;
+    if (nread < 0) {
+        conn_close(c, nread == UV_EOF ? "client closed before its PROXY header" : uv_strerror((int)nread));
+        return;
+    }
+    c->in_len += (uint32_t)nread;
+    struct proxy_header h;
+    int r = proxy_header_parse(conn_block_data(c->in), c->in_len, &h);
+    if (r == PROXY_NEED_MORE && c->in_len < PROXY_HEADER_MAX) return;
+    if (r <= 0) {
+        log_warn("listener %s: malformed PROXY header from %s", c->lcfg->name, c->peer);
+        conn_close(c, "malformed PROXY header");
+        return;
+    }
+    uv_read_stop(s);
+    uv_timer_stop(&c->timer);
+    if (!h.local) {
+        c->peer_addr = h.src;
+        conn_set_peer(c);
+    }
+    c->in_len -= (uint32_t)r;
+    memmove(conn_block_data(c->in), conn_block_data(c->in) + r, c->in_len);
+    conn_begin(c);
+}
+
+static void conn_on_proxy_timeout(uv_timer_t *t) {
+    conn_close(container_of(t, struct conn, timer), "no PROXY header in time");
+}
+
+static void conn_read_proxy_header(struct conn *c) {
+    conn_set_state(c, CONN_PROXY_HDR);
+    uint64_t limit = c->lcfg->mode == MODE_HTTP ? c->lcfg->header_timeout_ms
+                                                : c->lcfg->idle_timeout_ms;
+    uv_timer_start(&c->timer, conn_on_proxy_timeout, limit, 0);
+    if (uv_read_start(&c->client.stream, conn_proxy_alloc, conn_proxy_read) < 0)
+        conn_close(c, "read failed");
+}
+
+/* --- PROXY protocol out ----------------------------------------------------- */
+
+/* Rewrites an IPv4 address as v4-mapped IPv6 when the other one is IPv6,
+ * so a header can carry both (a v6 client behind a v4 listener, say). */
+static void conn_map_v4(struct sockaddr_storage *ss) {
+    struct sockaddr_in v4 = *(struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    memset(ss, 0, sizeof(*ss));
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = v4.sin_port;
+    v6->sin6_addr.s6_addr[10] = v6->sin6_addr.s6_addr[11] = 0xff;
+    memcpy(v6->sin6_addr.s6_addr + 12, &v4.sin_addr, 4);
+}
+
+static void conn_same_family(struct sockaddr_storage *a, struct sockaddr_storage *b) {
+    if (a->ss_family == AF_INET && b->ss_family == AF_INET6) conn_map_v4(a);
+    if (a->ss_family == AF_INET6 && b->ss_family == AF_INET) conn_map_v4(b);
+}
+
+int conn_send_proxy_header(struct conn *c) {
+    enum proxy_protocol_version v = c->up->server->up->cfg->proxy_protocol;
+    if (v == PROXY_PROTOCOL_OFF) return 0;
+    struct sockaddr_storage local = {0};
+    int len = sizeof(local);
+    if (c->lcfg->bind.kind != ADDR_UNIX)
+        uv_tcp_getsockname(&c->client.tcp, (struct sockaddr *)&local, &len);
+    struct sockaddr_storage src = c->peer_addr;
+    conn_same_family(&src, &local);
+    char *blk = buffer_get(&c->w->pool);
+    if (!blk) return UV_ENOMEM;
+    char *out = conn_block_data(blk);
+    size_t n = v == PROXY_PROTOCOL_V1
+                   ? proxy_header_write_v1(out, CONN_BLOCK_DATA_SIZE,
+                                           (struct sockaddr *)&src,
+                                           (struct sockaddr *)&local)
+                   : proxy_header_write_v2(out, CONN_BLOCK_DATA_SIZE,
+                                           (struct sockaddr *)&src,
+                                           (struct sockaddr *)&local);
+    return conn_write(c, false, blk, out, n, false);
 }
 
 static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status) {
@@ -169,7 +286,21 @@ static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn 
     c->up = uc;
     c->upstream_text = uc->server->cfg->addr.text;
     stat_add(&uc->server->stats->u.server.requests, 1);
+    int err = conn_send_proxy_header(c);
+    uint32_t early = c->in_len;
+    if (err == 0 && early > 0) { /* bytes that came right behind a PROXY header */
+        err = conn_write(c, false, c->in, conn_block_data(c->in), early, false);
+        c->in = NULL;
+        c->in_len = 0;
+    }
+    if (err < 0) {
+        conn_close(c, uv_strerror(err));
+        return;
+    }
+    buffer_put(&c->w->pool, c->in);
+    c->in = NULL;
     conn_relay_start(c);
+    c->to_up.bytes += early;
 }
 
 void conn_relay_start(struct conn *c) {

@@ -294,9 +294,14 @@ static void http_update_reading(struct conn *c) {
 /* --- start, refuse, fail ----------------------------------------------- */
 
 void conn_http_start(struct conn *c) {
-    conn_set_state(c, CONN_HTTP_IDLE);
     http_arm(c, c->lcfg->header_timeout_ms); /* a new connection owes us a head */
-    http_update_reading(c);
+    if (c->in_len > 0) { /* bytes that came behind a PROXY header */
+        conn_set_state(c, CONN_HTTP_HEAD);
+        http_try_head(c);
+    } else {
+        conn_set_state(c, CONN_HTTP_IDLE);
+    }
+    if (!c->closing) http_update_reading(c);
 }
 
 static void http_make_request_id(struct conn *c, struct exchange *x);
@@ -498,7 +503,7 @@ static void http_dispatch(struct conn *c) {
     x->t_up = uv_now(&c->w->loop);
     x->connecting = true;
     http_arm(c, x->upstream->cfg->read_timeout_ms);
-    int err = upstream_checkout(x->upstream, &x->checkout, http_on_checkout);
+    int err = upstream_checkout(x->upstream, &x->checkout, http_on_checkout, c->key, c->key_len);
     if (err < 0 && c->x == x && x->connecting) {
         x->connecting = false;
         http_fail_upstream(c, 503, "no server available");
@@ -564,6 +569,10 @@ static void http_send_request(struct conn *c) {
         return;
     }
     stat_add(&c->up->server->stats->u.server.requests, 1);
+    if (!c->up->reused && conn_send_proxy_header(c) < 0) {
+        http_fail_upstream(c, 502, "write failed");
+        return;
+    }
     if (conn_write(c, false, x->up_head, conn_block_data(x->up_head), x->up_head_len, true) < 0) {
         http_fail_upstream(c, 502, "write failed");
         return;
@@ -661,7 +670,7 @@ static bool http_retry_stale(struct conn *c, struct exchange *x) {
     x->resp_len = 0;
     x->connecting = true;
     log_debug("conn %s: reused upstream connection closed before answering; retrying", c->peer);
-    int err = upstream_checkout(x->upstream, &x->checkout, http_on_checkout);
+    int err = upstream_checkout(x->upstream, &x->checkout, http_on_checkout, c->key, c->key_len);
     if (err < 0 && c->x == x && x->connecting) {
         x->connecting = false;
         http_fail_upstream(c, 502, "connection reset");
@@ -873,7 +882,10 @@ static void http_release_upstream(struct conn *c) {
         x->release_pending = c->up != NULL;
         return;
     }
-    bool reusable = x->req_done && !x->stray_bytes && !x->resp.conn_close && x->resp.minor == 1;
+    /* A connection that began with a PROXY header speaks for one client
+     * only: never pooled. */
+    bool reusable = x->req_done && !x->stray_bytes && !x->resp.conn_close && x->resp.minor == 1 &&
+                    x->upstream->cfg->proxy_protocol == PROXY_PROTOCOL_OFF;
     if (x->up_reading) uv_read_stop(upstream_conn_stream(c->up));
     x->up_reading = false;
     upstream_release(c->up, reusable);

@@ -19,6 +19,7 @@ struct worker;
 
 enum conn_state {
     CONN_ACCEPTED,   /* just accepted, nothing decided yet */
+    CONN_PROXY_HDR,  /* reading the PROXY protocol header of a balancer in front */
     CONN_CONNECTING, /* tcp: checkout in flight, client not read yet */
     CONN_RELAYING,   /* tcp, or http after a 101: two pipes run */
     CONN_HTTP_IDLE,  /* http: waiting for the first byte of a request */
@@ -61,6 +62,10 @@ struct conn {
     uint64_t started;                  /* uv_now() at accept */
     uint64_t requests;                 /* http requests served on this connection */
     char peer[64];                     /* "ADDR" of the client, or "unix" */
+    struct sockaddr_storage peer_addr; /* the client (from a PROXY header when there is one);
+                                        * AF_UNSPEC for unix clients */
+    uint8_t key[16];                   /* the client's address bytes: the ip_hash key */
+    uint8_t key_len;
 };
 
 void conn_set_state(struct conn *c, enum conn_state next);
@@ -92,6 +97,10 @@ void conn_relay_start(struct conn *c);
  * a client still sending is not reset before it reads our response), then
  * close. */
 void conn_linger(struct conn *c);
+
+/* Writes the PROXY header the upstream expects (its proxy_protocol), if any,
+ * on c->up. Returns 0 or a UV_E* code. */
+int conn_send_proxy_header(struct conn *c) FERRY_MUSTCHECK;
 
 /* conn_http.c */
 void conn_http_start(struct conn *c);

@@ -47,6 +47,8 @@ struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *l
     up->nservers = cfg->nservers;
     up->servers = xcalloc(cfg->nservers, sizeof(*up->servers));
     up->peers = xcalloc(cfg->nservers, sizeof(*up->peers));
+    up->load = xcalloc(cfg->nservers, sizeof(*up->load));
+    up->rng = (uint64_t)(uintptr_t)up ^ uv_hrtime();
     for (size_t i = 0; i < cfg->nservers; i++) {
         struct upstream_server *s = &up->servers[i];
         s->cfg = &cfg->servers[i];
@@ -56,6 +58,13 @@ struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *l
         list_init(&s->idle);
         s->state = health_find(cfg->name, s->cfg->addr.text);
     }
+    if (cfg->balance == BALANCE_IP_HASH) {
+        const char **ids = xcalloc(cfg->nservers, sizeof(*ids));
+        for (size_t i = 0; i < cfg->nservers; i++) ids[i] = cfg->servers[i].addr.text;
+        if (balance_ring_build(&up->ring, up->peers, ids, cfg->nservers) != 0)
+            log_error("upstream %s: cannot build the ip_hash ring", cfg->name);
+        free(ids);
+    }
     return up;
 }
 
@@ -63,6 +72,8 @@ void upstream_destroy(struct upstream *up) {
     if (!up) return;
     free(up->servers);
     free(up->peers);
+    free(up->load);
+    balance_ring_free(&up->ring);
     free(up);
 }
 
@@ -84,6 +95,25 @@ static bool upstream_tried(const struct upstream_checkout *co, size_t i) {
     return i < 64 && (co->tried >> i) & 1u;
 }
 
+/* Applies the upstream's `balance` to the peers marked eligible. */
+static int upstream_balance(struct upstream *up, struct upstream_checkout *co) {
+    switch (up->cfg->balance) {
+    case BALANCE_LEAST_CONN:
+    case BALANCE_RANDOM2:
+        for (size_t i = 0; i < up->nservers; i++) up->load[i] = up->servers[i].active;
+        return up->cfg->balance == BALANCE_LEAST_CONN
+                   ? balance_least_conn_pick(up->peers, up->nservers, up->load)
+                   : balance_random2_pick(up->peers, up->nservers, up->load, &up->rng);
+    case BALANCE_IP_HASH:
+        if (co->key_len && up->ring.npoints)
+            return balance_ring_pick(&up->ring, up->peers, co->key, co->key_len);
+        return balance_rr_pick(up->peers, up->nservers);
+    case BALANCE_ROUND_ROBIN:
+    default:
+        return balance_rr_pick(up->peers, up->nservers);
+    }
+}
+
 /* Picks among primaries first and falls back to backups only when no
  * primary is eligible, so backups take traffic only when every primary is
  * unusable for this request. */
@@ -99,8 +129,8 @@ static struct upstream_server *upstream_pick(struct upstream_checkout *co) {
             any |= up->peers[i].eligible;
         }
         if (!any) continue;
-        int best = balance_rr_pick(up->peers, up->nservers);
-        return &up->servers[best];
+        int best = upstream_balance(up, co);
+        return best < 0 ? NULL : &up->servers[best];
     }
     return NULL;
 }
@@ -146,8 +176,9 @@ static int upstream_conn_connect(struct upstream_conn *uc) {
 }
 
 int upstream_checkout(struct upstream *up, struct upstream_checkout *co,
-                      upstream_checkout_cb cb) {
-    *co = (struct upstream_checkout){.up = up, .cb = cb, .last_error = UV_EAI_NONAME};
+                      upstream_checkout_cb cb, const void *key, size_t key_len) {
+    *co = (struct upstream_checkout){.up = up, .cb = cb, .last_error = UV_EAI_NONAME,
+                                     .key = key, .key_len = key_len};
     return upstream_attempt(co);
 }
 

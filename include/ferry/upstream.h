@@ -48,6 +48,9 @@ struct upstream {
     uv_loop_t *loop;                 /* the owning worker's loop */
     struct upstream_server *servers; /* cfg->nservers entries */
     struct balance_peer *peers;      /* balancer state, peers[i] is servers[i] */
+    unsigned *load;                  /* scratch for least_conn/random2: servers[i].active */
+    struct balance_ring ring;        /* ip_hash: built once from the weights */
+    uint64_t rng;                    /* random2's state */
     bool retired;                    /* a reload replaced it: nothing goes back to its pools */
     struct stats_node *stats;        /* this worker's counters for it (STATS_UPSTREAM) */
     size_t nservers;
@@ -94,6 +97,8 @@ struct upstream_checkout {
     unsigned attempts;                /* connections tried so far */
     uint64_t tried;                   /* bit i: server i was tried (first 64 servers) */
     int last_error;                   /* of the latest failed attempt */
+    const void *key;                  /* ip_hash: the client address bytes (set by the caller) */
+    size_t key_len;
 };
 
 /* Builds the runtime view of CFG for one loop. Every server must have been
@@ -103,10 +108,11 @@ struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *l
 /* Every upstream_conn must have been closed (and its callbacks run). */
 void upstream_destroy(struct upstream *up);
 
-/* Starts a checkout. Returns 0 when the callback will run later, or a UV_E*
+/* Starts a checkout. KEY (the client's address bytes) steers ip_hash; it
+ * must stay valid until the callback. Returns 0 when the callback will run later, or a UV_E*
  * code (and no callback) when not even one attempt could start. */
 int upstream_checkout(struct upstream *up, struct upstream_checkout *co,
-                      upstream_checkout_cb cb) FERRY_MUSTCHECK;
+                      upstream_checkout_cb cb, const void *key, size_t key_len) FERRY_MUSTCHECK;
 /* Abandons a checkout in progress: its callback will not run. */
 void upstream_checkout_cancel(struct upstream_checkout *co);
 
