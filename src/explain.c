@@ -20,6 +20,7 @@
  * the same comparison against the runner-up. The output is meant to be
  * pasted into a bug report: every route and upstream carries FILE:LINE. */
 #include "ferry/explain.h"
+#include "ferry/http.h"
 
 #include <assert.h>
 #include <stdbool.h>
@@ -461,17 +462,11 @@ static void print_upstream(FILE *out, const struct config *cfg, const struct con
     fprintf(out, "\n");
 }
 
-/* The request line the upstream gets. Mirrors out_target() in http.c: a
- * prefix route with strip_prefix drops its prefix but keeps the slash that
- * follows it, and the path is never empty. */
+/* The request line the upstream gets: http.c's own stripping rule, and
+ * the path is never empty. */
 static void print_target(FILE *out, const struct explain_req *q, const struct config_route *r) {
-    const char *path = q->path;
+    const char *path = q->path + http_strip_len(r, strlen(q->path));
     bool strip = r && r->strip_prefix && !r->path_exact;
-    if (strip) {
-        size_t plen = strlen(r->path);
-        if (plen > 0 && r->path[plen - 1] == '/') plen--;
-        if (plen <= strlen(path)) path += plen;
-    }
     const char *slash = (path[0] != '/' && strcmp(q->path, "*") != 0) ? "/" : "";
     fprintf(out, "upstream sees: %s %s%s%s", q->method, slash, path, q->query);
     if (strip) fprintf(out, "   (strip_prefix %s)", r->path);

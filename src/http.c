@@ -770,18 +770,20 @@ static bool http_removed_by_route(const struct http_msg *m, const struct http_fi
 
 /* The target as the upstream sees it: origin-form, minus the route's
  * prefix when strip_prefix is on (never an empty path: "/" at least). */
+size_t http_strip_len(const struct config_route *r, size_t path_len) {
+    if (!r || !r->strip_prefix || r->path_exact) return 0;
+    size_t plen = strlen(r->path);
+    if (plen > 0 && r->path[plen - 1] == '/') plen--; /* keep the slash that follows */
+    return plen <= path_len ? plen : 0;
+}
+
 static void out_target(struct http_out *o, const struct http_msg *m, const struct config_route *r) {
     struct http_span path = m->path;
     uint32_t target_end = m->target.off + m->target.len;
     struct http_span rest = {path.off + path.len, target_end - path.off - path.len}; /* ?query */
-    if (r && r->strip_prefix && !r->path_exact) {
-        size_t plen = strlen(r->path);
-        if (plen > 0 && r->path[plen - 1] == '/') plen--; /* keep the slash that follows */
-        if (plen <= path.len) {
-            path.off += (uint32_t)plen;
-            path.len -= (uint32_t)plen;
-        }
-    }
+    uint32_t strip = (uint32_t)http_strip_len(r, path.len);
+    path.off += strip;
+    path.len -= strip;
     if (path.len == 0 || m->base[path.off] != '/') {
         if (!(m->target.len == 1 && m->base[m->target.off] == '*')) out_put(o, "/", 1);
     }

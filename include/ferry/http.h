@@ -161,6 +161,11 @@ struct http_request_rewrite {
 size_t http_build_request(char *out, size_t cap, const struct http_msg *req,
                           const struct http_request_rewrite *rw) FERRY_MUSTCHECK;
 
+/* How many leading bytes of a path of PATH_LEN bytes route R's
+ * strip_prefix removes (0 when it does not apply). The upstream then sees
+ * the rest, or "/" when nothing is left. */
+size_t http_strip_len(const struct config_route *r, size_t path_len);
+
 /* What ferry changes in a response on its way to the client. */
 struct http_response_rewrite {
     const struct config_route *route; /* add_response_header; may be NULL */
