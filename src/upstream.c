@@ -21,6 +21,7 @@
  * calls back before upstream_checkout() returns. */
 #include "ferry/upstream.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,13 @@ struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *l
     up->peers = xcalloc(cfg->nservers, sizeof(*up->peers));
     up->load = xcalloc(cfg->nservers, sizeof(*up->load));
     up->rng = (uint64_t)(uintptr_t)up ^ uv_hrtime();
+    up->nsources = cfg->nsources;
+    up->sources = xcalloc(cfg->nsources + 1, sizeof(*up->sources));
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        struct sockaddr_storage *ss = &up->sources[i];
+        if (uv_ip4_addr(cfg->sources[i], 0, (struct sockaddr_in *)ss) != 0)
+            uv_ip6_addr(cfg->sources[i], 0, (struct sockaddr_in6 *)ss);
+    }
     for (size_t i = 0; i < cfg->nservers; i++) {
         struct upstream_server *s = &up->servers[i];
         s->cfg = &cfg->servers[i];
@@ -73,6 +81,7 @@ void upstream_destroy(struct upstream *up) {
     free(up->servers);
     free(up->peers);
     free(up->load);
+    free(up->sources);
     balance_ring_free(&up->ring);
     free(up);
 }
@@ -84,6 +93,7 @@ static void upstream_count_error(struct upstream_server *s, int err) {
     const struct config_upstream *cfg = s->up->cfg;
     s->connect_errors++;
     stat_add(&s->up->stats->u.upstream.connect_errors[stats_reason_of(err)], 1);
+    if (err == UV_EADDRNOTAVAIL) return; /* our ports ran out: not the server's fault */
     health_want_resolve(s->state);
     if (++s->fails >= cfg->max_fails) {
         s->fails = 0;
@@ -143,6 +153,23 @@ static struct upstream_conn *upstream_conn_new(struct upstream_server *s) {
     return uc;
 }
 
+/* `source = ADDR ...`: bind the outbound socket to the next local address of
+ * the right family, with IP_BIND_ADDRESS_NO_PORT so the kernel picks the
+ * port at connect time per 4-tuple; each address then brings a whole
+ * ephemeral port range. Without `source` nothing is bound. */
+static int upstream_bind_source(struct upstream *up, uv_tcp_t *tcp, int family) {
+    for (size_t k = 0; k < up->nsources; k++) {
+        struct sockaddr_storage *src = &up->sources[up->next_source++ % up->nsources];
+        if (src->ss_family != family) continue;
+        uv_os_fd_t fd;
+        int on = 1;
+        if (uv_fileno((uv_handle_t *)tcp, &fd) == 0)
+            setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof(on));
+        return uv_tcp_bind(tcp, (struct sockaddr *)src, 0);
+    }
+    return 0;
+}
+
 /* Starts a connection to S. On failure UC is already being closed. */
 static int upstream_conn_connect(struct upstream_conn *uc) {
     struct upstream_server *s = uc->server;
@@ -156,14 +183,19 @@ static int upstream_conn_connect(struct upstream_conn *uc) {
         uv_pipe_connect(&uc->connect_req, &uc->h.pipe, s->cfg->addr.path, upstream_on_connect);
         err = 0;
     } else {
-        uv_tcp_init(loop, &uc->h.tcp);
-        uc->handles_open++;
-        uv_tcp_nodelay(&uc->h.tcp, 1); /* applied when the socket is created */
         struct sockaddr_storage ss;
-        err = health_address(s->state, &ss)
-                  ? uv_tcp_connect(&uc->connect_req, &uc->h.tcp, (const struct sockaddr *)&ss,
-                                   upstream_on_connect)
-                  : UV_EAI_NONAME;
+        bool known = health_address(s->state, &ss);
+        /* The socket is made now (not at connect) so `source` can bind it; with
+         * no descriptor left this fails and there is no handle to close. */
+        err = uv_tcp_init_ex(loop, &uc->h.tcp, known ? ss.ss_family : AF_UNSPEC);
+        if (err == 0) {
+            uc->handles_open++;
+            uv_tcp_nodelay(&uc->h.tcp, 1);
+            err = known ? upstream_bind_source(s->up, &uc->h.tcp, ss.ss_family) : UV_EAI_NONAME;
+        }
+        if (err == 0)
+            err = uv_tcp_connect(&uc->connect_req, &uc->h.tcp, (const struct sockaddr *)&ss,
+                                 upstream_on_connect);
     }
     if (err == 0)
         err = uv_timer_start(&uc->timer, upstream_on_connect_timeout,
@@ -212,6 +244,11 @@ static int upstream_attempt(struct upstream_checkout *co) {
         co->connecting = NULL;
         co->last_error = err;
         upstream_conn_close(uc, NULL, NULL);
+        /* Out of ports on this source address: the next one may have some. */
+        if (err == UV_EADDRNOTAVAIL && ++co->source_tries < co->up->nsources) {
+            co->attempts--;
+            if (idx < 64) co->tried &= ~((uint64_t)1 << idx);
+        }
     }
     return co->last_error;
 }

@@ -51,6 +51,9 @@ struct upstream {
     unsigned *load;                  /* scratch for least_conn/random2: servers[i].active */
     struct balance_ring ring;        /* ip_hash: built once from the weights */
     uint64_t rng;                    /* random2's state */
+    struct sockaddr_storage *sources; /* `source` addresses, port 0 */
+    size_t nsources;
+    size_t next_source;              /* used in turn */
     bool retired;                    /* a reload replaced it: nothing goes back to its pools */
     struct stats_node *stats;        /* this worker's counters for it (STATS_UPSTREAM) */
     size_t nservers;
@@ -97,6 +100,7 @@ struct upstream_checkout {
     unsigned attempts;                /* connections tried so far */
     uint64_t tried;                   /* bit i: server i was tried (first 64 servers) */
     int last_error;                   /* of the latest failed attempt */
+    unsigned source_tries;            /* EADDRNOTAVAIL retries on other source addresses */
     const void *key;                  /* ip_hash: the client address bytes (set by the caller) */
     size_t key_len;
 };
