@@ -563,6 +563,262 @@ def simple_tcp(h, servers, host="127.0.0.1", env=None, **kw):
     return h.start_ferry(make, env=env)
 
 
+# ---------------------------------------------------------------- http
+
+
+def http_config(listeners, upstreams, routes=(), global_opts=None):
+    """Text of an http config. listeners: [(name, addr, {key: value})];
+    upstreams: [(name, [servers], {key: value})]; routes: [(name, [(key, value)])]
+    (a list, since keys like host or add_request_header repeat). A listener
+    option whose value is None is left out."""
+    g = {"workers": "1", "shutdown_timeout": "5s", "log_level": "info"}
+    g.update(global_opts or {})
+    lines = ["[global]"] + ["%s = %s" % kv for kv in g.items()]
+    for name, addr, opts in listeners:
+        lines += ["", "[listener %s]" % name,
+                  "bind = %s" % (addr if isinstance(addr, str) else fmt_addr(addr)), "mode = http"]
+        lines += ["%s = %s" % kv for kv in (opts or {}).items() if kv[1] is not None]
+    for name, servers, opts in upstreams:
+        lines += ["", "[upstream %s]" % name]
+        lines += ["server = %s" % (s if isinstance(s, str) else fmt_addr(s)) for s in servers]
+        lines += ["%s = %s" % kv for kv in (opts or {}).items()]
+    for name, kvs in routes:
+        lines += ["", "[route %s]" % name] + ["%s = %s" % kv for kv in kvs]
+    return "\n".join(lines) + "\n"
+
+
+def simple_http(h, servers, listener_opts=None, upstream_opts=None, global_opts=None,
+                routes=(), more_upstreams=(), env=None, host="127.0.0.1"):
+    """Starts ferry with one http listener "web" on a free port whose default
+    upstream is "app" (servers), unless listener_opts sets "upstream"
+    (None: no default upstream)."""
+    lo = {"upstream": "app"}
+    lo.update(listener_opts or {})
+
+    def make():
+        addr = ("tcp", host, free_port(host))
+        ups = [("app", servers, upstream_opts)] + list(more_upstreams)
+        return http_config([("web", addr, lo)], ups, routes, global_opts), [addr]
+    return h.start_ferry(make, env=env)
+
+
+def http_upstream(h, name="up"):
+    """Starts ferry-upstream in HTTP mode (skips the test when it is not built)."""
+    if not (h.upstream_bin and os.access(h.upstream_bin, os.X_OK)):
+        raise Skip("ferry-upstream is not built: http tests need it")
+    return h.upstream(name=name, mode=None)
+
+
+def build_request(method="GET", target="/", headers=(("Host", "test.example"),), body=None,
+                  version="HTTP/1.1", content_length=True):
+    """Raw request bytes. body: bytes; a Content-Length is added for it unless
+    content_length is False or headers already hold one."""
+    lines = ["%s %s %s" % (method, target, version)]
+    hs = list(headers)
+    if body is not None and content_length and \
+            not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in hs):
+        hs.append(("Content-Length", str(len(body))))
+    lines += ["%s: %s" % kv for kv in hs]
+    raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return raw + (body or b"")
+
+
+def chunk_encode(data, size=4096):
+    out = bytearray()
+    for i in range(0, len(data), size):
+        piece = data[i:i + size]
+        out += b"%x\r\n" % len(piece) + piece + b"\r\n"
+    return bytes(out + b"0\r\n\r\n")
+
+
+class Response:
+    def __init__(self):
+        self.version = self.reason = ""
+        self.status = 0
+        self.headers = []      # [(name, value)] in order, as str
+        self.body = b""
+        self.body_len = 0      # body bytes (also when a sink took them)
+        self.chunked = False   # the response was chunked on the wire
+        self.until_eof = False  # the body was delimited by the connection closing
+        self.head_raw = b""
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def all(self, name):
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    def json(self):
+        import json
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            raise AssertionError("response body is not JSON: %r" % self.body[:300])
+
+    def __repr__(self):
+        return "<%s %d %s, %d body bytes: %r>" % (self.version, self.status, self.headers,
+                                                   self.body_len, self.body[:200])
+
+
+class HttpClient:
+    """A buffered HTTP/1.x reader/writer on one socket (keeps pipelined bytes)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = bytearray()
+        self.eof = False
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self, deadline, what):
+        if self.eof:
+            raise AssertionError("EOF while reading %s (%d bytes buffered: %r)" %
+                                 (what, len(self.buf), bytes(self.buf[:200])))
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("timed out reading %s (%d bytes buffered: %r)" %
+                                     (what, len(self.buf), bytes(self.buf[:200])))
+            self.sock.settimeout(left)
+            try:
+                b = self.sock.recv(1 << 20)
+            except socket.timeout:
+                continue
+            except OSError as e:
+                raise AssertionError("recv failed reading %s: %r (buffered %r)" %
+                                     (what, e, bytes(self.buf[:200])))
+            if not b:
+                self.eof = True
+                raise AssertionError("EOF while reading %s (%d bytes buffered: %r)" %
+                                     (what, len(self.buf), bytes(self.buf[:200])))
+            self.buf += b
+            return
+
+    def _line(self, deadline, what):
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[:i + 2]
+                return line
+            self._fill(deadline, what)
+
+    def _take(self, n, deadline, what, sink=None):
+        """n bytes; to sink (returns b"") or returned."""
+        out = bytearray()
+        while n > 0:
+            if not self.buf:
+                self._fill(deadline, what)
+            k = min(n, len(self.buf))
+            piece = bytes(self.buf[:k])
+            del self.buf[:k]
+            n -= k
+            if sink:
+                sink(piece)
+            else:
+                out += piece
+        return bytes(out)
+
+    def read_response(self, method="GET", timeout=10.0, sink=None, keep_1xx=False):
+        """Reads one response (skipping 1xx unless keep_1xx). sink(bytes)
+        takes the body instead of Response.body."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = Response()
+            start = self._line(deadline, "a status line")
+            parts = start.decode("latin-1").split(" ", 2)
+            assert len(parts) >= 2 and parts[0].startswith("HTTP/1.") and parts[1].isdigit(), \
+                "bad status line %r" % start
+            r.version, r.status = parts[0], int(parts[1])
+            r.reason = parts[2] if len(parts) > 2 else ""
+            raw = [start]
+            while True:
+                line = self._line(deadline, "response headers")
+                raw.append(line)
+                if not line:
+                    break
+                k, sep, v = line.decode("latin-1").partition(":")
+                assert sep, "bad response header line %r" % line
+                r.headers.append((k, v.strip(" \t")))
+            r.head_raw = b"\r\n".join(raw) + b"\r\n"
+            if 100 <= r.status < 200 and r.status != 101 and not keep_1xx:
+                continue
+            break
+        got = []
+        def keep(b):
+            got.append(b)
+        take = sink or keep
+        te = r.header("transfer-encoding")
+        cl = r.header("content-length")
+        if method == "HEAD" or r.status in (204, 304) or 100 <= r.status < 200:
+            pass
+        elif te is not None:
+            assert te.lower() == "chunked", "response Transfer-Encoding %r" % te
+            r.chunked = True
+            while True:
+                size_line = self._line(deadline, "a chunk size")
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    while self._line(deadline, "trailers"):
+                        pass
+                    break
+                self._take(size, deadline, "chunk data", sink=lambda b: (take(b), None))
+                r.body_len += size
+                crlf = self._take(2, deadline, "chunk CRLF")
+                assert crlf == b"\r\n", "chunk data not followed by CRLF: %r" % crlf
+        elif cl is not None:
+            n = int(cl)
+            self._take(n, deadline, "a %d-byte body" % n, sink=take)
+            r.body_len = n
+        else:
+            r.until_eof = True
+            while True:
+                if self.buf:
+                    piece = bytes(self.buf)
+                    self.buf.clear()
+                    take(piece)
+                    r.body_len += len(piece)
+                try:
+                    self._fill(deadline, "a body delimited by EOF")
+                except AssertionError:
+                    if self.eof:
+                        break
+                    raise
+        if not sink:
+            r.body = b"".join(got)
+        return r
+
+    def request(self, method="GET", target="/", headers=(("Host", "test.example"),), body=None,
+                timeout=10.0, **kw):
+        self.send(build_request(method, target, headers, body, **kw))
+        return self.read_response(method, timeout)
+
+    def wait_closed(self, timeout=5.0):
+        """Asserts the peer closes (EOF or reset) within timeout with no more data."""
+        if self.eof:
+            assert not self.buf, "unexpected bytes before EOF: %r" % bytes(self.buf[:200])
+            return "eof"
+        kind, dt, data = wait_closed(self.sock, timeout)
+        extra = bytes(self.buf) + data
+        assert not extra, "unexpected bytes before close: %r" % extra[:200]
+        return kind
+
+
+def http_client(h, f, i=0, timeout=10.0):
+    return HttpClient(h.track(f.connect(i, timeout)))
+
+
+def get(h, f, target="/", headers=None, method="GET", body=None, timeout=10.0):
+    """One request on a new connection; returns the Response."""
+    c = http_client(h, f)
+    hs = headers if headers is not None else [("Host", "test.example")]
+    return c.request(method, target, hs, body, timeout=timeout)
+
+
 # ---------------------------------------------------------------- runner
 
 
