@@ -465,6 +465,13 @@ static void conn_log_access(struct conn *c) {
     access_log_tcp(&e);
 }
 
+void conn_drop_upstream(struct conn *c) {
+    if (!c->up) return;
+    c->refs++; /* writes queued on it point into c: wait for its close */
+    upstream_conn_close(c->up, conn_on_upstream_closed, c);
+    c->up = NULL;
+}
+
 void conn_close(struct conn *c, const char *why) {
     if (c->closing) return;
     log_debug("conn %p (%s): close in state %s: %s (age %llums)", (void *)c, c->peer,
@@ -479,11 +486,7 @@ void conn_close(struct conn *c, const char *why) {
     pipe_stop(&c->to_client);
     upstream_checkout_cancel(&c->checkout);
     if (c->lcfg->mode == MODE_HTTP) conn_http_on_close(c);
-    if (c->up) {
-        c->refs++;
-        upstream_conn_close(c->up, conn_on_upstream_closed, c);
-        c->up = NULL;
-    }
+    conn_drop_upstream(c);
     buffer_put(&c->w->pool, c->in);
     c->in = NULL;
     uv_close((uv_handle_t *)&c->timer, conn_on_handle_closed);

@@ -93,6 +93,8 @@ static void http_fail(struct conn *c, int status, const char *detail);
 static void http_dispatch(struct conn *c);
 static void http_forward_request_body(struct conn *c, char *blk, size_t n);
 static void http_send_request(struct conn *c);
+static void http_finish_exchange(struct conn *c);
+static void http_not_found(struct conn *c);
 
 /* --- small helpers ------------------------------------------------------ */
 
@@ -308,7 +310,7 @@ static void http_make_request_id(struct conn *c, struct exchange *x);
 
 /* Every response of ferry's own carries an X-Request-Id, even for a
  * request too broken to have one of its own. */
-static void http_send_error(struct conn *c, int status, const char *detail) {
+static void http_send_error(struct conn *c, int status, const char *detail, bool close) {
     char *block = http_block(c);
     if (!block) return;
     char fresh[40];
@@ -320,7 +322,7 @@ static void http_send_error(struct conn *c, int status, const char *detail) {
         http_request_id(fresh, c->w->rid_seed ^ ((uint64_t)c->w->id << 56), ++c->w->rid_counter);
     }
     size_t n = http_build_error(conn_block_data(block), CONN_BLOCK_DATA_SIZE, status, detail, rid,
-                                true);
+                                close);
     if (c->x) {
         c->x->status = status;
         c->x->bytes_out += n;
@@ -330,7 +332,7 @@ static void http_send_error(struct conn *c, int status, const char *detail) {
 }
 
 void conn_http_refuse(struct conn *c, int status, const char *detail) {
-    http_send_error(c, status, detail);
+    http_send_error(c, status, detail, true);
     conn_linger(c);
 }
 
@@ -349,11 +351,15 @@ static void http_fail(struct conn *c, int status, const char *detail) {
     if (status >= 500)
         log_warn("%s %s: %d %s (rid %s)", c->lcfg->name, c->peer, status, detail,
                  x && x->rid[0] ? x->rid : "-");
-    http_send_error(c, status, detail);
+    http_send_error(c, status, detail, true);
     if (x) {
         if (!x->log_method[0] && x->req.head_done) http_capture_log(x);
         http_record(c, x);
+        if (x->up_reading && c->up) uv_read_stop(upstream_conn_stream(c->up));
+        x->up_reading = false;
+        upstream_checkout_cancel(&x->checkout);
     }
+    conn_drop_upstream(c); /* it may have half the request: the upstream sees it end now */
     conn_linger(c);
 }
 
@@ -496,7 +502,7 @@ static void http_dispatch(struct conn *c) {
                            http_span_ptr(m, m->method_text), m->method_text.len);
     const struct config_upstream *cu = x->route ? x->route->upstream : c->lcfg->upstream;
     if (!cu) {
-        http_fail(c, 404, "no route matches this request");
+        http_not_found(c);
         return;
     }
     x->upstream = view_upstream(c->view, cu);
@@ -508,6 +514,28 @@ static void http_dispatch(struct conn *c) {
         x->connecting = false;
         http_fail_upstream(c, 503, "no server available");
     }
+}
+
+/* No route: 404. A request without a body leaves the connection in a known
+ * state, so it stays open for the next one (a missing favicon should not
+ * cost a browser its connection); with a body, or when the client asked
+ * for it, the connection closes. */
+static void http_not_found(struct conn *c) {
+    struct exchange *x = c->x;
+    bool bodyless = !x->req.chunked && x->req.content_length == 0;
+    if (!bodyless || x->req.conn_close || c->w->draining) {
+        http_fail(c, 404, "no route matches this request");
+        return;
+    }
+    http_send_error(c, 404, "no route matches this request", false);
+    if (c->closing) return;
+    x->resp_done = x->req_done = true;
+    http_record(c, x);
+    c->requests++;
+    uint32_t end = x->req.head_end;
+    c->in_len -= end;
+    memmove(http_in(c), http_in(c) + end, c->in_len);
+    http_finish_exchange(c);
 }
 
 /* Builds the upstream head once; an HTTP/1.0 request without Host gets

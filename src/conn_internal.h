@@ -71,6 +71,8 @@ struct conn {
 void conn_set_state(struct conn *c, enum conn_state next);
 /* The one exit: idempotent, the first reason wins. */
 void conn_close(struct conn *c, const char *why);
+/* Closes c->up at once (it may hold half a message: never reused). */
+void conn_drop_upstream(struct conn *c);
 
 /* Write blocks: pool buffers with a write request in front of the data. */
 #define CONN_HEADROOM 256
