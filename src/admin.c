@@ -270,7 +270,38 @@ static void metrics_upstreams(struct sb *b, const struct admin_source *src) {
                       (unsigned long long)s.v[r]);
         }
     }
+    metric_head(b, "ferry_requests_held_total", "counter",
+                "Requests that waited out `hold` for a server, by outcome.");
+    for (size_t i = 0; i < n; i++) {
+        struct sum s = sum_of(src, STATS_UPSTREAM, keys[i], NVAL(struct stats_upstream));
+        for (int o = 0; o < 2; o++) {
+            sb_printf(b, "ferry_requests_held_total{upstream=\"");
+            sb_escaped(b, keys[i].name);
+            sb_printf(b, "\",outcome=\"%s\"} %llu\n", o ? "expired" : "served",
+                      (unsigned long long)s.v[STATS_ERR_REASONS + o]);
+        }
+    }
     free(keys);
+    metric_head(b, "ferry_upstream_resolves_total", "counter",
+                "Resolutions of server names, by result.");
+    const struct config *cfg = (*src->gen)->cfg;
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        uint64_t r[3] = {0, 0, 0};
+        for (size_t i = 0; i < cfg->upstreams[u].nservers; i++) {
+            struct server_state *st = health_find(cfg->upstreams[u].name,
+                                                  cfg->upstreams[u].servers[i].addr.text);
+            if (!st) continue;
+            r[0] += atomic_load(&st->resolves_changed);
+            r[1] += atomic_load(&st->resolves_same);
+            r[2] += atomic_load(&st->resolves_failed);
+        }
+        static const char *const result[3] = {"changed", "same", "failed"};
+        for (int k = 0; k < 3; k++) {
+            sb_printf(b, "ferry_upstream_resolves_total{upstream=\"");
+            sb_escaped(b, cfg->upstreams[u].name);
+            sb_printf(b, "\",result=\"%s\"} %llu\n", result[k], (unsigned long long)r[k]);
+        }
+    }
 }
 
 char *admin_metrics_text(const struct admin_source *src, size_t *len) {

@@ -43,6 +43,12 @@
  * response byte (the upstream closed it while we were picking it). */
 #define HTTP_STALE_RETRIES 2
 
+/* `hold`: how often a held request tries again, and how many may wait per
+ * worker (beyond that, the error comes at once: holding must not become a
+ * way to pile up connections). */
+#define HTTP_HOLD_RETRY_MS 100
+#define HTTP_HOLD_MAX 1024
+
 struct exchange {
     struct conn *c;                   /* the downstream connection it belongs to */
     struct http_msg req;              /* spans into c->in until dispatched */
@@ -69,6 +75,9 @@ struct exchange {
     bool up_reading;                  /* reading the upstream now */
     bool release_pending;             /* release the upstream once its writes are out */
     uint8_t stale_retries;
+    bool holding;                     /* counted in w->held: waiting out `hold` */
+    bool hold_wait;                   /* the timer will retry the checkout */
+    uint64_t hold_until;              /* loop ms; 0 = not held */
     int status;                       /* of the response, for the log */
     uint64_t bytes_out;               /* bytes sent to the client for this response */
     uint64_t t_start;                 /* first byte of the request (loop ms) */
@@ -95,6 +104,8 @@ static void http_forward_request_body(struct conn *c, char *blk, size_t n);
 static void http_send_request(struct conn *c);
 static void http_finish_exchange(struct conn *c);
 static void http_not_found(struct conn *c);
+static void http_unhold(struct conn *c, bool served);
+static void http_checkout(struct conn *c);
 
 /* --- small helpers ------------------------------------------------------ */
 
@@ -196,6 +207,7 @@ static struct exchange *http_exchange_new(struct conn *c) {
 static void http_exchange_end(struct conn *c, bool reusable) {
     struct exchange *x = c->x;
     if (!x) return;
+    http_unhold(c, false);
     upstream_checkout_cancel(&x->checkout);
     if (c->up) {
         if (x->up_reading) uv_read_stop(upstream_conn_stream(c->up));
@@ -507,13 +519,8 @@ static void http_dispatch(struct conn *c) {
     }
     x->upstream = view_upstream(c->view, cu);
     x->t_up = uv_now(&c->w->loop);
-    x->connecting = true;
     http_arm(c, x->upstream->cfg->read_timeout_ms);
-    int err = upstream_checkout(x->upstream, &x->checkout, http_on_checkout, c->key, c->key_len);
-    if (err < 0 && c->x == x && x->connecting) {
-        x->connecting = false;
-        http_fail_upstream(c, 503, "no server available");
-    }
+    http_checkout(c);
 }
 
 /* No route: 404. A request without a body leaves the connection in a known
@@ -666,16 +673,72 @@ static int http_status_for(int err, const char **cause) {
     }
 }
 
+/* Leaves the hold, counting how it ended. */
+static void http_unhold(struct conn *c, bool served) {
+    struct exchange *x = c->x;
+    if (!x || !x->holding) return;
+    x->holding = false;
+    c->w->held--;
+    struct stats_upstream *st = &x->upstream->stats->u.upstream;
+    stat_add(served ? &st->held_served : &st->held_expired, 1);
+}
+
+/* `hold`: when no server takes the request because all are down or refuse
+ * (an app restarting), an idempotent request without a body waits and
+ * tries again until `hold` runs out. Returns true when it will retry. */
+static bool http_hold(struct conn *c, int err) {
+    struct exchange *x = c->x;
+    const struct config_upstream *u = x->upstream->cfg;
+    bool refused = err == UV_ECONNREFUSED || err == UV_EAI_NONAME || err == UV_ECONNRESET ||
+                   err == UV_EHOSTUNREACH || err == UV_ENETUNREACH;
+    if (!u->hold_ms || !refused || x->req.chunked || x->req.content_length ||
+        !http_method_idempotent(x->req.method))
+        return false;
+    uint64_t now = uv_now(&c->w->loop);
+    if (!x->hold_until) {
+        if (c->w->held >= HTTP_HOLD_MAX) return false;
+        x->hold_until = x->t_up + u->hold_ms;
+        x->holding = true;
+        c->w->held++;
+    }
+    if (now + HTTP_HOLD_RETRY_MS > x->hold_until) return false;
+    x->hold_wait = true;
+    http_arm(c, HTTP_HOLD_RETRY_MS);
+    return true;
+}
+
+/* No upstream connection for this request: hold it, or answer. */
+static void http_checkout_failed(struct conn *c, int err) {
+    if (http_hold(c, err)) return;
+    http_unhold(c, false);
+    const char *cause;
+    int code = http_status_for(err, &cause);
+    http_fail_upstream(c, code, cause);
+}
+
+static void http_checkout(struct conn *c) {
+    struct exchange *x = c->x;
+    x->connecting = true;
+    int err = x->hold_until ? upstream_checkout_probe(x->upstream, &x->checkout, http_on_checkout,
+                                                      c->key, c->key_len)
+                            : upstream_checkout(x->upstream, &x->checkout, http_on_checkout,
+                                                c->key, c->key_len);
+    if (err < 0 && c->x == x && x->connecting) { /* no attempt could even start */
+        x->connecting = false;
+        http_checkout_failed(c, err);
+    }
+}
+
 static void http_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status) {
     struct exchange *x = container_of(co, struct exchange, checkout);
     struct conn *c = x->c;
     x->connecting = false;
     if (!uc) {
-        const char *cause;
-        int code = http_status_for(status, &cause);
-        http_fail_upstream(c, code, cause);
+        http_checkout_failed(c, status);
         return;
     }
+    http_unhold(c, true);
+    http_arm(c, x->upstream->cfg->read_timeout_ms);
     c->up = uc;
     http_msg_init(&x->resp, false, x->req.method == HTTP_HEAD);
     x->last_up = uv_now(&c->w->loop);
@@ -965,6 +1028,11 @@ static void http_on_timer(uv_timer_t *t) {
         http_fail(c, 408, "request head not received within header_timeout");
         return;
     case CONN_HTTP_BUSY: {
+        if (x->hold_wait) {
+            x->hold_wait = false;
+            http_checkout(c);
+            return;
+        }
         uint64_t limit = x->upstream ? x->upstream->cfg->read_timeout_ms : 1000;
         uint64_t now = uv_now(&c->w->loop);
         if (!x->up_reading || now < x->last_up + limit) {
@@ -998,6 +1066,7 @@ void conn_http_on_write_done(struct conn *c, bool to_client) {
 void conn_http_on_close(struct conn *c) {
     struct exchange *x = c->x;
     if (!x) return;
+    http_unhold(c, false);
     if (!x->resp_done && x->dispatched && x->log_method[0] && x->status == 0) {
         x->status = 499; /* nginx's code for "client went away"; for the log only */
         http_record(c, x);

@@ -55,6 +55,16 @@ bool health_usable(struct server_state *s, uint64_t now_ms) {
     return atomic_load_explicit(&s->down_until, memory_order_relaxed) <= now_ms;
 }
 
+bool health_probeable(struct server_state *s) {
+    return s->has_addr && !atomic_load_explicit(&s->check_down, memory_order_relaxed);
+}
+
+void health_clear_mark(struct server_state *s) {
+    if (atomic_load_explicit(&s->down_until, memory_order_relaxed) == 0) return;
+    if (atomic_exchange(&s->down_until, 0) > health_now_ms())
+        log_info("upstream %s: server %s answers again", s->upstream, s->server);
+}
+
 void health_mark_down(struct server_state *s, uint64_t until_ms) {
     uint64_t prev = atomic_exchange(&s->down_until, until_ms);
     if (prev <= health_now_ms())
@@ -157,13 +167,16 @@ static void health_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinf
         struct sockaddr_storage ss = {0}, old;
         memcpy(&ss, res->ai_addr, res->ai_addrlen);
         bool had = health_address(s, &old);
-        if (!had || memcmp(&old, &ss, sizeof(ss)) != 0) {
+        bool changed = !had || memcmp(&old, &ss, sizeof(ss)) != 0;
+        atomic_fetch_add(changed ? &s->resolves_changed : &s->resolves_same, 1);
+        if (changed) {
             char ip[64] = "?";
             uv_ip_name(res->ai_addr, ip, sizeof(ip));
             log_info("upstream %s: server %s now resolves to %s", s->upstream, s->server, ip);
             health_set_address(s, &ss);
         }
     } else if (status != UV_ECANCELED) {
+        atomic_fetch_add(&s->resolves_failed, 1);
         log_warn("upstream %s: resolving %s: %s (keeping the last address)", s->upstream,
                  s->server, uv_strerror(status));
     }

@@ -91,6 +91,10 @@ void upstream_destroy(struct upstream *up) {
  * is re-resolved at once: the app behind it may have moved. */
 static void upstream_count_error(struct upstream_server *s, int err) {
     const struct config_upstream *cfg = s->up->cfg;
+    /* The first failure in a row is news; the rest (a held request
+     * retrying, say) only repeat it. */
+    log_msg(s->fails == 0 ? LOG_WARN : LOG_DEBUG, "upstream %s: connect to %s: %s", cfg->name,
+            s->cfg->addr.text, uv_strerror(err));
     s->connect_errors++;
     stat_add(&s->up->stats->u.upstream.connect_errors[stats_reason_of(err)], 1);
     if (err == UV_EADDRNOTAVAIL) return; /* our ports ran out: not the server's fault */
@@ -134,8 +138,9 @@ static struct upstream_server *upstream_pick(struct upstream_checkout *co) {
         bool any = false;
         for (size_t i = 0; i < up->nservers; i++) {
             struct upstream_server *s = &up->servers[i];
-            up->peers[i].eligible = s->cfg->backup == (bool)backup && !upstream_tried(co, i) &&
-                                    health_usable(s->state, now);
+            up->peers[i].eligible =
+                s->cfg->backup == (bool)backup && !upstream_tried(co, i) &&
+                (co->probe ? health_probeable(s->state) : health_usable(s->state, now));
             any |= up->peers[i].eligible;
         }
         if (!any) continue;
@@ -214,6 +219,13 @@ int upstream_checkout(struct upstream *up, struct upstream_checkout *co,
     return upstream_attempt(co);
 }
 
+int upstream_checkout_probe(struct upstream *up, struct upstream_checkout *co,
+                            upstream_checkout_cb cb, const void *key, size_t key_len) {
+    *co = (struct upstream_checkout){.up = up, .cb = cb, .last_error = UV_EAI_NONAME,
+                                     .key = key, .key_len = key_len, .probe = true};
+    return upstream_attempt(co);
+}
+
 /* Starts the next attempt. Returns 0 when one is in flight, else the error
  * that ends the checkout (the caller reports it). Attempts that fail at once
  * (no descriptor left, say) count and move on to the next server. */
@@ -238,8 +250,6 @@ static int upstream_attempt(struct upstream_checkout *co) {
         co->connecting = uc;
         int err = upstream_conn_connect(uc);
         if (err == 0) return 0;
-        log_warn("upstream %s: connect to %s: %s", co->up->cfg->name, s->cfg->addr.text,
-                 uv_strerror(err));
         upstream_count_error(s, err);
         co->connecting = NULL;
         co->last_error = err;
@@ -281,13 +291,12 @@ static void upstream_attempt_done(struct upstream_conn *uc, int status) {
     if (status == 0) {
         uc->connected = true;
         s->fails = 0;
+        health_clear_mark(s->state);
         co->cb(co, uc, 0);
         return;
     }
     upstream_count_error(s, status);
     co->last_error = status;
-    log_warn("upstream %s: connect to %s: %s", s->up->cfg->name, s->cfg->addr.text,
-             uv_strerror(status));
     upstream_conn_close(uc, NULL, NULL);
     int err = upstream_attempt(co);
     if (err < 0) co->cb(co, NULL, err);

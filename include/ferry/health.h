@@ -36,6 +36,9 @@ struct server_state {
     atomic_bool check_down;           /* active checks say down */
     atomic_ullong down_until;         /* passive: down until this uv_hrtime()/1e6 ms */
     atomic_bool resolve_wanted;       /* a worker asks for re-resolution now */
+    atomic_ullong resolves_changed;   /* re-resolutions that found a new address */
+    atomic_ullong resolves_same;      /* ... the same address */
+    atomic_ullong resolves_failed;    /* ... no answer (the last address is kept) */
     /* Main thread only. */
     const struct config_upstream *ucfg; /* latest config naming it; NULL when none does */
     const struct config_server *scfg;
@@ -69,6 +72,11 @@ struct server_state *health_find(const char *upstream, const char *server);
 bool health_address(struct server_state *s, struct sockaddr_storage *out);
 /* Any thread: usable now (has an address, checks pass, not marked down). */
 bool health_usable(struct server_state *s, uint64_t now_ms);
+/* Any thread: usable if the passive mark is ignored (a held request probes
+ * servers that recent failures marked down: the app may be back already). */
+bool health_probeable(struct server_state *s);
+/* Worker: a connect succeeded; a passive mark is lifted for everyone. */
+void health_clear_mark(struct server_state *s);
 /* Worker: a connect failed / succeeded; after max_fails consecutive
  * failures (counted by the caller) the server is marked down. */
 void health_mark_down(struct server_state *s, uint64_t until_ms);

@@ -78,6 +78,8 @@ struct stats_server {
 
 struct stats_upstream {
     stat_t connect_errors[STATS_ERR_REASONS];
+    stat_t held_served;  /* held requests that found a server */
+    stat_t held_expired; /* held requests answered 502/503 after `hold` */
 };
 
 struct stats_node {

@@ -101,6 +101,7 @@ struct upstream_checkout {
     uint64_t tried;                   /* bit i: server i was tried (first 64 servers) */
     int last_error;                   /* of the latest failed attempt */
     unsigned source_tries;            /* EADDRNOTAVAIL retries on other source addresses */
+    bool probe;                       /* also try servers only passively marked down (hold) */
     const void *key;                  /* ip_hash: the client address bytes (set by the caller) */
     size_t key_len;
 };
@@ -117,6 +118,11 @@ void upstream_destroy(struct upstream *up);
  * code (and no callback) when not even one attempt could start. */
 int upstream_checkout(struct upstream *up, struct upstream_checkout *co,
                       upstream_checkout_cb cb, const void *key, size_t key_len) FERRY_MUSTCHECK;
+/* The same for a request being held: servers marked down by recent
+ * failures are tried too (the app may have come back). */
+int upstream_checkout_probe(struct upstream *up, struct upstream_checkout *co,
+                            upstream_checkout_cb cb, const void *key,
+                            size_t key_len) FERRY_MUSTCHECK;
 /* Abandons a checkout in progress: its callback will not run. */
 void upstream_checkout_cancel(struct upstream_checkout *co);
 

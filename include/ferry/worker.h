@@ -72,6 +72,7 @@ struct worker {
                                         * (written under wakeup_lock) */
     struct stats stats;                /* this worker's counters; read by the admin endpoint */
     struct stats_node *wstats;         /* its unlabelled node (bytes in/out) */
+    unsigned held;                     /* requests waiting out `hold` now */
     uint64_t rid_seed;                 /* random at start: request ids differ across runs */
     uint64_t rid_counter;              /* request ids made by this worker */
 };
