@@ -16,6 +16,7 @@
 #include "ferry/health.h"
 #include "ferry/http.h"
 #include "ferry/log.h"
+#include "ferry/ports.h"
 #include "ferry/stats.h"
 #include "ferry/worker.h"
 
@@ -315,6 +316,15 @@ char *admin_metrics_text(const struct admin_source *src, size_t *len) {
     metric_head(&b, "ferry_bytes_total", "counter", "Bytes from (in) and to (out) clients.");
     sb_printf(&b, "ferry_bytes_total{direction=\"in\"} %llu\n", (unsigned long long)bytes.v[0]);
     sb_printf(&b, "ferry_bytes_total{direction=\"out\"} %llu\n", (unsigned long long)bytes.v[1]);
+    const struct ports_sample *ps = ports_sample();
+    metric_head(&b, "ferry_ephemeral_ports_in_use", "gauge",
+                "Local ports (TIME_WAIT included) from each local address to its busiest server.");
+    for (size_t i = 0; i < ps->nsources; i++)
+        sb_printf(&b, "ferry_ephemeral_ports_in_use{source=\"%s\"} %u\n", ps->sources[i].name,
+                  ps->sources[i].in_use);
+    metric_head(&b, "ferry_ephemeral_ports_available", "gauge",
+                "Ephemeral ports left towards the upstream servers (sampled every 5 s).");
+    sb_printf(&b, "ferry_ephemeral_ports_available %llu\n", (unsigned long long)ps->available);
     metric_head(&b, "ferry_config_reloads_total", "counter", "Config reloads (SIGHUP), by result.");
     sb_printf(&b, "ferry_config_reloads_total{result=\"ok\"} %lu\n",
               atomic_load(&src->rt->reloads_ok));

@@ -25,6 +25,7 @@
 #include "ferry/listener.h"
 #include "ferry/explain.h"
 #include "ferry/log.h"
+#include "ferry/ports.h"
 #include "ferry/worker.h"
 
 struct options {
@@ -223,6 +224,7 @@ static void on_sighup(uv_signal_t *s, int signum) {
         log_warn("reload: a new number of workers takes effect at the next restart");
     struct generation *gen = generation_new(next, ++a->next_gen_id);
     health_adopt(next); /* before any worker builds a view of it */
+    ports_adopt(next);
     for (unsigned w = 0; w < a->nworkers; w++) {
         int *mine = xmalloc((next->nlisteners + 1) * sizeof(int));
         for (size_t l = 0; l < next->nlisteners; l++) mine[l] = fds[l * a->nworkers + w];
@@ -255,6 +257,7 @@ static void on_worker_exited(uv_async_t *as) {
     struct app *a = as->data;
     if (atomic_load(&a->exited) < a->nworkers) return;
     health_stop();
+    ports_stop();
     admin_stop(a->admin);
     a->admin = NULL;
     uv_walk(&a->loop, close_main_handle, NULL);
@@ -356,6 +359,8 @@ int main(int argc, char **argv) {
     uv_loop_init(&a.loop);
     health_start(&a.loop);
     health_adopt(cfg);
+    ports_start(&a.loop);
+    ports_adopt(cfg);
     a.rt.on_worker_exit = notify_worker_exit;
     a.rt.data = &a;
     app_signals(&a);
