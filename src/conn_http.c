@@ -441,12 +441,12 @@ static void http_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b
 }
 
 /* A reload happened since this connection's last request: serve the next
- * one with the new config, under the listener of the same name. Returns
- * false when that listener is gone or no longer http (the connection is
- * closed then: it belongs to an address the config dropped). */
-static bool http_follow_reload(struct conn *c) {
+ * one with the new config, under the listener of the same name. When that
+ * listener is gone (or no longer http) the connection stays on the config
+ * it was accepted under: a reload never drops an established connection. */
+static void http_follow_reload(struct conn *c) {
     struct view *now = c->w->view;
-    if (c->view == now) return true;
+    if (c->view == now) return;
     const struct config *cfg = view_config(now);
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct config_listener *cl = &cfg->listeners[i];
@@ -456,16 +456,14 @@ static bool http_follow_reload(struct conn *c) {
         c->view = now;
         c->lcfg = cl;
         c->routes = now->gen->routes[i];
-        return true;
+        return;
     }
-    conn_close(c, "listener removed by a reload");
-    return false;
 }
 
 /* Parses what c->in holds of the next request head. */
 static void http_try_head(struct conn *c) {
     struct exchange *x = c->x;
-    if (!x && !http_follow_reload(c)) return;
+    if (!x) http_follow_reload(c);
     if (!x && !(x = http_exchange_new(c))) {
         conn_close(c, "out of memory");
         return;
