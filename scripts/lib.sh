@@ -8,6 +8,9 @@ FERRY_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # sources, which CMake builds into a static library.
 FERRY_PACKAGES=(build-essential cmake pkg-config libuv1-dev libinih-dev libcmocka-dev
                 node-llhttp python3 curl procps iproute2)
+# Only scripts/test needs these: compose_config validates docker-compose.yml
+# with Debian's docker-compose (no Docker engine needed).
+FERRY_TEST_PACKAGES=(docker-compose python3-websockets)
 
 ferry_missing_packages() {
     local missing=() p

@@ -1,0 +1,17 @@
+# docker-compose, container image and README checks (issue 7): ctest entries
+# compose_NAME, one per test function test_NAME in test_compose.py. Included
+# from CMakeLists.txt, whose FERRY_IT_ARGS (--ferry, --upstream) they use.
+# compose_topology needs root (network namespaces) and skips (77) without it;
+# compose_config skips when docker-compose is not installed.
+function(ferry_compose timeout)
+  foreach(name ${ARGN})
+    add_test(NAME compose_${name}
+             COMMAND ${Python3_EXECUTABLE} -B ${CMAKE_CURRENT_SOURCE_DIR}/test_compose.py
+                     ${FERRY_IT_ARGS} ${name})
+    set_tests_properties(compose_${name} PROPERTIES
+                         TIMEOUT ${timeout} SKIP_RETURN_CODE 77 LABELS integration)
+  endforeach()
+endfunction()
+
+ferry_compose(60 config readme_reference)
+ferry_compose(120 topology)
