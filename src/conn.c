@@ -174,7 +174,7 @@ static void conn_begin(struct conn *c) {
                                 conn_on_checkout, c->key, c->key_len);
     if (err < 0) {
         log_warn("listener %s: no upstream server for %s: %s", c->lcfg->name, c->peer,
-                 uv_strerror(err));
+                 err == UV_EAI_NONAME ? "no server available" : uv_strerror(err));
         conn_close(c, "no upstream server available");
     }
 }

@@ -97,7 +97,11 @@ static void upstream_count_error(struct upstream_server *s, int err) {
             s->cfg->addr.text, uv_strerror(err));
     s->connect_errors++;
     stat_add(&s->up->stats->u.upstream.connect_errors[stats_reason_of(err)], 1);
-    if (err == UV_EADDRNOTAVAIL) return; /* our ports ran out: not the server's fault */
+    /* Our own shortages (ports, descriptors, memory) say nothing about the
+     * server: they must not mark it down. */
+    if (err == UV_EADDRNOTAVAIL || err == UV_EMFILE || err == UV_ENFILE || err == UV_ENOMEM ||
+        err == UV_ENOBUFS)
+        return;
     health_want_resolve(s->state);
     if (++s->fails >= cfg->max_fails) {
         s->fails = 0;
