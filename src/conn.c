@@ -170,8 +170,9 @@ static void conn_begin(struct conn *c) {
         return;
     }
     conn_set_state(c, CONN_CONNECTING);
+    struct upstream_want want = {.key = c->key, .key_len = c->key_len, .fresh = true};
     int err = upstream_checkout(view_upstream(c->view, c->lcfg->upstream), &c->checkout,
-                                conn_on_checkout, c->key, c->key_len);
+                                conn_on_checkout, &want);
     if (err < 0) {
         log_warn("listener %s: no upstream server for %s: %s", c->lcfg->name, c->peer,
                  err == UV_EAI_NONAME ? "no server available" : uv_strerror(err));
@@ -352,18 +353,24 @@ static void conn_on_write(uv_write_t *req, int status) {
         c->up_writes--;
     if (!wr->keep) buffer_put(&c->w->pool, wr->block);
     if (status == UV_ECANCELED || c->closing) return;
-    if (status < 0) {
+    if (to_client) c->client_progress = uv_now(&c->w->loop);
+    bool http = c->lcfg->mode == MODE_HTTP && c->state != CONN_RELAYING;
+    if (status < 0 && (to_client || !http)) {
         conn_close(c, to_client ? "client write failed" : "upstream write failed");
         return;
     }
-    if (c->lcfg->mode == MODE_HTTP) conn_http_on_write_done(c, to_client);
+    if (http) conn_http_on_write_done(c, to_client, status);
 }
 
 int conn_write(struct conn *c, bool to_client, char *block, const char *data, size_t len,
                bool keep) {
     uv_stream_t *dst = to_client ? &c->client.stream : upstream_conn_stream(c->up);
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-    if (to_client) stat_add(&c->w->wstats->u.worker.bytes_out, len);
+    if (to_client) {
+        stat_add(&c->w->wstats->u.worker.bytes_out, len);
+        /* Stall time counts from when the client has something to take. */
+        if (dst->write_queue_size == 0) c->client_progress = uv_now(&c->w->loop);
+    }
     int n = uv_try_write(dst, &b, 1);
     if (n == (int)len) {
         if (!keep) buffer_put(&c->w->pool, block);
@@ -409,6 +416,21 @@ static void conn_on_linger_timer(uv_timer_t *t) {
     conn_close(container_of(t, struct conn, timer), "done (linger timeout)");
 }
 
+/* Before the write side is shut, the last response is still being
+ * written: a client that takes it, however slowly, gets all of it; one
+ * that stops reading for idle_timeout is cut off (with RST: it did not
+ * get the whole response). */
+static void conn_on_flush_timer(uv_timer_t *t) {
+    struct conn *c = container_of(t, struct conn, timer);
+    uint64_t deadline = c->client_progress + c->lcfg->idle_timeout_ms;
+    uint64_t now = uv_now(&c->w->loop);
+    if (c->client_writes == 0 || now >= deadline) {
+        conn_abort(c, "client stopped reading");
+        return;
+    }
+    uv_timer_start(&c->timer, conn_on_flush_timer, deadline - now, 0);
+}
+
 static void conn_on_shutdown(uv_shutdown_t *req, int status) {
     struct conn *c = req->data;
     free(req);
@@ -433,7 +455,8 @@ static void conn_on_shutdown(uv_shutdown_t *req, int status) {
 void conn_linger(struct conn *c) {
     if (c->closing || c->state == CONN_LINGER) return;
     conn_set_state(c, CONN_LINGER);
-    uv_timer_stop(&c->timer);
+    c->client_progress = uv_now(&c->w->loop);
+    uv_timer_start(&c->timer, conn_on_flush_timer, c->lcfg->idle_timeout_ms, 0);
     if (c->client_reading) uv_read_stop(&c->client.stream);
     c->client_reading = false;
     uv_shutdown_t *req = malloc(sizeof(*req));
@@ -465,6 +488,11 @@ static void conn_log_access(struct conn *c) {
     access_log_tcp(&e);
 }
 
+void conn_abort(struct conn *c, const char *why) {
+    c->reset = true;
+    conn_close(c, why);
+}
+
 void conn_drop_upstream(struct conn *c) {
     if (!c->up) return;
     c->refs++; /* writes queued on it point into c: wait for its close */
@@ -490,6 +518,9 @@ void conn_close(struct conn *c, const char *why) {
     buffer_put(&c->w->pool, c->in);
     c->in = NULL;
     uv_close((uv_handle_t *)&c->timer, conn_on_handle_closed);
+    if (c->reset && c->lcfg->bind.kind != ADDR_UNIX &&
+        uv_tcp_close_reset(&c->client.tcp, conn_on_handle_closed) == 0)
+        return;
     uv_close(&c->client.handle, conn_on_handle_closed);
 }
 

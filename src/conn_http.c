@@ -74,6 +74,7 @@ struct exchange {
     bool dechunk;                     /* chunked response re-framed for HTTP/1.0 */
     bool up_reading;                  /* reading the upstream now */
     bool release_pending;             /* release the upstream once its writes are out */
+    bool recorded;                    /* counted in metrics and the access log */
     uint8_t stale_retries;
     bool holding;                     /* counted in w->held: waiting out `hold` */
     bool hold_wait;                   /* the timer will retry the checkout */
@@ -159,6 +160,8 @@ static void http_capture_log(struct exchange *x) {
 /* Counts the request in the route's metrics and writes its access log
  * line; called exactly once per request. */
 static void http_record(struct conn *c, struct exchange *x) {
+    if (x->recorded) return;
+    x->recorded = true;
     const struct config *cfg = view_config(c->view);
     size_t idx = x->route ? (size_t)(x->route - cfg->routes) : cfg->nroutes;
     uint64_t elapsed_ns = uv_hrtime() - x->t_start_ns;
@@ -265,9 +268,12 @@ static void http_up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
 static bool http_want_client(const struct conn *c) {
     const struct exchange *x = c->x;
     if (c->client_eof || c->state == CONN_LINGER || c->closing) return false;
+    /* A client that does not read its responses gets no more requests read:
+     * each would queue another response behind the ones it ignores. */
+    if (c->client.stream.write_queue_size >= PIPE_HIGH_WATER) return false;
     if (!x || !x->dispatched) return c->in_len < CONN_BLOCK_DATA_SIZE;
     if (!x->req_done)
-        return c->up && !x->connecting &&
+        return c->up && !x->connecting && c->up_writes < PIPE_MAX_WRITES &&
                upstream_conn_stream(c->up)->write_queue_size < PIPE_HIGH_WATER;
     /* The request is in: read ahead (pipelining) while there is room. */
     return c->in_len < CONN_BLOCK_DATA_SIZE;
@@ -276,11 +282,12 @@ static bool http_want_client(const struct conn *c) {
 static bool http_want_up(const struct conn *c) {
     const struct exchange *x = c->x;
     return x && c->up && !x->connecting && !x->resp_done && !c->closing &&
+           c->client_writes < PIPE_MAX_WRITES &&
            c->client.stream.write_queue_size < PIPE_HIGH_WATER;
 }
 
 static void http_update_reading(struct conn *c) {
-    if (c->closing) return;
+    if (c->closing || c->state == CONN_RELAYING || c->state == CONN_LINGER) return;
     bool want = http_want_client(c);
     if (want != c->client_reading) {
         if (want)
@@ -357,7 +364,7 @@ static void http_fail(struct conn *c, int status, const char *detail) {
     if (c->closing) return;
     if (x && x->resp_head_sent) {
         http_record(c, x);
-        conn_close(c, detail);
+        conn_abort(c, detail);
         return;
     }
     if (status >= 500)
@@ -365,7 +372,7 @@ static void http_fail(struct conn *c, int status, const char *detail) {
                  x && x->rid[0] ? x->rid : "-");
     http_send_error(c, status, detail, true);
     if (x) {
-        if (!x->log_method[0] && x->req.head_done) http_capture_log(x);
+        if (!x->log_method[0] && x->req.head_done && !x->dispatched) http_capture_log(x);
         http_record(c, x);
         if (x->up_reading && c->up) uv_read_stop(upstream_conn_stream(c->up));
         x->up_reading = false;
@@ -634,6 +641,7 @@ static void http_send_request(struct conn *c) {
 
 static void http_forward_request_body(struct conn *c, char *blk, size_t n) {
     struct exchange *x = c->x;
+    x->last_up = uv_now(&c->w->loop); /* an upload in progress is not upstream silence */
     stat_add(&c->w->wstats->u.worker.bytes_in, n);
     char *data = conn_block_data(blk);
     long body = http_check_request_body(c, data, n);
@@ -687,8 +695,10 @@ static void http_unhold(struct conn *c, bool served) {
 static bool http_hold(struct conn *c, int err) {
     struct exchange *x = c->x;
     const struct config_upstream *u = x->upstream->cfg;
+    /* A timeout counts too: an app that came back on a new address leaves
+     * its old one silent, and the failure has just asked for a re-resolution. */
     bool refused = err == UV_ECONNREFUSED || err == UV_EAI_NONAME || err == UV_ECONNRESET ||
-                   err == UV_EHOSTUNREACH || err == UV_ENETUNREACH;
+                   err == UV_EHOSTUNREACH || err == UV_ENETUNREACH || err == UV_ETIMEDOUT;
     if (!u->hold_ms || !refused || x->req.chunked || x->req.content_length ||
         !http_method_idempotent(x->req.method))
         return false;
@@ -717,10 +727,15 @@ static void http_checkout_failed(struct conn *c, int err) {
 static void http_checkout(struct conn *c) {
     struct exchange *x = c->x;
     x->connecting = true;
-    int err = x->hold_until ? upstream_checkout_probe(x->upstream, &x->checkout, http_on_checkout,
-                                                      c->key, c->key_len)
-                            : upstream_checkout(x->upstream, &x->checkout, http_on_checkout,
-                                                c->key, c->key_len);
+    struct upstream_want want = {.key = c->key, .key_len = c->key_len};
+    if (x->hold_until) { /* held: try marked servers too, and never past the hold */
+        uint64_t now = uv_now(&c->w->loop);
+        want.probe = true;
+        want.connect_timeout_ms = x->hold_until > now ? x->hold_until - now : 1;
+        if (want.connect_timeout_ms > x->upstream->cfg->connect_timeout_ms)
+            want.connect_timeout_ms = 0;
+    }
+    int err = upstream_checkout(x->upstream, &x->checkout, http_on_checkout, &want);
     if (err < 0 && c->x == x && x->connecting) { /* no attempt could even start */
         x->connecting = false;
         http_checkout_failed(c, err);
@@ -748,7 +763,8 @@ static void http_on_checkout(struct upstream_checkout *co, struct upstream_conn 
  * it sat in the pool. An idempotent request without a body is sent again
  * on another connection; anything else gets the error. */
 static bool http_retry_stale(struct conn *c, struct exchange *x) {
-    if (!c->up || !c->up->reused || x->any_resp_byte || !x->req_done || x->req.body_bytes ||
+    if (!c->up || !c->up->reused || x->any_resp_byte || !x->req_done || x->req.chunked ||
+        x->req.content_length ||
         !http_method_idempotent(x->req.method) || x->stale_retries >= HTTP_STALE_RETRIES ||
         c->up_writes > 0)
         return false;
@@ -759,7 +775,8 @@ static bool http_retry_stale(struct conn *c, struct exchange *x) {
     x->resp_len = 0;
     x->connecting = true;
     log_debug("conn %s: reused upstream connection closed before answering; retrying", c->peer);
-    int err = upstream_checkout(x->upstream, &x->checkout, http_on_checkout, c->key, c->key_len);
+    struct upstream_want want = {.key = c->key, .key_len = c->key_len, .fresh = true};
+    int err = upstream_checkout(x->upstream, &x->checkout, http_on_checkout, &want);
     if (err < 0 && c->x == x && x->connecting) {
         x->connecting = false;
         http_fail_upstream(c, 502, "connection reset");
@@ -867,6 +884,10 @@ static void http_start_tunnel(struct conn *c, const char *up_rest, size_t up_res
     if (c->client_reading) uv_read_stop(&c->client.stream);
     c->client_reading = false;
     c->up = NULL; /* keep the connection: the exchange must not release it */
+    if (c->up_writes > 0) { /* the head may still be queued: its block must outlive the write */
+        c->orphan = x->up_head;
+        x->up_head = NULL;
+    }
     http_exchange_end(c, false);
     c->up = up;
     conn_relay_start(c);
@@ -994,7 +1015,9 @@ static void http_finish_exchange(struct conn *c) {
     if (c->in_len > 0) {
         conn_set_state(c, CONN_HTTP_HEAD);
         http_arm(c, c->lcfg->header_timeout_ms);
-        http_try_head(c);
+        /* Pipelined: the next request waits until the client has taken
+         * most of what it was sent (conn_http_on_write_done resumes). */
+        if (c->client.stream.write_queue_size < PIPE_HIGH_WATER) http_try_head(c);
     } else {
         conn_set_state(c, CONN_HTTP_IDLE);
         http_put(c, &c->in);
@@ -1033,12 +1056,19 @@ static void http_on_timer(uv_timer_t *t) {
         }
         uint64_t limit = x->upstream ? x->upstream->cfg->read_timeout_ms : 1000;
         uint64_t now = uv_now(&c->w->loop);
+        if (c->client.stream.write_queue_size > 0 &&
+            now >= c->client_progress + c->lcfg->idle_timeout_ms) {
+            /* Paused on a client that stopped reading: it must not pin the
+             * upstream connection and our buffers forever. */
+            conn_abort(c, "client stopped reading");
+            return;
+        }
         if (!x->up_reading || now < x->last_up + limit) {
             http_arm(c, x->up_reading ? x->last_up + limit - now : limit);
             return;
         }
         if (x->resp_head_sent)
-            conn_close(c, "upstream read timeout mid-response");
+            conn_abort(c, "upstream read timeout mid-response");
         else
             http_fail_upstream(c, 504, "read timeout");
         return;
@@ -1048,8 +1078,20 @@ static void http_on_timer(uv_timer_t *t) {
     }
 }
 
-void conn_http_on_write_done(struct conn *c, bool to_client) {
+void conn_http_on_write_done(struct conn *c, bool to_client, int status) {
     struct exchange *x = c->x;
+    if (status < 0) { /* the upstream went away while we were sending */
+        if (x && !x->resp_head_sent)
+            http_fail_upstream(c, 502, "upstream closed while receiving the request");
+        else
+            conn_close(c, "upstream write failed");
+        return;
+    }
+    if (to_client && !x && c->state == CONN_HTTP_HEAD && c->in_len > 0 &&
+        c->client.stream.write_queue_size < PIPE_LOW_WATER) {
+        http_try_head(c); /* a pipelined request held back by a slow reader */
+        if (c->closing) return;
+    }
     if (!to_client && x && x->release_pending && c->up_writes == 0) {
         http_release_upstream(c);
         if (x->resp_done) {
@@ -1065,8 +1107,8 @@ void conn_http_on_close(struct conn *c) {
     struct exchange *x = c->x;
     if (!x) return;
     http_unhold(c, false);
-    if (!x->resp_done && x->dispatched && x->log_method[0] && x->status == 0) {
-        x->status = 499; /* nginx's code for "client went away"; for the log only */
+    if (x->dispatched && !x->recorded) {
+        if (x->status == 0) x->status = 499; /* nginx's "client went away"; log and metrics only */
         http_record(c, x);
     }
     upstream_checkout_cancel(&x->checkout);
@@ -1080,6 +1122,7 @@ void conn_http_on_close(struct conn *c) {
 }
 
 void conn_http_free(struct conn *c) {
+    http_put(c, &c->orphan);
     struct exchange *x = c->x;
     if (!x) return;
     http_put(c, &x->up_head);

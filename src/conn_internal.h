@@ -51,6 +51,9 @@ struct conn {
     struct exchange *x;                /* http: the request in flight, if any */
     char *in;                          /* http: unparsed client bytes (a pool block), or NULL */
     uint32_t in_len;                   /* bytes in `in` */
+    char *orphan;                      /* a block a queued write may still use (freed at release) */
+    uint64_t client_progress;          /* uv_now() of the last completed client write */
+    bool reset;                        /* close with RST (a response cut short) */
     uint32_t client_writes;            /* writes queued on the client */
     uint32_t up_writes;                /* writes queued on `up` */
     enum conn_state state;             /* changed only by conn_set_state() */
@@ -71,6 +74,9 @@ struct conn {
 void conn_set_state(struct conn *c, enum conn_state next);
 /* The one exit: idempotent, the first reason wins. */
 void conn_close(struct conn *c, const char *why);
+/* conn_close(), with an abortive close (RST) of the client: for a response
+ * cut short, which a FIN could make look complete. */
+void conn_abort(struct conn *c, const char *why);
 /* Closes c->up at once (it may hold half a message: never reused). */
 void conn_drop_upstream(struct conn *c);
 
@@ -107,7 +113,9 @@ int conn_send_proxy_header(struct conn *c) FERRY_MUSTCHECK;
 /* conn_http.c */
 void conn_http_start(struct conn *c);
 void conn_http_refuse(struct conn *c, int status, const char *detail);
-void conn_http_on_write_done(struct conn *c, bool to_client);
+/* A write to the client (TO_CLIENT) or the upstream completed with STATUS
+ * (upstream failures only: a client write failure closes the conn). */
+void conn_http_on_write_done(struct conn *c, bool to_client, int status);
 void conn_http_on_close(struct conn *c);
 void conn_http_free(struct conn *c);
 

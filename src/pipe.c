@@ -118,7 +118,9 @@ static void pipe_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         pipe_finish(d, PIPE_ERROR, err);
         return;
     }
-    if (d->dst->write_queue_size >= PIPE_HIGH_WATER) {
+    /* Bytes bound the queue, and so does the count of blocks: many tiny
+     * reads would otherwise pin a 64 KiB block each under the byte mark. */
+    if (d->dst->write_queue_size >= PIPE_HIGH_WATER || d->writes >= PIPE_MAX_WRITES) {
         uv_read_stop(d->src);
         d->state = PIPE_WAIT_PEER;
     }
@@ -134,7 +136,9 @@ static void pipe_on_write(uv_write_t *req, int status) {
         pipe_finish(d, PIPE_ERROR, status);
         return;
     }
-    if (d->state != PIPE_WAIT_PEER || d->dst->write_queue_size > PIPE_LOW_WATER) return;
+    if (d->state != PIPE_WAIT_PEER || d->dst->write_queue_size > PIPE_LOW_WATER ||
+        d->writes >= PIPE_MAX_WRITES / 2)
+        return;
     int err = uv_read_start(d->src, pipe_alloc, pipe_on_read);
     if (err < 0) {
         pipe_finish(d, PIPE_ERROR, err);

@@ -123,8 +123,8 @@ static int upstream_balance(struct upstream *up, struct upstream_checkout *co) {
                    ? balance_least_conn_pick(up->peers, up->nservers, up->load)
                    : balance_random2_pick(up->peers, up->nservers, up->load, &up->rng);
     case BALANCE_IP_HASH:
-        if (co->key_len && up->ring.npoints)
-            return balance_ring_pick(&up->ring, up->peers, co->key, co->key_len);
+        if (co->want.key_len && up->ring.npoints)
+            return balance_ring_pick(&up->ring, up->peers, co->want.key, co->want.key_len);
         return balance_rr_pick(up->peers, up->nservers);
     case BALANCE_ROUND_ROBIN:
     default:
@@ -144,7 +144,7 @@ static struct upstream_server *upstream_pick(struct upstream_checkout *co) {
             struct upstream_server *s = &up->servers[i];
             up->peers[i].eligible =
                 s->cfg->backup == (bool)backup && !upstream_tried(co, i) &&
-                (co->probe ? health_probeable(s->state) : health_usable(s->state, now));
+                (co->want.probe ? health_probeable(s->state) : health_usable(s->state, now));
             any |= up->peers[i].eligible;
         }
         if (!any) continue;
@@ -206,9 +206,10 @@ static int upstream_conn_connect(struct upstream_conn *uc) {
             err = uv_tcp_connect(&uc->connect_req, &uc->h.tcp, (const struct sockaddr *)&ss,
                                  upstream_on_connect);
     }
-    if (err == 0)
-        err = uv_timer_start(&uc->timer, upstream_on_connect_timeout,
-                             s->up->cfg->connect_timeout_ms, 0);
+    uint64_t limit = uc->checkout && uc->checkout->want.connect_timeout_ms
+                         ? uc->checkout->want.connect_timeout_ms
+                         : s->up->cfg->connect_timeout_ms;
+    if (err == 0) err = uv_timer_start(&uc->timer, upstream_on_connect_timeout, limit, 0);
     s->active++;
     s->opened++;
     stat_add(&s->stats->u.server.open, 1);
@@ -216,17 +217,10 @@ static int upstream_conn_connect(struct upstream_conn *uc) {
     return err;
 }
 
-int upstream_checkout(struct upstream *up, struct upstream_checkout *co,
-                      upstream_checkout_cb cb, const void *key, size_t key_len) {
+int upstream_checkout(struct upstream *up, struct upstream_checkout *co, upstream_checkout_cb cb,
+                      const struct upstream_want *want) {
     *co = (struct upstream_checkout){.up = up, .cb = cb, .last_error = UV_EAI_NONAME,
-                                     .key = key, .key_len = key_len};
-    return upstream_attempt(co);
-}
-
-int upstream_checkout_probe(struct upstream *up, struct upstream_checkout *co,
-                            upstream_checkout_cb cb, const void *key, size_t key_len) {
-    *co = (struct upstream_checkout){.up = up, .cb = cb, .last_error = UV_EAI_NONAME,
-                                     .key = key, .key_len = key_len, .probe = true};
+                                     .want = *want};
     return upstream_attempt(co);
 }
 
@@ -241,7 +235,7 @@ static int upstream_attempt(struct upstream_checkout *co) {
         size_t idx = (size_t)(s - co->up->servers);
         if (idx < 64) co->tried |= (uint64_t)1 << idx;
         co->attempts++;
-        if (s->nidle > 0) {
+        if (s->nidle > 0 && !co->want.fresh) {
             struct upstream_conn *pooled = container_of(s->idle.next, struct upstream_conn, link);
             upstream_unpool(pooled);
             pooled->reused = true;

@@ -25,6 +25,7 @@ struct buffer_pool;
 
 #define PIPE_HIGH_WATER (256 * 1024)
 #define PIPE_LOW_WATER (64 * 1024)
+#define PIPE_MAX_WRITES 8 /* queued writes (each holds a pool block) per direction */
 
 enum pipe_event { PIPE_DONE, PIPE_ERROR };
 

@@ -91,6 +91,15 @@ struct upstream_conn {
 typedef void (*upstream_checkout_cb)(struct upstream_checkout *co, struct upstream_conn *uc,
                                      int status);
 
+/* How a checkout may get its connection. */
+struct upstream_want {
+    const void *key;             /* ip_hash: the client's address bytes; valid until the callback */
+    size_t key_len;
+    bool fresh;                  /* never from the pool (tcp mode: a byte pipe needs its own) */
+    bool probe;                  /* also servers marked down by recent failures (hold) */
+    uint64_t connect_timeout_ms; /* 0: the upstream's connect_timeout */
+};
+
 /* Embedded in the user's object; valid from upstream_checkout() until its
  * callback runs or upstream_checkout_cancel(). */
 struct upstream_checkout {
@@ -101,9 +110,7 @@ struct upstream_checkout {
     uint64_t tried;                   /* bit i: server i was tried (first 64 servers) */
     int last_error;                   /* of the latest failed attempt */
     unsigned source_tries;            /* EADDRNOTAVAIL retries on other source addresses */
-    bool probe;                       /* also try servers only passively marked down (hold) */
-    const void *key;                  /* ip_hash: the client address bytes (set by the caller) */
-    size_t key_len;
+    struct upstream_want want;        /* the caller's terms */
 };
 
 /* Builds the runtime view of CFG for one loop. Every server must have been
@@ -113,16 +120,10 @@ struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *l
 /* Every upstream_conn must have been closed (and its callbacks run). */
 void upstream_destroy(struct upstream *up);
 
-/* Starts a checkout. KEY (the client's address bytes) steers ip_hash; it
- * must stay valid until the callback. Returns 0 when the callback will run later, or a UV_E*
+/* Starts a checkout (WANT is copied). Returns 0 when the callback will run later, or a UV_E*
  * code (and no callback) when not even one attempt could start. */
-int upstream_checkout(struct upstream *up, struct upstream_checkout *co,
-                      upstream_checkout_cb cb, const void *key, size_t key_len) FERRY_MUSTCHECK;
-/* The same for a request being held: servers marked down by recent
- * failures are tried too (the app may have come back). */
-int upstream_checkout_probe(struct upstream *up, struct upstream_checkout *co,
-                            upstream_checkout_cb cb, const void *key,
-                            size_t key_len) FERRY_MUSTCHECK;
+int upstream_checkout(struct upstream *up, struct upstream_checkout *co, upstream_checkout_cb cb,
+                      const struct upstream_want *want) FERRY_MUSTCHECK;
 /* Abandons a checkout in progress: its callback will not run. */
 void upstream_checkout_cancel(struct upstream_checkout *co);
 
