@@ -1,0 +1,27 @@
+# Operations tests (issue 4): workers, reload, admin and metrics, balancers,
+# health checks, PROXY protocol, --explain. Included from CMakeLists.txt,
+# whose FERRY_IT_ARGS (--ferry, --upstream) they use; shared helpers live in
+# opslib.py. One ctest entry ops_NAME per test function test_NAME.
+function(ferry_ops script timeout)
+  foreach(name ${ARGN})
+    add_test(NAME ops_${name}
+             COMMAND ${Python3_EXECUTABLE} -B ${CMAKE_CURRENT_SOURCE_DIR}/${script}
+                     ${FERRY_IT_ARGS} ${name})
+    set_tests_properties(ops_${name} PROPERTIES
+                         TIMEOUT ${timeout} SKIP_RETURN_CODE 77 LABELS integration)
+  endforeach()
+endfunction()
+
+ferry_ops(test_ops_reload.py 60
+  workers_both_serve reload_add_route reload_invalid reload_inflight reload_listeners
+  reload_removed_listener_conn graceful_stop_workers)
+ferry_ops(test_ops_admin.py 60
+  healthz metrics_counts metrics_spec_names metrics_parser status_json)
+ferry_ops(test_ops_balance.py 60
+  round_robin weights ip_hash least_conn random2 backup)
+ferry_ops(test_ops_health.py 60
+  active_check active_check_http_status passive)
+ferry_ops(test_ops_proxy.py 60
+  in_v1 in_v2 in_malformed out_tcp_v1 out_tcp_v2 out_http_v1 out_http_v2 in_out_chain)
+ferry_ops(test_ops_explain.py 60
+  explain_precedence explain_exit_codes)

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""The admin endpoint: /healthz, /metrics (parsed, and counting exactly what
+the test sent), /status against the config."""
+import re
+
+import harness
+from harness import build_request, http_upstream
+from opslib import (addr_text, admin_get, get_once, wait_for, metric, metric_sum, parse_prometheus, request_raw,
+                    scrape, start, status)
+
+
+def test_healthz(h):
+    up = http_upstream(h)
+    f = start(h, [("web", {"upstream": "app"})], [("app", [up], {})])
+    r = admin_get(f, "/healthz")
+    assert r.status == 200 and r.body.strip() == b"ok", "/healthz: %r" % r
+    r = admin_get(f, "/nope")
+    assert r.status == 404, "admin /nope: %r" % r
+
+
+def test_metrics_counts(h):
+    """workers = 2; requests on new connections (Connection: close), some on
+    route "st", some on no route (the listener's default upstream: route
+    "-"): ferry_requests_total, the duration histogram, connections_total,
+    bytes in/out and upstream_requests_total equal what the test sent and
+    read, exactly. Admin requests are not counted."""
+    up = http_upstream(h)
+    f = start(h, [("web", {"upstream": "app"})], [("app", [up], {})],
+              routes=[("st", [("path_prefix", "/status/"), ("upstream", "app")])],
+              global_opts={"workers": "2"})
+    s0 = scrape(f)
+    assert metric_sum(s0, "ferry_requests_total") == 0, "requests counted before any: %r" % s0
+    sent = recv = 0
+    plan = [("/status/200", 13), ("/status/404", 4), ("/other?x=1", 7)]
+    for target, n in plan:
+        for i in range(n):
+            raw = build_request("GET", target, [("Host", "m.test"), ("Connection", "close"),
+                                                ("X-Pad", "p" * i)])
+            resp = request_raw(f.addr, raw)
+            sent += len(raw)
+            recv += len(resp)
+            code = int(resp.split(b" ", 2)[1])
+            assert code == int(target[8:11]) if target.startswith("/status/") else code == 200, \
+                "%s: %r" % (target, resp[:200])
+    admin_get(f, "/status")
+    admin_get(f, "/healthz")
+    s = scrape(f)
+    want = {("st", "200"): 13, ("st", "404"): 4, ("-", "200"): 7}
+    got = {(dict(lab)["route"], dict(lab)["code"]): v for (n, lab), v in s.items()
+           if n == "ferry_requests_total"}
+    assert got == want, "ferry_requests_total %r, want %r" % (got, want)
+    for route, n in (("st", 17), ("-", 7)):
+        c = metric(s, "ferry_request_duration_seconds_count", None, route=route)
+        assert c == n, "ferry_request_duration_seconds_count{route=%r} = %r, want %d" % (route, c, n)
+        inf = metric(s, "ferry_request_duration_seconds_bucket", None, route=route, le="+Inf")
+        assert inf == n, "duration +Inf bucket for %r = %r" % (route, inf)
+    assert metric(s, "ferry_connections_total", None, listener="web") == 24, \
+        "ferry_connections_total{listener=web} = %r, want 24" % metric(
+            s, "ferry_connections_total", None, listener="web")
+    # closed connections leave the gauge once ferry has processed the close
+    active = metric(s, "ferry_connections_active", None, listener="web")
+    assert active in (0, 0.0), "ferry_connections_active{listener=web} = %r after all closed" % active
+    bin_, bout = metric(s, "ferry_bytes_total", None, direction="in"), \
+        metric(s, "ferry_bytes_total", None, direction="out")
+    assert bin_ == sent, "ferry_bytes_total{in} = %r, test sent %d" % (bin_, sent)
+    assert bout == recv, "ferry_bytes_total{out} = %r, test received %d" % (bout, recv)
+    server = addr_text(up)
+    ur = metric(s, "ferry_upstream_requests_total", None, upstream="app", server=server)
+    assert ur == 24, "ferry_upstream_requests_total{app,%s} = %r, want 24" % (server, ur)
+    opened = metric(s, "ferry_upstream_connections_opened_total", None, upstream="app", server=server)
+    assert opened is not None and 1 <= opened <= 24, "upstream connections opened %r" % opened
+    assert metric(s, "ferry_upstream_server_up", None, upstream="app", server=server) == 1
+    for result in ("ok", "error"):
+        assert metric(s, "ferry_config_reloads_total", None, result=result) == 0, result
+
+
+def test_metrics_spec_names(h):
+    """Every metric SPEC's "Admin endpoint" lists is exposed (a tcp and an
+    http listener, one connection through each)."""
+    up, hup = h.upstream(name="e"), http_upstream(h)
+    f = start(h, [("raw", {"mode": "tcp", "upstream": "app"}), ("web", {"upstream": "h"})],
+              [("app", [up], {}), ("h", [hup], {})])
+    s = harness.connect(f.addr)
+    harness.echo_check(s)
+    s.close()
+    assert get_once(("tcp", "127.0.0.1", f.lports["web"]), "/").status == 200
+    s = scrape(f)
+    names = {n for n, _ in s}
+    families = {
+        "ferry_connections_active": "gauge", "ferry_connections_total": "counter",
+        "ferry_requests_total": "counter", "ferry_request_duration_seconds": "histogram",
+        "ferry_upstream_connections_opened_total": "counter",
+        "ferry_upstream_requests_total": "counter", "ferry_upstream_server_up": "gauge",
+        "ferry_bytes_total": "counter", "ferry_config_reloads_total": "counter",
+        "ferry_upstream_connect_errors_total": "counter",
+        "ferry_ephemeral_ports_in_use": "gauge", "ferry_ephemeral_ports_available": "gauge"}
+    wrong = ["%s (%s)" % (m, s.types.get(m, "missing")) for m, t in families.items()
+             if s.types.get(m) != t]
+    assert not wrong, "metric families SPEC lists, missing or mistyped: %s" % ", ".join(wrong)
+    # after traffic through both listeners these have samples (the ephemeral
+    # port gauge by source may be empty until its 5 s sample sees a connection)
+    empty = [m for m in families if m not in ("ferry_ephemeral_ports_in_use",
+                                              "ferry_request_duration_seconds")
+             and m not in names] + \
+        [m for m in ("ferry_request_duration_seconds_bucket",) if m not in names]
+    assert not empty, "metrics without a sample after traffic: %s" % ", ".join(empty)
+
+
+def test_metrics_parser(h):
+    """The parser the other tests rely on refuses what it should (no ferry)."""
+    ok = parse_prometheus('# TYPE a counter\na{x="1",y="q\\"z"} 3\na 4\n'
+                          '# TYPE h histogram\nh_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\n'
+                          'h_sum 0.5\nh_count 2\n')
+    assert ok[("a", frozenset({("x", "1"), ("y", 'q"z')}))] == 3
+    for bad in ('a 1\n', '# TYPE a counter\na{x=1} 1\n', '# TYPE a counter\na 1\na 2\n',
+                '# TYPE h histogram\nh_bucket{le="1"} 3\nh_bucket{le="+Inf"} 2\nh_sum 1\nh_count 2\n'):
+        try:
+            parse_prometheus(bad)
+        except AssertionError:
+            continue
+        raise AssertionError("parser accepted %r" % bad)
+
+
+def test_status_json(h):
+    """/status lists the listeners, routes (with their file lines) and
+    upstreams (servers with state, active, idle) of the config."""
+    a, b = http_upstream(h, "a"), http_upstream(h, "b")
+    ups = [("app", [a, "%s weight=3" % addr_text(b)], {"balance": "least_conn"}),
+           ("bk", [a, "%s backup" % addr_text(b)], {})]
+    routes = [("api", [("host", "api.example.com"), ("host", "*.api.test"),
+                       ("path_prefix", "/api/"), ("methods", "GET POST"), ("upstream", "app")]),
+              ("exact", [("path", "/x"), ("upstream", "bk")])]
+    f = start(h, [("web", {"upstream": "app"}), ("raw", {"mode": "tcp", "upstream": "bk"})],
+              ups, routes, global_opts={"workers": "2"})
+    st = status(f)
+    assert [(l["name"], l["bind"], l["mode"]) for l in st["listeners"]] == [
+        ("web", "127.0.0.1:%d" % f.lports["web"], "http"),
+        ("raw", "127.0.0.1:%d" % f.lports["raw"], "tcp")], st["listeners"]
+    lines = {m.group(1): i for i, line in enumerate(f.config_text.splitlines(), 1)
+             for m in [re.match(r"\[route (\S+)\]", line)] if m}
+    routes_by = {r["name"]: r for r in st["routes"]}
+    assert set(routes_by) == {"api", "exact"}, st["routes"]
+    api = routes_by["api"]
+    assert api["hosts"] == ["api.example.com", "*.api.test"] and api["path_prefix"] == "/api/" \
+        and api["upstream"] == "app" and api["line"] == lines["api"], api
+    assert sorted(api.get("methods", [])) == ["GET", "POST"], api
+    ex = routes_by["exact"]
+    assert ex["path"] == "/x" and "path_prefix" not in ex and ex["hosts"] == [] \
+        and ex["upstream"] == "bk" and ex["line"] == lines["exact"], ex
+    ups_by = {u["name"]: u for u in st["upstreams"]}
+    assert set(ups_by) == {"app", "bk"}, st["upstreams"]
+    for name in ("app", "bk"):
+        servers = ups_by[name]["servers"]
+        assert [s["address"] for s in servers] == [addr_text(a), addr_text(b)], servers
+        for s in servers:
+            assert s["state"] == "up" and s["active"] == 0 and s["idle"] == 0, s
+    assert ups_by["app"]["servers"][1].get("weight", 3) == 3, ups_by["app"]
+    assert ups_by["bk"]["servers"][1].get("backup", True) is True, ups_by["bk"]
+    # a request leaves an idle pooled connection to the server that answered it
+    r = harness.get(h, f, "/x", [("Host", "s.test")])
+    assert r.status == 200
+    def idle():
+        return {s["address"]: s["idle"] for s in
+                [u for u in status(f)["upstreams"] if u["name"] == "bk"][0]["servers"]}
+    try:
+        wait_for(lambda: idle() == {addr_text(a): 1, addr_text(b): 0}, 2, "idle")
+    except AssertionError:
+        raise AssertionError("after one request to bk's primary, idle = %r" % idle())
+
+
+harness.main(globals())
