@@ -290,7 +290,7 @@ int explain_run(const struct config *cfg, const char *request, FILE *out, FILE *
     const char *why = NULL;
     if (req_parse(&q, request, &why) < 0) {
         fprintf(err, "ferry: --explain '%s': %s\n  %s\n", request, why, EXPLAIN_USAGE);
-        return 1;
+        return 2; /* bad usage, as the spec says of the command line */
     }
     size_t n;
     bool all;

@@ -20,7 +20,8 @@ struct config;
  * port, or every http listener when none is (said in the output). Writes the
  * explanation to OUT. Returns 0 when at least one considered listener sends
  * the request to an upstream (a route or its default `upstream`), 1 when
- * none does or REQUEST cannot be parsed (then a message goes to ERR). */
+ * none does, 2 when REQUEST cannot be parsed (bad usage; a message goes to
+ * ERR). */
 int explain_run(const struct config *cfg, const char *request, FILE *out, FILE *err);
 
 #endif

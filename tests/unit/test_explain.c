@@ -384,7 +384,7 @@ static void test_bad_request(void **state) {
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct run r = explain(HEAD, bad[i]);
-        if (r.status != 1 || strncmp(r.err, "ferry: --explain '", 18) != 0 ||
+        if (r.status != 2 || strncmp(r.err, "ferry: --explain '", 18) != 0 ||
             !strstr(r.err, "expected 'METHOD http://") || r.out[0] != '\0') {
             print_message("request '%s': status %d\nerr: %sout: %s\n", bad[i], r.status, r.err,
                           r.out);
