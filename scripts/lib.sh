@@ -10,7 +10,7 @@ FERRY_PACKAGES=(build-essential cmake pkg-config libuv1-dev libinih-dev libcmock
                 node-llhttp python3 curl procps iproute2)
 # Only scripts/test needs these: compose_config validates docker-compose.yml
 # with Debian's docker-compose (no Docker engine needed).
-FERRY_TEST_PACKAGES=(docker-compose python3-websockets)
+FERRY_TEST_PACKAGES=(docker-compose python3-websockets clang libclang-rt-14-dev)
 
 ferry_missing_packages() {
     local missing=() p
