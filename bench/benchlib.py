@@ -1,0 +1,228 @@
+"""Shared helpers for bench/run and bench/tcp_throughput (python3 stdlib only).
+
+Builds ferry, installs packages, starts and stops processes (by PID only),
+pins them to CPUs, and reads /proc for CPU time and RSS."""
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build-bench")
+FERRY = os.path.join(BUILD, "ferry")
+UPSTREAM = os.path.join(BUILD, "tests", "upstream", "ferry-upstream")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def log(msg):
+    print("[bench] " + msg, file=sys.stderr, flush=True)
+
+
+def sh_lib(cmd):
+    """Runs `cmd` in bash with scripts/lib.sh sourced."""
+    return subprocess.run(["bash", "-c", 'source "$1/scripts/lib.sh" && ' + cmd, "bash", ROOT])
+
+
+def build():
+    """ferry and ferry-upstream, RelWithDebInfo (-O2 -g), into build-bench/."""
+    log("building ferry (RelWithDebInfo, -O2) in build-bench/")
+    args = ("-DCMAKE_BUILD_TYPE=RelWithDebInfo "
+            "'-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g -DNDEBUG' -DFERRY_TESTS=ON")
+    r = sh_lib("ferry_build build-bench " + args + " >&2")
+    if r.returncode != 0:
+        # the whole tree (tests included) may be mid-edit: the two binaries are enough
+        log("full build failed; building only ferry and ferry-upstream")
+        r = subprocess.run(["cmake", "--build", BUILD, "-j", str(os.cpu_count() or 1),
+                            "--target", "ferry", "ferry-upstream"], stdout=sys.stderr)
+    if r.returncode != 0 or not os.path.exists(FERRY) or not os.path.exists(UPSTREAM):
+        sys.exit("bench: build failed")
+
+
+def ensure_packages(pkgs):
+    """apt-get install (as root) the Debian packages that are missing."""
+    missing = [p for p in pkgs if subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True
+    ).stdout.find("install ok installed") < 0]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        sys.exit("bench: missing packages: %s\ninstall with: sudo apt-get install -y %s"
+                 % (" ".join(missing), " ".join(missing)))
+    log("installing " + " ".join(missing))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-q"], env=env, stdout=sys.stderr, check=True)
+    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends"] + missing,
+                   env=env, stdout=sys.stderr, check=True)
+
+
+def raise_nofile():
+    """Soft RLIMIT_NOFILE up to the hard limit; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def cpus():
+    """(client cpu, server cpu) or (None, None) when there are fewer than 2 CPUs."""
+    avail = sorted(os.sched_getaffinity(0))
+    if len(avail) < 2:
+        log("fewer than 2 CPUs: no pinning")
+        return None, None
+    return avail[0], avail[1]
+
+
+def pinned(argv, cpu):
+    return (["taskset", "-c", str(cpu)] + argv) if cpu is not None else argv
+
+
+class Procs:
+    """Every process we start, stopped by PID (SIGTERM, then SIGKILL) at the end,
+    also on Ctrl-C / SIGTERM. Children run in their own session so a Ctrl-C
+    reaches only us and we stop them in order."""
+
+    def __init__(self):
+        self.procs = []
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_signal)
+
+    def _on_signal(self, signum, frame):
+        raise KeyboardInterrupt
+
+    def start(self, name, argv, logdir, cpu=None):
+        out = open(os.path.join(logdir, name + ".out"), "wb")
+        err = open(os.path.join(logdir, name + ".err"), "wb")
+
+        def pre():
+            raise_nofile()
+        p = subprocess.Popen(pinned(argv, cpu), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                             start_new_session=True, preexec_fn=pre)
+        out.close()
+        err.close()
+        p.bench_name = name
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, timeout=5.0):
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log("%s (pid %d) ignored SIGTERM: SIGKILL" % (p.bench_name, p.pid))
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def stop_all(self):
+        for p in list(reversed(self.procs)):
+            self.stop(p)
+
+
+def wait_port(port, proc=None, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_upstream(procs, logdir, cpu, name="bench", echo=False):
+    """ferry-upstream on 127.0.0.1:0; returns (proc, port) from its first stdout line."""
+    argv = [UPSTREAM, "--listen", "127.0.0.1:0", "--name", name]
+    if echo:
+        argv.append("--tcp-echo")
+    p = procs.start("upstream-" + name + ("-echo" if echo else ""), argv, logdir, cpu)
+    path = os.path.join(logdir, p.bench_name + ".out")
+    end = time.time() + 10
+    while time.time() < end:
+        with open(path) as f:
+            line = f.readline()
+        if line.endswith("\n"):
+            port = int(line.strip().rsplit(":", 1)[1])
+            if wait_port(port, p):
+                return p, port
+        if p.poll() is not None:
+            break
+        time.sleep(0.05)
+    sys.exit("bench: ferry-upstream did not start (see %s)" % path)
+
+
+def tree(pid):
+    """pid and all its descendants (nginx: master and workers)."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        x = todo.pop()
+        out.append(x)
+        todo.extend(kids.get(x, []))
+    return out
+
+
+def cpu_seconds(pid):
+    """utime+stime of pid and its descendants, in seconds."""
+    total = 0
+    for x in tree(pid):
+        try:
+            with open("/proc/%d/stat" % x) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / CLK_TCK
+
+
+def rss_bytes(pid):
+    """Resident set of pid and its descendants, in bytes (VmRSS)."""
+    total = 0
+    for x in tree(pid):
+        try:
+            with open("/proc/%d/status" % x) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def median_range(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None
+    return statistics.median(xs), min(xs), max(xs)
+
+
+def which(cmd):
+    return shutil.which(cmd) or shutil.which(cmd, path="/usr/sbin:/usr/bin:/sbin:/bin")
