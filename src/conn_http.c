@@ -213,7 +213,6 @@ static void http_exchange_end(struct conn *c, bool reusable) {
     http_unhold(c, false);
     upstream_checkout_cancel(&x->checkout);
     if (c->up) {
-        if (x->up_reading) uv_read_stop(upstream_conn_stream(c->up));
         upstream_release(c->up, reusable);
         c->up = NULL;
     }
@@ -300,13 +299,13 @@ static void http_update_reading(struct conn *c) {
     if (!x || !c->up) return;
     want = http_want_up(c);
     if (want != x->up_reading) {
-        uv_stream_t *s = upstream_conn_stream(c->up);
         if (want) {
-            s->data = c;
-            want = uv_read_start(s, http_up_alloc, http_on_up_read) == 0;
+            upstream_conn_read(c->up, http_up_alloc, http_on_up_read, c);
+            want = c->up->reading;
             x->last_up = uv_now(&c->w->loop); /* paused time is not upstream silence */
         } else {
-            uv_read_stop(s);
+            upstream_conn_pause(c->up);
+            if (c->state == CONN_HTTP_BUSY) http_arm(c, c->lcfg->idle_timeout_ms);
         }
         x->up_reading = want;
     }
@@ -374,7 +373,7 @@ static void http_fail(struct conn *c, int status, const char *detail) {
     if (x) {
         if (!x->log_method[0] && x->req.head_done && !x->dispatched) http_capture_log(x);
         http_record(c, x);
-        if (x->up_reading && c->up) uv_read_stop(upstream_conn_stream(c->up));
+        if (x->up_reading && c->up) upstream_conn_pause(c->up);
         x->up_reading = false;
         upstream_checkout_cancel(&x->checkout);
     }
@@ -753,6 +752,10 @@ static void http_on_checkout(struct upstream_checkout *co, struct upstream_conn 
     http_unhold(c, true);
     http_arm(c, x->upstream->cfg->read_timeout_ms);
     c->up = uc;
+    /* Reads go to us from now on; a pooled connection keeps reading (no
+     * stop and start: http_update_reading pauses it if it must). */
+    upstream_conn_read(uc, http_up_alloc, http_on_up_read, c);
+    x->up_reading = uc->reading;
     http_msg_init(&x->resp, false, x->req.method == HTTP_HEAD);
     x->last_up = uv_now(&c->w->loop);
     http_send_request(c);
@@ -880,7 +883,7 @@ static void http_start_tunnel(struct conn *c, const char *up_rest, size_t up_res
     http_put(c, &c->in);
     http_record(c, x);
     struct upstream_conn *up = c->up;
-    if (x->up_reading) uv_read_stop(upstream_conn_stream(up));
+    upstream_conn_pause(up); /* the pipe reads it from now on */
     if (c->client_reading) uv_read_stop(&c->client.stream);
     c->client_reading = false;
     c->up = NULL; /* keep the connection: the exchange must not release it */
@@ -996,7 +999,6 @@ static void http_release_upstream(struct conn *c) {
      * only: never pooled. */
     bool reusable = x->req_done && !x->stray_bytes && !x->resp.conn_close && x->resp.minor == 1 &&
                     x->upstream->cfg->proxy_protocol == PROXY_PROTOCOL_OFF;
-    if (x->up_reading) uv_read_stop(upstream_conn_stream(c->up));
     x->up_reading = false;
     upstream_release(c->up, reusable);
     c->up = NULL;
@@ -1038,6 +1040,36 @@ static void http_response_done(struct conn *c) {
     /* else: conn_http_on_write_done() finishes once the upstream writes are out */
 }
 
+/* BUSY has two clocks: read_timeout for upstream silence (while we read
+ * it), and idle_timeout for a client that has bytes waiting and takes none
+ * (it must not pin the upstream connection and our buffers forever). The
+ * timer is armed for whichever ends first. */
+static void http_busy_timer(struct conn *c, struct exchange *x) {
+    uint64_t limit = x->upstream ? x->upstream->cfg->read_timeout_ms : 1000;
+    uint64_t now = uv_now(&c->w->loop);
+    uint64_t next = now + limit;
+    if (c->client.stream.write_queue_size > 0) {
+        uint64_t stall = c->client_progress + c->lcfg->idle_timeout_ms;
+        if (now >= stall) {
+            conn_abort(c, "client stopped reading");
+            return;
+        }
+        if (stall < next) next = stall;
+    }
+    if (x->up_reading) {
+        uint64_t silence = x->last_up + limit;
+        if (now >= silence) {
+            if (x->resp_head_sent)
+                conn_abort(c, "upstream read timeout mid-response");
+            else
+                http_fail_upstream(c, 504, "read timeout");
+            return;
+        }
+        if (silence < next) next = silence;
+    }
+    http_arm(c, next - now);
+}
+
 static void http_on_timer(uv_timer_t *t) {
     struct conn *c = container_of(t, struct conn, timer);
     struct exchange *x = c->x;
@@ -1054,23 +1086,7 @@ static void http_on_timer(uv_timer_t *t) {
             http_checkout(c);
             return;
         }
-        uint64_t limit = x->upstream ? x->upstream->cfg->read_timeout_ms : 1000;
-        uint64_t now = uv_now(&c->w->loop);
-        if (c->client.stream.write_queue_size > 0 &&
-            now >= c->client_progress + c->lcfg->idle_timeout_ms) {
-            /* Paused on a client that stopped reading: it must not pin the
-             * upstream connection and our buffers forever. */
-            conn_abort(c, "client stopped reading");
-            return;
-        }
-        if (!x->up_reading || now < x->last_up + limit) {
-            http_arm(c, x->up_reading ? x->last_up + limit - now : limit);
-            return;
-        }
-        if (x->resp_head_sent)
-            conn_abort(c, "upstream read timeout mid-response");
-        else
-            http_fail_upstream(c, 504, "read timeout");
+        http_busy_timer(c, x);
         return;
     }
     default:

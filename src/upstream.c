@@ -261,14 +261,39 @@ static int upstream_attempt(struct upstream_checkout *co) {
     return co->last_error;
 }
 
-/* Takes UC out of its server's idle list and stops watching it. */
+/* Takes UC out of its server's idle list. It keeps reading (into the
+ * idle watch) until its new user points the reads elsewhere. */
 static void upstream_unpool(struct upstream_conn *uc) {
     list_remove(&uc->link);
     uc->server->nidle--;
     stat_sub(&uc->server->stats->u.server.idle, 1);
     uc->pooled = false;
-    uv_read_stop(&uc->h.stream);
     uv_timer_stop(&uc->timer);
+}
+
+static void upstream_trampoline_alloc(uv_handle_t *h, size_t n, uv_buf_t *out) {
+    struct upstream_conn *uc = container_of(h, struct upstream_conn, h.handle);
+    uc->user_alloc(h, n, out);
+}
+
+static void upstream_trampoline_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    struct upstream_conn *uc = container_of(s, struct upstream_conn, h.stream);
+    uc->user_read(s, nread, buf);
+}
+
+void upstream_conn_read(struct upstream_conn *uc, uv_alloc_cb alloc, uv_read_cb read, void *data) {
+    uc->user_alloc = alloc;
+    uc->user_read = read;
+    uc->h.stream.data = data;
+    if (uc->reading) return;
+    uc->reading = uv_read_start(&uc->h.stream, upstream_trampoline_alloc,
+                                upstream_trampoline_read) == 0;
+}
+
+void upstream_conn_pause(struct upstream_conn *uc) {
+    if (!uc->reading) return;
+    uv_read_stop(&uc->h.stream);
+    uc->reading = false;
 }
 
 void upstream_checkout_cancel(struct upstream_checkout *co) {
@@ -344,8 +369,8 @@ void upstream_release(struct upstream_conn *uc, bool reusable) {
     }
     uc->requests++;
     uc->reused = false;
-    uc->h.stream.data = uc;
-    if (uv_read_start(&uc->h.stream, upstream_idle_alloc, upstream_on_idle_read) < 0) {
+    upstream_conn_read(uc, upstream_idle_alloc, upstream_on_idle_read, uc);
+    if (!uc->reading) {
         upstream_conn_close(uc, NULL, NULL);
         return;
     }

@@ -76,6 +76,9 @@ struct upstream_conn {
     void (*on_closed)(void *arg);     /* called once, after the memory is unusable */
     void *on_closed_arg;
     struct list_node link;            /* in server->idle while pooled */
+    uv_alloc_cb user_alloc;           /* where reads go now (the user's, or the pool's watch) */
+    uv_read_cb user_read;
+    bool reading;                     /* uv_read_start is active on the handle */
     int handles_open;                 /* close callbacks still to come */
     unsigned requests;                /* requests served on it, for reuse decisions */
     bool connected;                   /* connect completed successfully */
@@ -130,6 +133,14 @@ void upstream_checkout_cancel(struct upstream_checkout *co);
 static inline uv_stream_t *upstream_conn_stream(struct upstream_conn *uc) {
     return &uc->h.stream;
 }
+
+/* Delivers UC's incoming bytes to ALLOC/READ with the handle's data set to
+ * DATA, starting to read if needed. Switching from the pool's EOF watch to
+ * the user's callbacks (and back on release) costs no system call: the
+ * handle keeps reading through one pair of trampolines. */
+void upstream_conn_read(struct upstream_conn *uc, uv_alloc_cb alloc, uv_read_cb read, void *data);
+/* Stops reading (backpressure, or the handle is handed to a byte pipe). */
+void upstream_conn_pause(struct upstream_conn *uc);
 
 /* Gives UC back. When REUSABLE (the last response ended exactly at its
  * framed length, nothing else is pending) and the server's pool has room,
