@@ -388,14 +388,15 @@ static int http_check_framing(struct http_msg *m) {
     for (unsigned i = 0; i < m->nfields; i++) {
         struct http_field *f = &m->fields[i];
         if (f->id == HTTP_F_TRANSFER_ENCODING) {
-            if (te >= 0) return http_fail(m, 400, "repeated Transfer-Encoding");
+            if (te >= 0) return http_fail(m, http_bad(m), "repeated Transfer-Encoding");
             te = (int)i;
         } else if (f->id == HTTP_F_CONTENT_LENGTH) {
-            if (cl >= 0) return http_fail(m, 400, "repeated Content-Length");
+            if (cl >= 0) return http_fail(m, http_bad(m), "repeated Content-Length");
             cl = (int)i;
         }
     }
-    if (te >= 0 && cl >= 0) return http_fail(m, 400, "Content-Length with Transfer-Encoding");
+    if (te >= 0 && cl >= 0)
+        return http_fail(m, http_bad(m), "Content-Length with Transfer-Encoding");
     if (te >= 0) {
         if (m->is_request && m->minor == 0)
             return http_fail(m, 400, "Transfer-Encoding in HTTP/1.0");
@@ -519,6 +520,7 @@ static int http_check_request(struct http_msg *m) {
 
 static int http_check_response(struct http_msg *m) {
     if (m->minor > 1) return http_fail(m, 502, "bad response version");
+    if (m->status < 100 || m->status > 599) return http_fail(m, 502, "bad response status");
     if (http_check_framing(m) < 0) return -1;
     return http_scan_fields(m);
 }
