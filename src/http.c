@@ -79,9 +79,15 @@ static int http_on_status(llhttp_t *p, const char *at, size_t len) {
 static int http_on_header_field(llhttp_t *p, const char *at, size_t len) {
     struct http_msg *m = msg_of(p);
     if (m->head_done) return 0; /* trailers: checked by http_on_trailer_field */
+    if (m->too_many) return 0;
     if (m->in_value || m->nfields == 0) {
-        if (m->nfields == HTTP_MAX_FIELDS)
-            return http_fail(m, m->is_request ? 431 : 502, "too many header fields");
+        /* Past the limit nothing more is recorded, and the verdict waits for
+         * the end of the head: an error llhttp finds later wins, whatever
+         * the reads were cut into. */
+        if (m->nfields == HTTP_MAX_FIELDS) {
+            m->too_many = true;
+            return 0;
+        }
         m->fields[m->nfields++] = (struct http_field){{0, 0}, {0, 0}, 0, false};
         m->in_value = false;
     }
@@ -92,7 +98,7 @@ static int http_on_header_field(llhttp_t *p, const char *at, size_t len) {
 
 static int http_on_header_value(llhttp_t *p, const char *at, size_t len) {
     struct http_msg *m = msg_of(p);
-    if (m->head_done) return 0;
+    if (m->head_done || m->too_many) return 0;
     struct http_field *f = &m->fields[m->nfields - 1];
     if (!m->in_value) f->value = (struct http_span){(uint32_t)(at - m->base), 0};
     m->in_value = true;
@@ -155,6 +161,7 @@ void http_msg_init(struct http_msg *m, bool is_request, bool head_request) {
     memset(m, 0, offsetof(struct http_msg, fields));
     m->nfields = 0;
     m->in_value = false;
+    m->too_many = false;
     m->host = -1;
     m->request_id = -1;
     m->is_request = is_request;
@@ -660,6 +667,8 @@ int http_parse_head(struct http_msg *m, const char *base, size_t from, size_t to
     }
     const char *stop = llhttp_get_error_pos(&m->parser);
     m->head_end = (uint32_t)(stop - base);
+    if (m->too_many)
+        return http_fail(m, m->is_request ? 431 : 502, "too many header fields"), HTTP_ERROR;
     m->head_start = 0;
     while (m->head_start + 1 < m->head_end && base[m->head_start] == '\r' &&
            base[m->head_start + 1] == '\n')

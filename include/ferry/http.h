@@ -79,6 +79,7 @@ struct http_msg {
     struct http_field fields[HTTP_MAX_FIELDS];
     unsigned nfields;
     bool in_value;          /* parser state: inside a header value */
+    bool too_many;          /* more than HTTP_MAX_FIELDS fields: 431/502 once the head ends */
     /* Learnt from the head. */
     int host;               /* index of Host, or -1 */
     int request_id;         /* index of X-Request-Id, or -1 */
