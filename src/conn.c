@@ -174,7 +174,7 @@ static void conn_begin(struct conn *c) {
     int err = upstream_checkout(view_upstream(c->view, c->lcfg->upstream), &c->checkout,
                                 conn_on_checkout, &want);
     if (err < 0) {
-        log_warn("listener %s: no upstream server for %s: %s", c->lcfg->name, c->peer,
+        log_debug("listener %s: no upstream server for %s: %s", c->lcfg->name, c->peer,
                  err == UV_EAI_NONAME ? "no server available" : uv_strerror(err));
         conn_close(c, "no upstream server available");
     }
@@ -279,7 +279,7 @@ int conn_send_proxy_header(struct conn *c) {
 static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status) {
     struct conn *c = container_of(co, struct conn, checkout);
     if (!uc) {
-        log_warn("listener %s: upstream %s failed for %s: %s", c->lcfg->name,
+        log_debug("listener %s: upstream %s failed for %s: %s", c->lcfg->name,
                  c->lcfg->upstream->name, c->peer, uv_strerror(status));
         conn_close(c, "upstream connect failed");
         return;

@@ -5,8 +5,9 @@
  * first. The kernel needs a free port per (local address, server address
  * and port): at a few hundred new connections a second to one app, the
  * default range of about 28,000 ports runs out and connect() fails with
- * EADDRNOTAVAIL. Every 5 s, on the main loop (never on the request path),
- * this module reads the range and /proc/net/tcp{,6}, counts the sockets
+ * EADDRNOTAVAIL. Every 5 s, in libuv's thread pool (never on the request
+ * path, nor on the main loop that serves the admin endpoint), this module
+ * reads the range and /proc/net/tcp{,6}, counts the sockets
  * (TIME_WAIT included) from each local address to each configured server,
  * and keeps the worst pair per local address. A warning goes to the error
  * log when fewer than 10% of the ports remain. */
@@ -35,6 +36,7 @@ static uv_timer_t ptimer;
 static const struct config *pcfg;
 static struct ports_sample psample;
 static bool pwarned;
+static bool pbusy; /* a sample is being taken in the thread pool */
 
 const struct ports_sample *ports_sample(void) {
     return &psample;
@@ -91,24 +93,34 @@ static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_st
     return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
 }
 
-/* Is REMOTE one of the servers ferry connects to? */
-static bool ports_is_server(const struct sockaddr_storage *remote) {
-    for (size_t u = 0; pcfg && u < pcfg->nupstreams; u++) {
-        for (size_t i = 0; i < pcfg->upstreams[u].nservers; i++) {
-            const struct config_server *s = &pcfg->upstreams[u].servers[i];
-            struct server_state *st = health_find(pcfg->upstreams[u].name, s->addr.text);
-            struct sockaddr_storage ss;
-            if (st && s->addr.kind == ADDR_INET && health_address(st, &ss) && same_addr(&ss, remote))
-                return true;
-        }
-    }
+/* What one sample counts: taken on the main loop, filled in the thread
+ * pool (reading /proc/net/tcp with 100,000 sockets in TIME_WAIT takes a
+ * while, and the admin endpoint shares the main loop). */
+struct ports_job {
+    uv_work_t req;
+    struct sockaddr_storage servers[PORTS_MAX_PAIRS]; /* inet servers, with port */
+    size_t nservers;
+    struct sockaddr_storage sources[PORTS_MAX_SOURCES]; /* configured `source`s, port 0 */
+    size_t nsources;
+    uint32_t lo, hi;
+    struct pair pairs[PORTS_MAX_PAIRS];
+    size_t npairs;
+};
+
+static bool ports_in(const struct sockaddr_storage *set, size_t n,
+                     const struct sockaddr_storage *a) {
+    for (size_t i = 0; i < n; i++)
+        if (same_addr(&set[i], a)) return true;
     return false;
 }
 
-static void ports_count_file(const char *path, bool v6, uint32_t lo, uint32_t hi,
-                             struct pair *pairs, size_t *npairs) {
+static void ports_count_file(struct ports_job *j, const char *path, bool v6) {
     FILE *f = fopen(path, "r");
     if (!f) return;
+    /* Each read() makes the kernel walk its socket table back to where the
+     * last one stopped: read in big bites. */
+    char *big = malloc(1 << 20);
+    if (big) setvbuf(f, big, _IOFBF, 1 << 20);
     char line[512];
     if (!fgets(line, sizeof(line), f)) { /* header */
         fclose(f);
@@ -121,47 +133,70 @@ static void ports_count_file(const char *path, bool v6, uint32_t lo, uint32_t hi
             !ports_parse_addr(ra, v6, &p.remote))
             continue;
         uint16_t lport = port_of(&p.local);
-        if (lport < lo || lport > hi || !ports_is_server(&p.remote)) continue;
+        if (lport < j->lo || lport > j->hi || !ports_in(j->servers, j->nservers, &p.remote))
+            continue;
         set_port(&p.local, 0);
+        if (j->nsources && !ports_in(j->sources, j->nsources, &p.local)) continue;
         size_t k = 0;
-        while (k < *npairs && !(same_addr(&pairs[k].local, &p.local) &&
-                                same_addr(&pairs[k].remote, &p.remote)))
+        while (k < j->npairs && !(same_addr(&j->pairs[k].local, &p.local) &&
+                                  same_addr(&j->pairs[k].remote, &p.remote)))
             k++;
-        if (k == *npairs) {
-            if (*npairs == PORTS_MAX_PAIRS) continue;
-            pairs[(*npairs)++] = p;
+        if (k == j->npairs) {
+            if (j->npairs == PORTS_MAX_PAIRS) continue;
+            j->pairs[j->npairs++] = p;
         }
-        pairs[k].count++;
+        j->pairs[k].count++;
     }
     fclose(f);
+    free(big);
 }
 
-/* Folds the pairs into one figure per local address: its worst server. */
-static void ports_summarise(const struct pair *pairs, size_t npairs, uint32_t range) {
+static void ports_work(uv_work_t *req) {
+    struct ports_job *j = container_of(req, struct ports_job, req);
+    ports_range(&j->lo, &j->hi);
+    ports_count_file(j, "/proc/net/tcp", false);
+    ports_count_file(j, "/proc/net/tcp6", true);
+}
+
+static size_t ports_source_index(struct ports_sample *s, const char *name) {
+    size_t i = 0;
+    while (i < s->nsources && strcmp(s->sources[i].name, name) != 0) i++;
+    if (i == s->nsources && s->nsources < PORTS_MAX_SOURCES) {
+        snprintf(s->sources[i].name, sizeof(s->sources[i].name), "%s", name);
+        s->sources[i].in_use = 0;
+        s->nsources++;
+    }
+    return i;
+}
+
+/* Folds the pairs into one figure per local address: its worst server.
+ * With `source` configured, exactly those addresses count (a silent one
+ * still brings its whole range); without, the addresses seen in use, and
+ * at least one range. */
+static void ports_summarise(struct ports_job *j) {
     struct ports_sample *s = &psample;
     s->nsources = 0;
-    for (size_t k = 0; k < npairs; k++) {
+    for (size_t i = 0; i < j->nsources; i++) {
         char name[INET6_ADDRSTRLEN] = "?";
-        uv_ip_name((const struct sockaddr *)&pairs[k].local, name, sizeof(name));
-        size_t i = 0;
-        while (i < s->nsources && strcmp(s->sources[i].name, name) != 0) i++;
-        if (i == s->nsources) {
-            if (s->nsources == PORTS_MAX_SOURCES) continue;
-            snprintf(s->sources[i].name, sizeof(s->sources[i].name), "%s", name);
-            s->sources[i].in_use = 0;
-            s->nsources++;
-        }
-        if (pairs[k].count > s->sources[i].in_use) s->sources[i].in_use = pairs[k].count;
+        uv_ip_name((const struct sockaddr *)&j->sources[i], name, sizeof(name));
+        ports_source_index(s, name);
     }
+    for (size_t k = 0; k < j->npairs; k++) {
+        char name[INET6_ADDRSTRLEN] = "?";
+        uv_ip_name((const struct sockaddr *)&j->pairs[k].local, name, sizeof(name));
+        size_t i = ports_source_index(s, name);
+        if (i < s->nsources && j->pairs[k].count > s->sources[i].in_use)
+            s->sources[i].in_use = j->pairs[k].count;
+    }
+    uint32_t range = j->hi - j->lo + 1;
     s->range = range;
-    s->available = 0;
-    uint64_t total = 0;
+    s->available = s->nsources ? 0 : range;
+    uint64_t total = s->nsources ? 0 : range;
     for (size_t i = 0; i < s->nsources; i++) {
         total += range;
         s->available += range > s->sources[i].in_use ? range - s->sources[i].in_use : 0;
     }
-    if (s->nsources == 0) s->available = range; /* nothing in use: one full range */
-    bool low = total && s->available * 10 < total;
+    bool low = s->available * 10 < total;
     if (low && !pwarned)
         log_warn("ephemeral ports: only %llu of %llu left towards the upstream servers; "
                  "see README, 'Port exhaustion' (source addresses, keepalive, sysctls)",
@@ -169,16 +204,43 @@ static void ports_summarise(const struct pair *pairs, size_t npairs, uint32_t ra
     pwarned = low;
 }
 
+static void ports_after(uv_work_t *req, int status) {
+    struct ports_job *j = container_of(req, struct ports_job, req);
+    if (status == 0) ports_summarise(j);
+    free(j);
+    pbusy = false;
+}
+
+/* Takes down the servers and sources of the current config (main thread:
+ * health_address reads under their sequence locks). */
+static void ports_snapshot(struct ports_job *j) {
+    for (size_t u = 0; pcfg && u < pcfg->nupstreams; u++) {
+        const struct config_upstream *up = &pcfg->upstreams[u];
+        for (size_t i = 0; i < up->nservers && j->nservers < PORTS_MAX_PAIRS; i++) {
+            struct server_state *st = health_find(up->name, up->servers[i].addr.text);
+            if (st && up->servers[i].addr.kind == ADDR_INET &&
+                health_address(st, &j->servers[j->nservers]))
+                j->nservers++;
+        }
+        for (size_t i = 0; i < up->nsources && j->nsources < PORTS_MAX_SOURCES; i++) {
+            struct sockaddr_storage ss = {0};
+            if (uv_ip4_addr(up->sources[i], 0, (struct sockaddr_in *)&ss) != 0 &&
+                uv_ip6_addr(up->sources[i], 0, (struct sockaddr_in6 *)&ss) != 0)
+                continue;
+            if (!ports_in(j->sources, j->nsources, &ss)) j->sources[j->nsources++] = ss;
+        }
+    }
+}
+
 static void ports_on_timer(uv_timer_t *t) {
-    FERRY_UNUSED(t);
-    uint32_t lo, hi;
-    ports_range(&lo, &hi);
-    struct pair *pairs = xcalloc(PORTS_MAX_PAIRS, sizeof(*pairs));
-    size_t npairs = 0;
-    ports_count_file("/proc/net/tcp", false, lo, hi, pairs, &npairs);
-    ports_count_file("/proc/net/tcp6", true, lo, hi, pairs, &npairs);
-    ports_summarise(pairs, npairs, hi - lo + 1);
-    free(pairs);
+    if (pbusy) return; /* the last sample is still being taken */
+    struct ports_job *j = xcalloc(1, sizeof(*j));
+    ports_snapshot(j);
+    if (uv_queue_work(t->loop, &j->req, ports_work, ports_after) != 0) {
+        free(j);
+        return;
+    }
+    pbusy = true;
 }
 
 void ports_start(uv_loop_t *loop) {

@@ -92,8 +92,12 @@ void upstream_destroy(struct upstream *up) {
 static void upstream_count_error(struct upstream_server *s, int err) {
     const struct config_upstream *cfg = s->up->cfg;
     /* The first failure in a row is news; the rest (a held request
-     * retrying, say) only repeat it. */
-    log_msg(s->fails == 0 ? LOG_WARN : LOG_DEBUG, "upstream %s: connect to %s: %s", cfg->name,
+     * retrying, a port shortage hitting every connect) only repeat it, so
+     * they are warnings at most once a second. */
+    uint64_t now = uv_now(s->up->loop);
+    bool news = s->fails == 0 && now >= s->last_warned + 1000;
+    if (news) s->last_warned = now;
+    log_msg(news ? LOG_WARN : LOG_DEBUG, "upstream %s: connect to %s: %s", cfg->name,
             s->cfg->addr.text, uv_strerror(err));
     s->connect_errors++;
     stat_add(&s->up->stats->u.upstream.connect_errors[stats_reason_of(err)], 1);

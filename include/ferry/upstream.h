@@ -35,6 +35,7 @@ struct upstream_server {
     struct upstream *up;             /* owner */
     struct server_state *state;      /* process-wide: address, health (health.h) */
     unsigned fails;                  /* consecutive connect failures seen by this worker */
+    uint64_t last_warned;            /* loop time of the last connect-failure warning */
     unsigned active;                 /* connections open now (connecting included) */
     uint64_t opened;                 /* connections opened since start */
     uint64_t connect_errors;         /* failed connection attempts since start */
