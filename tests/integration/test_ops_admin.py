@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The admin endpoint: /healthz, /metrics (parsed, and counting exactly what
 the test sent), /status against the config."""
+import os
 import re
+import signal
 
 import harness
 from harness import build_request, http_upstream
@@ -166,6 +168,29 @@ def test_status_json(h):
         wait_for(lambda: idle() == {addr_text(a): 1, addr_text(b): 0}, 2, "idle")
     except AssertionError:
         raise AssertionError("after one request to bk's primary, idle = %r" % idle())
+
+
+
+def test_sigusr1_reopens_access_log(h):
+    """SIGUSR1 reopens the access log file: after logrotate moves it away,
+    new lines go to a new file at the configured path, none are lost."""
+    up = http_upstream(h)
+    path = os.path.join(h.tmp, "access.log")
+    f = start(h, [("web", {"upstream": "app"})], [("app", [up], {})],
+              global_opts={"access_log": path})
+    get_once(f.addr, "/before")
+    wait_for(lambda: os.path.exists(path) and b"/before" in open(path, "rb").read(), 3,
+             "the first line in the access log")
+    os.rename(path, path + ".1")
+    get_once(f.addr, "/between")  # still written to the moved file
+    f.signal(signal.SIGUSR1)
+    wait_for(lambda: os.path.exists(path), 3, "a new access log file after SIGUSR1")
+    get_once(f.addr, "/after")
+    wait_for(lambda: b"/after" in open(path, "rb").read(), 3, "/after in the new file")
+    old = open(path + ".1", "rb").read()
+    new = open(path, "rb").read()
+    assert b"/before" in old and b"/between" in old and b"/after" not in old, old
+    assert b"/before" not in new and b"/between" not in new, new
 
 
 harness.main(globals())
