@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <uv.h>
 
 #include "ferry/config.h"
@@ -58,6 +59,7 @@ static void conn_on_handle_closed(uv_handle_t *h);
 static void conn_on_upstream_closed(void *arg);
 static void conn_release(struct conn *c);
 static void conn_begin(struct conn *c);
+static bool conn_input_waiting(struct conn *c);
 static void conn_read_proxy_header(struct conn *c);
 
 static const char *const conn_state_names[] = {"accepted", "proxy-header", "connecting",
@@ -439,7 +441,7 @@ static void conn_on_shutdown(uv_shutdown_t *req, int status) {
         return;
     }
     c->refs--; /* never the last: the handles hold theirs until closed */
-    if (status < 0 || c->client_eof) {
+    if (status < 0 || c->client_eof || (!c->linger_needed && !conn_input_waiting(c))) {
         conn_close(c, status < 0 ? uv_strerror(status) : "done");
         return;
     }
@@ -452,8 +454,17 @@ static void conn_on_shutdown(uv_shutdown_t *req, int status) {
     uv_timer_start(&c->timer, conn_on_linger_timer, CONN_LINGER_MS, 0);
 }
 
-void conn_linger(struct conn *c) {
+/* Bytes from the client not read yet: closing now would send RST. */
+static bool conn_input_waiting(struct conn *c) {
+    uv_os_fd_t fd;
+    int n = 1;
+    if (uv_fileno(&c->client.handle, &fd) != 0 || ioctl(fd, FIONREAD, &n) != 0) return true;
+    return n > 0;
+}
+
+void conn_linger(struct conn *c, bool after_error) {
     if (c->closing || c->state == CONN_LINGER) return;
+    c->linger_needed = after_error;
     conn_set_state(c, CONN_LINGER);
     c->client_progress = uv_now(&c->w->loop);
     uv_timer_start(&c->timer, conn_on_flush_timer, c->lcfg->idle_timeout_ms, 0);

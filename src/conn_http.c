@@ -351,7 +351,7 @@ static void http_send_error(struct conn *c, int status, const char *detail, bool
 
 void conn_http_refuse(struct conn *c, int status, const char *detail) {
     http_send_error(c, status, detail, true);
-    conn_linger(c);
+    conn_linger(c, true);
 }
 
 /* Ends the exchange with an error. Before any response byte went out the
@@ -378,7 +378,7 @@ static void http_fail(struct conn *c, int status, const char *detail) {
         upstream_checkout_cancel(&x->checkout);
     }
     conn_drop_upstream(c); /* it may have half the request: the upstream sees it end now */
-    conn_linger(c);
+    conn_linger(c, true);
 }
 
 /* "route api, upstream app: connection refused" (no server addresses). */
@@ -1011,7 +1011,7 @@ static void http_finish_exchange(struct conn *c) {
     bool close = c->x->close_client;
     http_exchange_end(c, false);
     if (close) {
-        conn_linger(c);
+        conn_linger(c, false);
         return;
     }
     if (c->in_len > 0) {

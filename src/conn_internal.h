@@ -54,6 +54,7 @@ struct conn {
     char *orphan;                      /* a block a queued write may still use (freed at release) */
     uint64_t client_progress;          /* uv_now() of the last completed client write */
     bool reset;                        /* close with RST (a response cut short) */
+    bool linger_needed;                /* read and drop input before closing (after an error) */
     uint32_t client_writes;            /* writes queued on the client */
     uint32_t up_writes;                /* writes queued on `up` */
     enum conn_state state;             /* changed only by conn_set_state() */
@@ -101,10 +102,11 @@ int conn_write(struct conn *c, bool to_client, char *block, const char *data, si
 void conn_relay_start(struct conn *c);
 
 /* Ends the conversation gracefully: shut the write side once queued writes
- * are out, read and drop what the client still sends for a short while (so
- * a client still sending is not reset before it reads our response), then
- * close. */
-void conn_linger(struct conn *c);
+ * are out, then close. After an error (the client may still be sending a
+ * request we refused), or when input is waiting, first read and drop what
+ * the client sends for a short while, so that our close does not reset the
+ * connection before the client has read our response. */
+void conn_linger(struct conn *c, bool after_error);
 
 /* Writes the PROXY header the upstream expects (its proxy_protocol), if any,
  * on c->up. Returns 0 or a UV_E* code. */
