@@ -77,32 +77,52 @@ void conn_set_state(struct conn *c, enum conn_state next) {
  * dual-stack socket counts as plain v4, in logs and for ip_hash alike. */
 static void conn_set_peer(struct conn *c) {
     char ip[INET6_ADDRSTRLEN] = "?";
-    const struct sockaddr_storage *ss = &c->peer_addr;
-    c->key_len = 0;
-    if (ss->ss_family == AF_INET6) {
+    const struct sockaddr *ss = &c->peer_addr.sa;
+    if (ss->sa_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
         uv_ip6_name(a, ip, sizeof(ip));
         bool mapped = IN6_IS_ADDR_V4MAPPED(&a->sin6_addr);
         snprintf(c->peer, sizeof(c->peer), "%s", mapped && strchr(ip, '.') ? strrchr(ip, ':') + 1 : ip);
-        c->key_len = mapped ? 4 : 16;
-        memcpy(c->key, a->sin6_addr.s6_addr + (mapped ? 12 : 0), c->key_len);
-    } else if (ss->ss_family == AF_INET) {
+    } else if (ss->sa_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
         uv_ip4_name(a, ip, sizeof(ip));
         snprintf(c->peer, sizeof(c->peer), "%s", ip);
-        c->key_len = 4;
-        memcpy(c->key, &a->sin_addr, 4);
     } else {
         snprintf(c->peer, sizeof(c->peer), "unix");
     }
 }
 
-static void conn_format_peer(struct conn *c) {
-    int len = sizeof(c->peer_addr);
-    if (c->lcfg->bind.kind == ADDR_UNIX ||
-        uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&c->peer_addr, &len) != 0)
-        c->peer_addr.ss_family = AF_UNSPEC;
+struct upstream_want conn_want(const struct conn *c, bool fresh) {
+    struct upstream_want w = {.fresh = fresh};
+    if (c->peer_addr.sa.sa_family == AF_INET) {
+        w.key = &c->peer_addr.in.sin_addr;
+        w.key_len = 4;
+    } else if (c->peer_addr.sa.sa_family == AF_INET6) {
+        bool mapped = IN6_IS_ADDR_V4MAPPED(&c->peer_addr.in6.sin6_addr);
+        w.key = c->peer_addr.in6.sin6_addr.s6_addr + (mapped ? 12 : 0);
+        w.key_len = mapped ? 4 : 16;
+    }
+    return w;
+}
+
+static void conn_set_peer_addr(struct conn *c, const struct sockaddr_storage *ss) {
+    memset(&c->peer_addr, 0, sizeof(c->peer_addr));
+    if (ss->ss_family == AF_INET)
+        c->peer_addr.in = *(const struct sockaddr_in *)ss;
+    else if (ss->ss_family == AF_INET6)
+        c->peer_addr.in6 = *(const struct sockaddr_in6 *)ss;
+    else
+        c->peer_addr.sa.sa_family = AF_UNSPEC;
     conn_set_peer(c);
+}
+
+static void conn_format_peer(struct conn *c) {
+    struct sockaddr_storage ss = {0};
+    int len = sizeof(ss);
+    if (c->lcfg->bind.kind == ADDR_UNIX ||
+        uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&ss, &len) != 0)
+        ss.ss_family = AF_UNSPEC;
+    conn_set_peer_addr(c, &ss);
 }
 
 static int conn_init_client(struct conn *c, uv_loop_t *loop) {
@@ -126,7 +146,6 @@ void conn_accept(struct listener *l) {
     c->lstats = l->stats;
     stat_add(&c->lstats->u.listener.connections_total, 1);
     stat_add(&c->lstats->u.listener.connections_active, 1);
-    c->upstream_text = "-";
     c->started = uv_now(&w->loop);
     c->state = CONN_ACCEPTED;
     worker_conn_add(w, &c->link);
@@ -172,8 +191,12 @@ static void conn_begin(struct conn *c) {
         return;
     }
     conn_set_state(c, CONN_CONNECTING);
-    struct upstream_want want = {.key = c->key, .key_len = c->key_len, .fresh = true};
-    int err = upstream_checkout(view_upstream(c->view, c->lcfg->upstream), &c->checkout,
+    if (!conn_relay_new(c)) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    struct upstream_want want = conn_want(c, true);
+    int err = upstream_checkout(view_upstream(c->view, c->lcfg->upstream), &c->relay->checkout,
                                 conn_on_checkout, &want);
     if (err < 0) {
         log_debug("listener %s: no upstream server for %s: %s", c->lcfg->name, c->peer,
@@ -215,10 +238,7 @@ static void conn_proxy_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) 
     }
     uv_read_stop(s);
     uv_timer_stop(&c->timer);
-    if (!h.local) {
-        c->peer_addr = h.src;
-        conn_set_peer(c);
-    }
+    if (!h.local) conn_set_peer_addr(c, &h.src);
     c->in_len -= (uint32_t)r;
     memmove(conn_block_data(c->in), conn_block_data(c->in) + r, c->in_len);
     conn_begin(c);
@@ -263,7 +283,8 @@ int conn_send_proxy_header(struct conn *c) {
     int len = sizeof(local);
     if (c->lcfg->bind.kind != ADDR_UNIX)
         uv_tcp_getsockname(&c->client.tcp, (struct sockaddr *)&local, &len);
-    struct sockaddr_storage src = c->peer_addr;
+    struct sockaddr_storage src = {0};
+    memcpy(&src, &c->peer_addr, sizeof(c->peer_addr));
     conn_same_family(&src, &local);
     char *blk = buffer_get(&c->w->pool);
     if (!blk) return UV_ENOMEM;
@@ -279,7 +300,7 @@ int conn_send_proxy_header(struct conn *c) {
 }
 
 static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status) {
-    struct conn *c = container_of(co, struct conn, checkout);
+    struct conn *c = container_of(co, struct relay, checkout)->c;
     if (!uc) {
         log_debug("listener %s: upstream %s failed for %s: %s", c->lcfg->name,
                  c->lcfg->upstream->name, c->peer, uv_strerror(status));
@@ -287,7 +308,7 @@ static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn 
         return;
     }
     c->up = uc;
-    c->upstream_text = uc->server->cfg->addr.text;
+    c->relay->upstream_text = uc->server->cfg->addr.text;
     stat_add(&uc->server->stats->u.server.requests, 1);
     int err = conn_send_proxy_header(c);
     uint32_t early = c->in_len;
@@ -303,16 +324,29 @@ static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn 
     buffer_put(&c->w->pool, c->in);
     c->in = NULL;
     conn_relay_start(c);
-    c->to_up.bytes += early;
+    if (c->relay) c->relay->to_up.bytes += early;
+}
+
+struct relay *conn_relay_new(struct conn *c) {
+    if (!c->relay && (c->relay = calloc(1, sizeof(*c->relay)))) {
+        c->relay->c = c;
+        c->relay->upstream_text = "-";
+    }
+    return c->relay;
 }
 
 void conn_relay_start(struct conn *c) {
     conn_set_state(c, CONN_RELAYING);
+    struct relay *r = conn_relay_new(c);
+    if (!r) {
+        conn_close(c, "out of memory");
+        return;
+    }
     uv_stream_t *up = upstream_conn_stream(c->up);
-    pipe_init(&c->to_up, &c->client.stream, up, &c->w->pool, conn_on_pipe, c);
-    pipe_init(&c->to_client, up, &c->client.stream, &c->w->pool, conn_on_pipe, c);
-    int err = pipe_start(&c->to_up);
-    if (err == 0) err = pipe_start(&c->to_client);
+    pipe_init(&r->to_up, &c->client.stream, up, &c->w->pool, conn_on_pipe, c);
+    pipe_init(&r->to_client, up, &c->client.stream, &c->w->pool, conn_on_pipe, c);
+    int err = pipe_start(&r->to_up);
+    if (err == 0) err = pipe_start(&r->to_client);
     if (err == 0)
         err = uv_timer_start(&c->timer, conn_on_idle_timer, c->lcfg->idle_timeout_ms, 0);
     if (err < 0) conn_close(c, uv_strerror(err));
@@ -324,7 +358,7 @@ static void conn_on_pipe(struct pipe_dir *d, enum pipe_event ev, int err) {
         conn_close(c, uv_strerror(err));
         return;
     }
-    if (c->to_up.state == PIPE_FINISHED && c->to_client.state == PIPE_FINISHED)
+    if (c->relay->to_up.state == PIPE_FINISHED && c->relay->to_client.state == PIPE_FINISHED)
         conn_close(c, "both sides finished");
 }
 
@@ -332,8 +366,9 @@ static void conn_on_pipe(struct pipe_dir *d, enum pipe_event ev, int err) {
  * for whatever is left since the last byte: no timer call per read. */
 static void conn_on_idle_timer(uv_timer_t *t) {
     struct conn *c = container_of(t, struct conn, timer);
-    uint64_t last = c->to_up.last_active > c->to_client.last_active ? c->to_up.last_active
-                                                                     : c->to_client.last_active;
+    const struct relay *r = c->relay;
+    uint64_t last = r->to_up.last_active > r->to_client.last_active ? r->to_up.last_active
+                                                                     : r->to_client.last_active;
     uint64_t deadline = last + c->lcfg->idle_timeout_ms;
     uint64_t now = uv_now(&c->w->loop);
     if (now < deadline) {
@@ -487,13 +522,13 @@ void conn_linger(struct conn *c, bool after_error) {
 /* --- the one exit ------------------------------------------------------ */
 
 static void conn_log_access(struct conn *c) {
-    if (c->lcfg->mode != MODE_TCP || c->state < CONN_CONNECTING) return;
+    if (c->lcfg->mode != MODE_TCP || !c->relay) return;
     struct access_tcp_entry e = {
         .client = c->peer,
         .listener = c->lcfg->name,
-        .upstream = c->upstream_text,
-        .bytes_in = c->to_up.bytes,
-        .bytes_out = c->to_client.bytes,
+        .upstream = c->relay->upstream_text,
+        .bytes_in = c->relay->to_up.bytes,
+        .bytes_out = c->relay->to_client.bytes,
         .duration_s = (double)(uv_now(&c->w->loop) - c->started) / 1000.0,
     };
     access_log_tcp(&e);
@@ -517,13 +552,16 @@ void conn_close(struct conn *c, const char *why) {
               conn_state_names[c->state], why,
               (unsigned long long)(uv_now(&c->w->loop) - c->started));
     conn_log_access(c);
-    stat_add(&c->w->wstats->u.worker.bytes_in, c->to_up.bytes);
-    stat_add(&c->w->wstats->u.worker.bytes_out, c->to_client.bytes);
     conn_set_state(c, CONN_CLOSED);
     c->closing = true;
-    pipe_stop(&c->to_up);
-    pipe_stop(&c->to_client);
-    upstream_checkout_cancel(&c->checkout);
+    struct relay *r = c->relay;
+    if (r) {
+        stat_add(&c->w->wstats->u.worker.bytes_in, r->to_up.bytes);
+        stat_add(&c->w->wstats->u.worker.bytes_out, r->to_client.bytes);
+        pipe_stop(&r->to_up);
+        pipe_stop(&r->to_client);
+        upstream_checkout_cancel(&r->checkout);
+    }
     if (c->lcfg->mode == MODE_HTTP) conn_http_on_close(c);
     conn_drop_upstream(c);
     buffer_put(&c->w->pool, c->in);
@@ -540,6 +578,7 @@ static void conn_release(struct conn *c) {
     struct worker *w = c->w;
     if (c->counted) atomic_fetch_sub(&w->rt->connections, 1);
     conn_http_free(c);
+    free(c->relay); /* its pipes' writes have all called back by now */
     view_unref(c->view);
     stat_sub(&c->lstats->u.listener.connections_active, 1);
     worker_conn_remove(w, &c->link);

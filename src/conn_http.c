@@ -726,7 +726,7 @@ static void http_checkout_failed(struct conn *c, int err) {
 static void http_checkout(struct conn *c) {
     struct exchange *x = c->x;
     x->connecting = true;
-    struct upstream_want want = {.key = c->key, .key_len = c->key_len};
+    struct upstream_want want = conn_want(c, false);
     if (x->hold_until) { /* held: try marked servers too, and never past the hold */
         uint64_t now = uv_now(&c->w->loop);
         want.probe = true;
@@ -778,7 +778,7 @@ static bool http_retry_stale(struct conn *c, struct exchange *x) {
     x->resp_len = 0;
     x->connecting = true;
     log_debug("conn %s: reused upstream connection closed before answering; retrying", c->peer);
-    struct upstream_want want = {.key = c->key, .key_len = c->key_len, .fresh = true};
+    struct upstream_want want = conn_want(c, true);
     int err = upstream_checkout(x->upstream, &x->checkout, http_on_checkout, &want);
     if (err < 0 && c->x == x && x->connecting) {
         x->connecting = false;

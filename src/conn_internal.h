@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <uv.h>
 
 #include "ferry/buffer.h"
@@ -29,6 +30,16 @@ enum conn_state {
     CONN_CLOSED,     /* conn_close() ran: waiting for callbacks */
 };
 
+/* What only a byte relay needs (tcp mode, or a websocket tunnel), kept out
+ * of struct conn so that an idle http keep-alive connection stays small. */
+struct relay {
+    struct conn *c;                    /* owner */
+    struct upstream_checkout checkout; /* tcp: in flight in CONN_CONNECTING */
+    const char *upstream_text;         /* server address for the access log, or "-" */
+    struct pipe_dir to_up;             /* client -> upstream */
+    struct pipe_dir to_client;         /* upstream -> client */
+};
+
 struct conn {
     struct list_node link;              /* in the worker's list of live connections */
     struct worker *w;                   /* owner */
@@ -43,11 +54,8 @@ struct conn {
         uv_handle_t handle;
     } client;                          /* the downstream socket */
     uv_timer_t timer;                  /* idle, header, read and linger timeouts */
-    struct upstream_checkout checkout; /* tcp: in flight in CONN_CONNECTING */
     struct upstream_conn *up;          /* the outbound connection, while one is attached */
-    const char *upstream_text;         /* tcp: server address for the access log */
-    struct pipe_dir to_up;             /* relaying: client -> upstream */
-    struct pipe_dir to_client;         /* relaying: upstream -> client */
+    struct relay *relay;               /* tcp mode, or http after a 101; NULL otherwise */
     struct exchange *x;                /* http: the request in flight, if any */
     char *in;                          /* http: unparsed client bytes (a pool block), or NULL */
     uint32_t in_len;                   /* bytes in `in` */
@@ -65,11 +73,13 @@ struct conn {
     bool client_eof;                   /* the client shut its write side */
     uint64_t started;                  /* uv_now() at accept */
     uint64_t requests;                 /* http requests served on this connection */
-    char peer[64];                     /* "ADDR" of the client, or "unix" */
-    struct sockaddr_storage peer_addr; /* the client (from a PROXY header when there is one);
+    char peer[INET6_ADDRSTRLEN];       /* "ADDR" of the client, or "unix" */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } peer_addr;                       /* the client (from a PROXY header when there is one);
                                         * AF_UNSPEC for unix clients */
-    uint8_t key[16];                   /* the client's address bytes: the ip_hash key */
-    uint8_t key_len;
 };
 
 void conn_set_state(struct conn *c, enum conn_state next);
@@ -96,6 +106,13 @@ static inline char *conn_block_data(char *block) {
  * was not KEEP has been returned. */
 int conn_write(struct conn *c, bool to_client, char *block, const char *data, size_t len,
                bool keep) FERRY_MUSTCHECK;
+
+/* What a checkout wants for this client: ip_hash keys on its address
+ * bytes (a v4-mapped v6 address counts as v4). */
+struct upstream_want conn_want(const struct conn *c, bool fresh);
+
+/* The conn's relay, allocated on first use (NULL when out of memory). */
+struct relay *conn_relay_new(struct conn *c);
 
 /* Pipes client <-> upstream until both directions end or idle_timeout
  * passes with no byte either way (tcp mode, and http after a 101). */
