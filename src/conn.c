@@ -54,7 +54,7 @@ struct conn_write_req {
 _Static_assert(sizeof(struct conn_write_req) <= CONN_HEADROOM, "headroom too small");
 static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status);
 static void conn_on_pipe(struct pipe_dir *d, enum pipe_event ev, int err);
-static void conn_on_idle_timer(uv_timer_t *t);
+static void conn_on_idle_timer(struct wheel_timer *t);
 static void conn_on_handle_closed(uv_handle_t *h);
 static void conn_on_upstream_closed(void *arg);
 static void conn_release(struct conn *c);
@@ -65,6 +65,10 @@ static void conn_read_proxy_header(struct conn *c);
 static const char *const conn_state_names[] = {"accepted", "proxy-header", "connecting",
                                                "relaying", "idle",         "head",
                                                "busy",     "linger",       "closed"};
+
+void conn_arm(struct conn *c, uint64_t ms, wheel_cb cb) {
+    if (!c->closing) wheel_start(&c->w->wheel, &c->timer, ms, cb);
+}
 
 void conn_set_state(struct conn *c, enum conn_state next) {
     assert(c->state != CONN_CLOSED); /* closed is final */
@@ -149,14 +153,15 @@ void conn_accept(struct listener *l) {
     c->started = uv_now(&w->loop);
     c->state = CONN_ACCEPTED;
     worker_conn_add(w, &c->link);
-    uv_timer_init(&w->loop, &c->timer);
-    c->refs = 1;
-    if (conn_init_client(c, &w->loop) != 0) {
-        c->closing = true;
-        uv_close((uv_handle_t *)&c->timer, conn_on_handle_closed);
+    wheel_timer_init(&c->timer);
+    if (conn_init_client(c, &w->loop) != 0) { /* nothing to close yet */
+        stat_sub(&c->lstats->u.listener.connections_active, 1);
+        worker_conn_remove(w, &c->link);
+        view_unref(c->view);
+        free(c);
         return;
     }
-    c->refs++;
+    c->refs = 1; /* the client handle's close callback */
     int err = uv_accept(&l->h.stream, &c->client.stream);
     if (err < 0) {
         conn_close(c, uv_strerror(err));
@@ -237,14 +242,14 @@ static void conn_proxy_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) 
         return;
     }
     uv_read_stop(s);
-    uv_timer_stop(&c->timer);
+    wheel_stop(&c->w->wheel, &c->timer);
     if (!h.local) conn_set_peer_addr(c, &h.src);
     c->in_len -= (uint32_t)r;
     memmove(conn_block_data(c->in), conn_block_data(c->in) + r, c->in_len);
     conn_begin(c);
 }
 
-static void conn_on_proxy_timeout(uv_timer_t *t) {
+static void conn_on_proxy_timeout(struct wheel_timer *t) {
     conn_close(container_of(t, struct conn, timer), "no PROXY header in time");
 }
 
@@ -252,7 +257,7 @@ static void conn_read_proxy_header(struct conn *c) {
     conn_set_state(c, CONN_PROXY_HDR);
     uint64_t limit = c->lcfg->mode == MODE_HTTP ? c->lcfg->header_timeout_ms
                                                 : c->lcfg->idle_timeout_ms;
-    uv_timer_start(&c->timer, conn_on_proxy_timeout, limit, 0);
+    conn_arm(c, limit, conn_on_proxy_timeout);
     if (uv_read_start(&c->client.stream, conn_proxy_alloc, conn_proxy_read) < 0)
         conn_close(c, "read failed");
 }
@@ -348,7 +353,7 @@ void conn_relay_start(struct conn *c) {
     int err = pipe_start(&r->to_up);
     if (err == 0) err = pipe_start(&r->to_client);
     if (err == 0)
-        err = uv_timer_start(&c->timer, conn_on_idle_timer, c->lcfg->idle_timeout_ms, 0);
+        conn_arm(c, c->lcfg->idle_timeout_ms, conn_on_idle_timer);
     if (err < 0) conn_close(c, uv_strerror(err));
 }
 
@@ -364,7 +369,7 @@ static void conn_on_pipe(struct pipe_dir *d, enum pipe_event ev, int err) {
 
 /* The timer is armed for the full idle_timeout and, when it fires, re-armed
  * for whatever is left since the last byte: no timer call per read. */
-static void conn_on_idle_timer(uv_timer_t *t) {
+static void conn_on_idle_timer(struct wheel_timer *t) {
     struct conn *c = container_of(t, struct conn, timer);
     const struct relay *r = c->relay;
     uint64_t last = r->to_up.last_active > r->to_client.last_active ? r->to_up.last_active
@@ -372,7 +377,7 @@ static void conn_on_idle_timer(uv_timer_t *t) {
     uint64_t deadline = last + c->lcfg->idle_timeout_ms;
     uint64_t now = uv_now(&c->w->loop);
     if (now < deadline) {
-        uv_timer_start(&c->timer, conn_on_idle_timer, deadline - now, 0);
+        conn_arm(c, deadline - now, conn_on_idle_timer);
         return;
     }
     conn_close(c, "idle timeout");
@@ -449,7 +454,7 @@ static void conn_linger_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) conn_close(c, nread == UV_EOF ? "done" : uv_strerror((int)nread));
 }
 
-static void conn_on_linger_timer(uv_timer_t *t) {
+static void conn_on_linger_timer(struct wheel_timer *t) {
     conn_close(container_of(t, struct conn, timer), "done (linger timeout)");
 }
 
@@ -457,7 +462,7 @@ static void conn_on_linger_timer(uv_timer_t *t) {
  * written: a client that takes it, however slowly, gets all of it; one
  * that stops reading for idle_timeout is cut off (with RST: it did not
  * get the whole response). */
-static void conn_on_flush_timer(uv_timer_t *t) {
+static void conn_on_flush_timer(struct wheel_timer *t) {
     struct conn *c = container_of(t, struct conn, timer);
     uint64_t deadline = c->client_progress + c->lcfg->idle_timeout_ms;
     uint64_t now = uv_now(&c->w->loop);
@@ -465,7 +470,7 @@ static void conn_on_flush_timer(uv_timer_t *t) {
         conn_abort(c, "client stopped reading");
         return;
     }
-    uv_timer_start(&c->timer, conn_on_flush_timer, deadline - now, 0);
+    conn_arm(c, deadline - now, conn_on_flush_timer);
 }
 
 static void conn_on_shutdown(uv_shutdown_t *req, int status) {
@@ -486,7 +491,7 @@ static void conn_on_shutdown(uv_shutdown_t *req, int status) {
         conn_close(c, "done");
         return;
     }
-    uv_timer_start(&c->timer, conn_on_linger_timer, CONN_LINGER_MS, 0);
+    conn_arm(c, CONN_LINGER_MS, conn_on_linger_timer);
 }
 
 /* Bytes from the client not read yet: closing now would send RST. */
@@ -502,7 +507,7 @@ void conn_linger(struct conn *c, bool after_error) {
     c->linger_needed = after_error;
     conn_set_state(c, CONN_LINGER);
     c->client_progress = uv_now(&c->w->loop);
-    uv_timer_start(&c->timer, conn_on_flush_timer, c->lcfg->idle_timeout_ms, 0);
+    conn_arm(c, c->lcfg->idle_timeout_ms, conn_on_flush_timer);
     if (c->client_reading) uv_read_stop(&c->client.stream);
     c->client_reading = false;
     uv_shutdown_t *req = malloc(sizeof(*req));
@@ -566,7 +571,7 @@ void conn_close(struct conn *c, const char *why) {
     conn_drop_upstream(c);
     buffer_put(&c->w->pool, c->in);
     c->in = NULL;
-    uv_close((uv_handle_t *)&c->timer, conn_on_handle_closed);
+    wheel_stop(&c->w->wheel, &c->timer);
     if (c->reset && c->lcfg->bind.kind != ADDR_UNIX &&
         uv_tcp_close_reset(&c->client.tcp, conn_on_handle_closed) == 0)
         return;
@@ -586,9 +591,7 @@ static void conn_release(struct conn *c) {
 }
 
 static void conn_on_handle_closed(uv_handle_t *h) {
-    struct conn *c = h->type == UV_TIMER ? container_of(h, struct conn, timer)
-                                         : container_of(h, struct conn, client.handle);
-    conn_release(c);
+    conn_release(container_of(h, struct conn, client.handle));
 }
 
 static void conn_on_upstream_closed(void *arg) {

@@ -95,7 +95,7 @@ struct exchange {
 static void http_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void http_on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void http_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status);
-static void http_on_timer(uv_timer_t *t);
+static void http_on_timer(struct wheel_timer *t);
 static void http_try_head(struct conn *c);
 static void http_update_reading(struct conn *c);
 static void http_response_done(struct conn *c);
@@ -124,7 +124,7 @@ static char *http_in(struct conn *c) {
 }
 
 static void http_arm(struct conn *c, uint64_t ms) {
-    uv_timer_start(&c->timer, http_on_timer, ms, 0);
+    conn_arm(c, ms, http_on_timer);
 }
 
 static void http_copy_field(char *out, size_t cap, const struct http_msg *m, int idx) {
@@ -1070,7 +1070,7 @@ static void http_busy_timer(struct conn *c, struct exchange *x) {
     http_arm(c, next - now);
 }
 
-static void http_on_timer(uv_timer_t *t) {
+static void http_on_timer(struct wheel_timer *t) {
     struct conn *c = container_of(t, struct conn, timer);
     struct exchange *x = c->x;
     switch (c->state) {

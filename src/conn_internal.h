@@ -13,6 +13,7 @@
 #include "ferry/pipe.h"
 #include "ferry/upstream.h"
 #include "ferry/util.h"
+#include "ferry/wheel.h"
 
 struct config_listener;
 struct exchange;
@@ -53,7 +54,7 @@ struct conn {
         uv_stream_t stream;
         uv_handle_t handle;
     } client;                          /* the downstream socket */
-    uv_timer_t timer;                  /* idle, header, read and linger timeouts */
+    struct wheel_timer timer;          /* idle, header, read and linger timeouts */
     struct upstream_conn *up;          /* the outbound connection, while one is attached */
     struct relay *relay;               /* tcp mode, or http after a 101; NULL otherwise */
     struct exchange *x;                /* http: the request in flight, if any */
@@ -83,6 +84,9 @@ struct conn {
 };
 
 void conn_set_state(struct conn *c, enum conn_state next);
+/* (Re)arms the conn's one timer; nothing once the conn is closing. */
+void conn_arm(struct conn *c, uint64_t ms, wheel_cb cb);
+
 /* The one exit: idempotent, the first reason wins. */
 void conn_close(struct conn *c, const char *why);
 /* conn_close(), with an abortive close (RST) of the client: for a response

@@ -94,6 +94,7 @@ int worker_init(struct worker *w, unsigned id, struct runtime *rt, struct genera
     w->wakeup.data = w;
     list_init(&w->conns);
     buffer_pool_init(&w->pool, WORKER_FREE_BUFFERS);
+    wheel_init(&w->wheel, &w->loop);
     if (getrandom(&w->rid_seed, sizeof(w->rid_seed), 0) != sizeof(w->rid_seed))
         w->rid_seed = util_now_ms() ^ ((uint64_t)id << 48);
     w->wstats = stats_node(&w->stats, STATS_WORKER, NULL, NULL);
@@ -209,6 +210,7 @@ static void worker_maybe_exit(struct worker *w) {
     if (!w->draining || w->nconns > 0 || w->stopping) return;
     struct view *v = w->view;
     for (size_t i = 0; i < v->gen->cfg->nupstreams; i++) upstream_close_idle(v->upstreams[i]);
+    wheel_close(&w->wheel);
     uv_mutex_lock(&w->wakeup_lock);
     w->stopping = true;
     uv_close((uv_handle_t *)&w->wakeup, NULL);

@@ -17,6 +17,7 @@
 
 #include "ferry/buffer.h"
 #include "ferry/stats.h"
+#include "ferry/wheel.h"
 #include "ferry/util.h"
 
 struct config;
@@ -63,6 +64,7 @@ struct worker {
     struct generation *pending_gen;    /* reload hand-over (under wakeup_lock) */
     int *pending_fds;                  /* its new listeners' sockets, -1 = keep (under lock) */
     struct buffer_pool pool;           /* read buffers for every connection here */
+    struct wheel wheel;                /* every connection's timeout */
     struct listener **listeners;       /* nlisteners entries; NULL where closed */
     size_t nlisteners;
     struct list_node conns;            /* every live connection (conn.link) */
