@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <uv.h>
 
@@ -395,7 +396,10 @@ static void conn_on_write(uv_write_t *req, int status) {
         c->up_writes--;
     if (!wr->keep) buffer_put(&c->w->pool, wr->block);
     if (status == UV_ECANCELED || c->closing) return;
-    if (to_client) c->client_progress = uv_now(&c->w->loop);
+    if (to_client) {
+        c->client_progress = uv_now(&c->w->loop);
+        c->client_unsent = UINT32_MAX; /* the next check takes a fresh reading */
+    }
     bool http = c->lcfg->mode == MODE_HTTP && c->state != CONN_RELAYING;
     if (status < 0 && (to_client || !http)) {
         conn_close(c, to_client ? "client write failed" : "upstream write failed");
@@ -411,7 +415,10 @@ int conn_write(struct conn *c, bool to_client, char *block, const char *data, si
     if (to_client) {
         stat_add(&c->w->wstats->u.worker.bytes_out, len);
         /* Stall time counts from when the client has something to take. */
-        if (dst->write_queue_size == 0) c->client_progress = uv_now(&c->w->loop);
+        if (dst->write_queue_size == 0) {
+            c->client_progress = uv_now(&c->w->loop);
+            c->client_unsent = UINT32_MAX;
+        }
     }
     int n = uv_try_write(dst, &b, 1);
     if (n == (int)len) {
@@ -462,9 +469,33 @@ static void conn_on_linger_timer(struct wheel_timer *t) {
  * written: a client that takes it, however slowly, gets all of it; one
  * that stops reading for idle_timeout is cut off (with RST: it did not
  * get the whole response). */
+/* Bytes still in the kernel's send queue for the client. */
+static uint32_t conn_unsent(struct conn *c) {
+    uv_os_fd_t fd;
+    int n = 0;
+    if (uv_fileno(&c->client.handle, &fd) != 0 || ioctl(fd, SIOCOUTQ, &n) != 0 || n < 0) return 0;
+    return (uint32_t)n;
+}
+
+uint64_t conn_client_stall_deadline(struct conn *c) {
+    uint64_t deadline = c->client_progress + c->lcfg->idle_timeout_ms;
+    uint64_t now = uv_now(&c->w->loop);
+    if (now < deadline) return deadline;
+    /* Our writes complete only when the kernel takes a whole buffer, and it
+     * takes one only when half its (several MiB) queue has drained: a slow
+     * but steady reader can go a long while without a write completing.
+     * The kernel queue shrinking is progress too. */
+    uint32_t unsent = conn_unsent(c);
+    bool drained = unsent < c->client_unsent;
+    c->client_unsent = unsent;
+    if (!drained) return deadline;
+    c->client_progress = now;
+    return now + c->lcfg->idle_timeout_ms;
+}
+
 static void conn_on_flush_timer(struct wheel_timer *t) {
     struct conn *c = container_of(t, struct conn, timer);
-    uint64_t deadline = c->client_progress + c->lcfg->idle_timeout_ms;
+    uint64_t deadline = conn_client_stall_deadline(c);
     uint64_t now = uv_now(&c->w->loop);
     if (c->client_writes == 0 || now >= deadline) {
         conn_abort(c, "client stopped reading");

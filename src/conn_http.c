@@ -1049,7 +1049,7 @@ static void http_busy_timer(struct conn *c, struct exchange *x) {
     uint64_t now = uv_now(&c->w->loop);
     uint64_t next = now + limit;
     if (c->client.stream.write_queue_size > 0) {
-        uint64_t stall = c->client_progress + c->lcfg->idle_timeout_ms;
+        uint64_t stall = conn_client_stall_deadline(c);
         if (now >= stall) {
             conn_abort(c, "client stopped reading");
             return;

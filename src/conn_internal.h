@@ -61,7 +61,8 @@ struct conn {
     char *in;                          /* http: unparsed client bytes (a pool block), or NULL */
     uint32_t in_len;                   /* bytes in `in` */
     char *orphan;                      /* a block a queued write may still use (freed at release) */
-    uint64_t client_progress;          /* uv_now() of the last completed client write */
+    uint64_t client_progress;          /* uv_now() of the last sign the client reads */
+    uint32_t client_unsent;            /* kernel send queue at the last stall check */
     bool reset;                        /* close with RST (a response cut short) */
     bool linger_needed;                /* read and drop input before closing (after an error) */
     uint32_t client_writes;            /* writes queued on the client */
@@ -84,6 +85,11 @@ struct conn {
 };
 
 void conn_set_state(struct conn *c, enum conn_state next);
+/* When a client with bytes waiting counts as having stopped reading:
+ * idle_timeout after its last progress (a completed write, or the kernel's
+ * send queue shrinking). */
+uint64_t conn_client_stall_deadline(struct conn *c);
+
 /* (Re)arms the conn's one timer; nothing once the conn is closing. */
 void conn_arm(struct conn *c, uint64_t ms, wheel_cb cb);
 
