@@ -361,7 +361,13 @@ void conn_relay_start(struct conn *c) {
 static void conn_on_pipe(struct pipe_dir *d, enum pipe_event ev, int err) {
     struct conn *c = d->owner;
     if (ev == PIPE_ERROR) {
-        conn_close(c, uv_strerror(err));
+        /* An upstream that reset is passed on as a reset: a FIN would make
+         * a cut-short stream look like one that ended. */
+        bool upstream_reset = err == UV_ECONNRESET && d == &c->relay->to_client;
+        if (upstream_reset)
+            conn_abort(c, uv_strerror(err));
+        else
+            conn_close(c, uv_strerror(err));
         return;
     }
     if (c->relay->to_up.state == PIPE_FINISHED && c->relay->to_client.state == PIPE_FINISHED)
