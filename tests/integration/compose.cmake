@@ -4,13 +4,7 @@
 # compose_topology needs root (network namespaces) and skips (77) without it;
 # compose_config skips when docker-compose is not installed.
 function(ferry_compose timeout)
-  foreach(name ${ARGN})
-    add_test(NAME compose_${name}
-             COMMAND ${Python3_EXECUTABLE} -B ${CMAKE_CURRENT_SOURCE_DIR}/test_compose.py
-                     ${FERRY_IT_ARGS} ${name})
-    set_tests_properties(compose_${name} PROPERTIES
-                         TIMEOUT ${timeout} SKIP_RETURN_CODE 77 LABELS integration)
-  endforeach()
+  ferry_it(compose test_compose.py ${timeout} ${ARGN})
 endfunction()
 
 ferry_compose(60 config readme_reference)

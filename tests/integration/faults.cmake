@@ -4,13 +4,7 @@
 # Included from CMakeLists.txt (FERRY_IT_ARGS). One ctest entry fault_NAME
 # per test function test_NAME in test_faults.py.
 function(ferry_fault script timeout)
-  foreach(name ${ARGN})
-    add_test(NAME fault_${name}
-             COMMAND ${Python3_EXECUTABLE} -B ${CMAKE_CURRENT_SOURCE_DIR}/${script}
-                     ${FERRY_IT_ARGS} ${name})
-    set_tests_properties(fault_${name} PROPERTIES
-                         TIMEOUT ${timeout} SKIP_RETURN_CODE 77 LABELS integration)
-  endforeach()
+  ferry_it(fault ${script} ${timeout} ${ARGN})
 endfunction()
 
 ferry_fault(test_faults.py 60

@@ -3,13 +3,7 @@
 # whose FERRY_IT_ARGS (--ferry, --upstream) they use; shared helpers live in
 # opslib.py. One ctest entry ops_NAME per test function test_NAME.
 function(ferry_ops script timeout)
-  foreach(name ${ARGN})
-    add_test(NAME ops_${name}
-             COMMAND ${Python3_EXECUTABLE} -B ${CMAKE_CURRENT_SOURCE_DIR}/${script}
-                     ${FERRY_IT_ARGS} ${name})
-    set_tests_properties(ops_${name} PROPERTIES
-                         TIMEOUT ${timeout} SKIP_RETURN_CODE 77 LABELS integration)
-  endforeach()
+  ferry_it(ops ${script} ${timeout} ${ARGN})
 endfunction()
 
 ferry_ops(test_ops_reload.py 60

@@ -4,13 +4,7 @@
 # FERRY_IT_ARGS (--ferry, --upstream) they use. They need root (a network
 # namespace each, with a 100-port range) and skip (77) without it.
 function(ferry_ports timeout)
-  foreach(name ${ARGN})
-    add_test(NAME ports_${name}
-             COMMAND ${Python3_EXECUTABLE} -B ${CMAKE_CURRENT_SOURCE_DIR}/test_ports.py
-                     ${FERRY_IT_ARGS} ${name})
-    set_tests_properties(ports_${name} PROPERTIES
-                         TIMEOUT ${timeout} SKIP_RETURN_CODE 77 LABELS integration)
-  endforeach()
+  ferry_it(ports test_ports.py ${timeout} ${ARGN})
 endfunction()
 
 ferry_ports(90 one_source two_sources source_fallback)
