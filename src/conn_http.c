@@ -78,6 +78,7 @@ struct exchange {
     uint8_t stale_retries;
     bool holding;                     /* counted in w->held: waiting out `hold` */
     bool hold_wait;                   /* the timer will retry the checkout */
+    bool hold_full;                   /* would be held, but the worker's limit is reached */
     uint64_t hold_until;              /* loop ms; 0 = not held */
     int status;                       /* of the response, for the log */
     uint64_t bytes_out;               /* bytes sent to the client for this response */
@@ -703,7 +704,10 @@ static bool http_hold(struct conn *c, int err) {
         return false;
     uint64_t now = uv_now(&c->w->loop);
     if (!x->hold_until) {
-        if (c->w->held >= HTTP_HOLD_MAX) return false;
+        if (c->w->held >= HTTP_HOLD_MAX) {
+            x->hold_full = true;
+            return false;
+        }
         x->hold_until = x->t_up + u->hold_ms;
         x->holding = true;
         c->w->held++;
@@ -718,6 +722,10 @@ static bool http_hold(struct conn *c, int err) {
 static void http_checkout_failed(struct conn *c, int err) {
     if (http_hold(c, err)) return;
     http_unhold(c, false);
+    if (c->x->hold_full) { /* would wait, but too many already do */
+        http_fail_upstream(c, 503, "too many requests waiting for a server");
+        return;
+    }
     const char *cause;
     int code = http_status_for(err, &cause);
     http_fail_upstream(c, code, cause);

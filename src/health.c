@@ -184,11 +184,15 @@ static void health_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinf
     free(r);
 }
 
+bool health_resolve_due(uint64_t now, uint64_t last, uint64_t next, bool wanted) {
+    if (now >= next) return true;
+    return wanted && now >= last + HEALTH_RESOLVE_MIN_GAP_MS;
+}
+
 static void health_maybe_resolve(struct server_state *s, uint64_t now) {
     if (s->resolving || !health_is_name(&s->scfg->addr)) return;
-    bool wanted = atomic_load_explicit(&s->resolve_wanted, memory_order_relaxed) &&
-                  now >= s->last_resolve + HEALTH_RESOLVE_MIN_GAP_MS;
-    if (!wanted && now < s->next_resolve) return;
+    bool wanted = atomic_load_explicit(&s->resolve_wanted, memory_order_relaxed);
+    if (!health_resolve_due(now, s->last_resolve, s->next_resolve, wanted)) return;
     atomic_store(&s->resolve_wanted, false);
     struct health_resolve *r = xcalloc(1, sizeof(*r));
     r->s = s;

@@ -83,6 +83,12 @@ void health_mark_down(struct server_state *s, uint64_t until_ms);
 /* Worker: ask the main loop to re-resolve S now (names only). */
 void health_want_resolve(struct server_state *s);
 
+/* Whether a name is resolved again at NOW: its `resolve` interval ran out
+ * (NEXT), or a worker asked (WANTED, after a connect failure) and the last
+ * resolution (LAST) is at least a second old: a server refusing every
+ * connection must not turn into a stream of DNS queries. Pure; for tests. */
+bool health_resolve_due(uint64_t now, uint64_t last, uint64_t next, bool wanted);
+
 /* Monotonic milliseconds shared by all threads (uv_hrtime based). */
 uint64_t health_now_ms(void);
 

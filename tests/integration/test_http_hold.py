@@ -355,5 +355,41 @@ def test_hold_name_missing_at_start(h):
     assert changed >= 1, "ferry_upstream_resolves_total{result=changed} = %s" % changed
 
 
+def test_hold_limit(h):
+    """At most 1024 requests wait out `hold` per worker: with that many held,
+    the next GET gets 503 at once instead of joining them."""
+    import resource
+    import socket
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1200:
+        print("SKIP: the open-file limit (%d) is too low for 1025 connections" % hard)
+        raise SystemExit(77)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    f, port, a = one_app(h, {"hold": "4s"})
+    a.stop(5)
+    time.sleep(0.2)
+    raw = b"GET /held HTTP/1.1\r\nHost: app.example\r\n\r\n"
+    socks = []
+    try:
+        for i in range(1024):
+            s = harness.connect(f.addr, 5)
+            s.sendall(raw)
+            socks.append(s)
+        time.sleep(0.5)  # let ferry read them all: all held now
+        r, dt = timed(h, f, "/one-too-many")
+        check_error(r, 503, "too many requests waiting", "api", "app")
+        assert dt < 0.5, "the 1025th GET waited %.2fs (want 503 at once)" % dt
+        for s in socks[:8]:  # the held ones are still waiting
+            s.setblocking(False)
+            try:
+                got = s.recv(1)
+            except BlockingIOError:
+                got = None
+            assert got is None, "a held request was answered early: %r" % got
+    finally:
+        for s in socks:
+            s.close()
+
+
 if __name__ == "__main__":
     harness.main(globals())
