@@ -332,6 +332,16 @@ class Ferry(Proc):
     def cpu_seconds(self):
         return cpu_seconds(self.pid)
 
+    def assert_not_spinning(self, what, limit=0.3):
+        """Over one idle second the process uses less than LIMIT s of CPU
+        and is still alive (out of descriptors, say: no busy loop)."""
+        cpu0 = self.cpu_seconds()
+        time.sleep(1.0)
+        cpu = self.cpu_seconds() - cpu0
+        print("ferry CPU over 1 s %s: %.2fs" % (what, cpu))
+        assert cpu < limit, "ferry used %.2fs CPU in 1 s %s (spinning)" % (cpu, what)
+        assert self.alive(), "ferry died %s" % what
+
 
 # ---------------------------------------------------------------- harness
 
