@@ -87,6 +87,10 @@ def test_metrics_spec_names(h):
     harness.echo_check(s)
     s.close()
     assert get_once(("tcp", "127.0.0.1", f.lports["web"]), "/").status == 200
+    # a request is counted when its exchange ends, just after the client has
+    # the last byte of its response: wait for that rather than race it
+    wait_for(lambda: "ferry_requests_total" in {n for n, _ in scrape(f)}, 2,
+             "ferry_requests_total sampled after one request")
     s = scrape(f)
     names = {n for n, _ in s}
     families = {
