@@ -188,6 +188,11 @@ def test_sigusr1_reopens_access_log(h):
              "the first line in the access log")
     os.rename(path, path + ".1")
     get_once(f.addr, "/between")  # still written to the moved file
+    # the line is written when the exchange ends, just after the client has
+    # the last byte of the response: wait for it before reopening, or the
+    # reopen races the write and the line lands in the new file
+    wait_for(lambda: b"/between" in open(path + ".1", "rb").read(), 3,
+             "/between in the moved access log")
     f.signal(signal.SIGUSR1)
     wait_for(lambda: os.path.exists(path), 3, "a new access log file after SIGUSR1")
     get_once(f.addr, "/after")
