@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -54,6 +55,9 @@ static int listener_inet_socket(const struct sockaddr_storage *ss, socklen_t len
     if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
     if (ss->ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, dual ? &off : &on, sizeof(int));
+    /* Accepted sockets inherit it from the listener: one setsockopt here
+     * instead of one per connection. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     if (bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, (int)backlog) < 0) {
         int err = -errno;
         close(fd);

@@ -19,3 +19,6 @@ ferry_ops(test_ops_proxy.py 60
   in_v1 in_v2 in_malformed out_tcp_v1 out_tcp_v2 out_http_v1 out_http_v2 in_out_chain)
 ferry_ops(test_ops_explain.py 60
   explain_precedence explain_exit_codes)
+
+# TCP_NODELAY on ferry's client and upstream sockets, read from the process.
+ferry_it(sock test_sockopts.py 30 client_nodelay_http client_nodelay_tcp)
