@@ -24,6 +24,7 @@
  * `closing` before touching it again. */
 #include "ferry/conn.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,28 +74,35 @@ void conn_arm(struct conn *c, uint64_t ms, wheel_cb cb) {
 
 void conn_set_state(struct conn *c, enum conn_state next) {
     assert(c->state != CONN_CLOSED); /* closed is final */
-    log_debug("conn %p (%s): %s -> %s", (void *)c, c->peer, conn_state_names[c->state],
+    log_debug("conn %p (%s): %s -> %s", (void *)c, CONN_PEER(c), conn_state_names[c->state],
               conn_state_names[next]);
     c->state = next;
 }
 
 /* Sets peer text and ip_hash key from c->peer_addr. A v4 client on a
  * dual-stack socket counts as plain v4, in logs and for ip_hash alike. */
-static void conn_set_peer(struct conn *c) {
-    char ip[INET6_ADDRSTRLEN] = "?";
+const char *conn_peer(const struct conn *c, char *buf) {
     const struct sockaddr *ss = &c->peer_addr.sa;
     if (ss->sa_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        uv_ip6_name(a, ip, sizeof(ip));
-        bool mapped = IN6_IS_ADDR_V4MAPPED(&a->sin6_addr);
-        snprintf(c->peer, sizeof(c->peer), "%s", mapped && strchr(ip, '.') ? strrchr(ip, ':') + 1 : ip);
+        const void *bytes = &a->sin6_addr;
+        int family = AF_INET6;
+        if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) { /* logged as the v4 address it is */
+            bytes = a->sin6_addr.s6_addr + 12;
+            family = AF_INET;
+        }
+        if (inet_ntop(family, bytes, buf, CONN_PEER_TEXT)) return buf;
     } else if (ss->sa_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        uv_ip4_name(a, ip, sizeof(ip));
-        snprintf(c->peer, sizeof(c->peer), "%s", ip);
+        if (inet_ntop(AF_INET, &a->sin_addr, buf, CONN_PEER_TEXT)) return buf;
     } else {
-        snprintf(c->peer, sizeof(c->peer), "unix");
+        return "unix";
     }
+    return "?";
+}
+
+size_t conn_object_size(void) {
+    return sizeof(struct conn);
 }
 
 struct upstream_want conn_want(const struct conn *c, bool fresh) {
@@ -118,7 +126,6 @@ static void conn_set_peer_addr(struct conn *c, const struct sockaddr_storage *ss
         c->peer_addr.in6 = *(const struct sockaddr_in6 *)ss;
     else
         c->peer_addr.sa.sa_family = AF_UNSPEC;
-    conn_set_peer(c);
 }
 
 static void conn_format_peer(struct conn *c) {
@@ -132,14 +139,12 @@ static void conn_format_peer(struct conn *c) {
 
 static int conn_init_client(struct conn *c, uv_loop_t *loop) {
     if (c->lcfg->bind.kind == ADDR_UNIX) return uv_pipe_init(loop, &c->client.pipe, 0);
-    int err = uv_tcp_init(loop, &c->client.tcp);
-    if (err == 0) uv_tcp_nodelay(&c->client.tcp, 1);
-    return err;
+    return uv_tcp_init(loop, &c->client.tcp); /* TCP_NODELAY comes from the listener */
 }
 
 void conn_accept(struct listener *l) {
     struct worker *w = l->w;
-    struct conn *c = calloc(1, sizeof(*c));
+    struct conn *c = slab_alloc(&w->conn_slab);
     if (!c) {
         log_error("listener %s: out of memory accepting a connection", l->cfg->name);
         return; /* libuv keeps the pending socket and stops reading the listener */
@@ -159,7 +164,7 @@ void conn_accept(struct listener *l) {
         stat_sub(&c->lstats->u.listener.connections_active, 1);
         worker_conn_remove(w, &c->link);
         view_unref(c->view);
-        free(c);
+        slab_free(&w->conn_slab, c);
         return;
     }
     c->refs = 1; /* the client handle's close callback */
@@ -175,7 +180,7 @@ void conn_accept(struct listener *l) {
     bool over = open > cfg->global.max_connections;
     if (over)
         log_warn("listener %s: max_connections (%u) reached, refusing %s", c->lcfg->name,
-                 cfg->global.max_connections, c->peer);
+                 cfg->global.max_connections, CONN_PEER(c));
     if (c->lcfg->mode == MODE_HTTP) c->routes = c->view->gen->routes[c->lcfg - cfg->listeners];
     if (over) {
         if (c->lcfg->mode == MODE_HTTP)
@@ -205,7 +210,7 @@ static void conn_begin(struct conn *c) {
     int err = upstream_checkout(view_upstream(c->view, c->lcfg->upstream), &c->relay->checkout,
                                 conn_on_checkout, &want);
     if (err < 0) {
-        log_debug("listener %s: no upstream server for %s: %s", c->lcfg->name, c->peer,
+        log_debug("listener %s: no upstream server for %s: %s", c->lcfg->name, CONN_PEER(c),
                  err == UV_EAI_NONAME ? "no server available" : uv_strerror(err));
         conn_close(c, "no upstream server available");
     }
@@ -238,7 +243,7 @@ static void conn_proxy_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) 
     int r = proxy_header_parse(conn_block_data(c->in), c->in_len, &h);
     if (r == PROXY_NEED_MORE && c->in_len < PROXY_HEADER_MAX) return;
     if (r <= 0) {
-        log_warn("listener %s: malformed PROXY header from %s", c->lcfg->name, c->peer);
+        log_warn("listener %s: malformed PROXY header from %s", c->lcfg->name, CONN_PEER(c));
         conn_close(c, "malformed PROXY header");
         return;
     }
@@ -309,7 +314,7 @@ static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn 
     struct conn *c = container_of(co, struct relay, checkout)->c;
     if (!uc) {
         log_debug("listener %s: upstream %s failed for %s: %s", c->lcfg->name,
-                 c->lcfg->upstream->name, c->peer, uv_strerror(status));
+                 c->lcfg->upstream->name, CONN_PEER(c), uv_strerror(status));
         conn_close(c, "upstream connect failed");
         return;
     }
@@ -566,7 +571,7 @@ void conn_linger(struct conn *c, bool after_error) {
 static void conn_log_access(struct conn *c) {
     if (c->lcfg->mode != MODE_TCP || !c->relay) return;
     struct access_tcp_entry e = {
-        .client = c->peer,
+        .client = CONN_PEER(c),
         .listener = c->lcfg->name,
         .upstream = c->relay->upstream_text,
         .bytes_in = c->relay->to_up.bytes,
@@ -590,7 +595,7 @@ void conn_drop_upstream(struct conn *c) {
 
 void conn_close(struct conn *c, const char *why) {
     if (c->closing) return;
-    log_debug("conn %p (%s): close in state %s: %s (age %llums)", (void *)c, c->peer,
+    log_debug("conn %p (%s): close in state %s: %s (age %llums)", (void *)c, CONN_PEER(c),
               conn_state_names[c->state], why,
               (unsigned long long)(uv_now(&c->w->loop) - c->started));
     conn_log_access(c);
@@ -620,11 +625,12 @@ static void conn_release(struct conn *c) {
     struct worker *w = c->w;
     if (c->counted) atomic_fetch_sub(&w->rt->connections, 1);
     conn_http_free(c);
+    if (c->relay) memtrim_note(&w->freed, sizeof(*c->relay));
     free(c->relay); /* its pipes' writes have all called back by now */
     view_unref(c->view);
     stat_sub(&c->lstats->u.listener.connections_active, 1);
     worker_conn_remove(w, &c->link);
-    free(c);
+    slab_free(&w->conn_slab, c);
 }
 
 static void conn_on_handle_closed(uv_handle_t *h) {

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "ferry/config.h"
+#include "ferry/conn.h"
 #include "ferry/generation.h"
 #include "ferry/http.h"
 #include "ferry/log.h"
@@ -178,7 +179,7 @@ static void http_record(struct conn *c, struct exchange *x) {
     char proto[16];
     snprintf(proto, sizeof(proto), "HTTP/1.%u", (unsigned)x->log_minor);
     struct access_http_entry e = {
-        .client = c->peer,
+        .client = CONN_PEER(c),
         .method = x->log_method,
         .target = x->log_target,
         .proto = proto,
@@ -195,8 +196,12 @@ static void http_record(struct conn *c, struct exchange *x) {
     access_log_http(&e);
 }
 
+size_t conn_exchange_size(void) {
+    return sizeof(struct exchange);
+}
+
 static struct exchange *http_exchange_new(struct conn *c) {
-    struct exchange *x = calloc(1, sizeof(*x));
+    struct exchange *x = slab_alloc(&c->w->exchange_slab);
     if (!x) return NULL;
     http_msg_init(&x->req, true, false);
     x->t_start = uv_now(&c->w->loop);
@@ -219,7 +224,7 @@ static void http_exchange_end(struct conn *c, bool reusable) {
     }
     http_put(c, &x->up_head);
     http_put(c, &x->resp_buf);
-    free(x);
+    slab_free(&c->w->exchange_slab, x);
     c->x = NULL;
 }
 
@@ -347,7 +352,7 @@ static void http_send_error(struct conn *c, int status, const char *detail, bool
         c->x->bytes_out += n;
     }
     if (conn_write(c, true, block, conn_block_data(block), n, false) < 0)
-        log_debug("conn %s: could not send %d", c->peer, status);
+        log_debug("conn %s: could not send %d", CONN_PEER(c), status);
 }
 
 void conn_http_refuse(struct conn *c, int status, const char *detail) {
@@ -368,7 +373,7 @@ static void http_fail(struct conn *c, int status, const char *detail) {
         return;
     }
     if (status >= 500)
-        log_warn("%s %s: %d %s (rid %s)", c->lcfg->name, c->peer, status, detail,
+        log_warn("%s %s: %d %s (rid %s)", c->lcfg->name, CONN_PEER(c), status, detail,
                  x && x->rid[0] ? x->rid : "-");
     http_send_error(c, status, detail, true);
     if (x) {
@@ -557,7 +562,7 @@ static int http_build_up_head(struct conn *c, struct exchange *x) {
     if (!(x->up_head = http_block(c))) return -1;
     struct http_request_rewrite rw = {
         .route = x->route,
-        .client_addr = c->peer,
+        .client_addr = CONN_PEER(c),
         .proto = "http",
         .request_id = x->rid,
         .default_host = c->up->server->cfg->addr.text,
@@ -785,7 +790,7 @@ static bool http_retry_stale(struct conn *c, struct exchange *x) {
     c->up = NULL;
     x->resp_len = 0;
     x->connecting = true;
-    log_debug("conn %s: reused upstream connection closed before answering; retrying", c->peer);
+    log_debug("conn %s: reused upstream connection closed before answering; retrying", CONN_PEER(c));
     struct upstream_want want = conn_want(c, true);
     int err = upstream_checkout(x->upstream, &x->checkout, http_on_checkout, &want);
     if (err < 0 && c->x == x && x->connecting) {
@@ -1150,6 +1155,6 @@ void conn_http_free(struct conn *c) {
     struct exchange *x = c->x;
     if (!x) return;
     http_put(c, &x->up_head);
-    free(x);
+    slab_free(&c->w->exchange_slab, x);
     c->x = NULL;
 }

@@ -59,23 +59,24 @@ struct conn {
     struct relay *relay;               /* tcp mode, or http after a 101; NULL otherwise */
     struct exchange *x;                /* http: the request in flight, if any */
     char *in;                          /* http: unparsed client bytes (a pool block), or NULL */
-    uint32_t in_len;                   /* bytes in `in` */
     char *orphan;                      /* a block a queued write may still use (freed at release) */
     uint64_t client_progress;          /* uv_now() of the last sign the client reads */
+    uint64_t started;                  /* uv_now() at accept */
+    uint64_t requests;                 /* http requests served on this connection */
+    /* Small fields together: an idle connection's size is what a user with
+     * ten thousand of them pays for. */
+    uint32_t in_len;                   /* bytes in `in` */
     uint32_t client_unsent;            /* kernel send queue at the last stall check */
-    bool reset;                        /* close with RST (a response cut short) */
-    bool linger_needed;                /* read and drop input before closing (after an error) */
     uint32_t client_writes;            /* writes queued on the client */
     uint32_t up_writes;                /* writes queued on `up` */
-    enum conn_state state;             /* changed only by conn_set_state() */
     int refs;                          /* close callbacks still to come */
+    uint8_t state;                     /* enum conn_state; changed only by conn_set_state() */
+    bool reset;                        /* close with RST (a response cut short) */
+    bool linger_needed;                /* read and drop input before closing (after an error) */
     bool closing;                      /* conn_close() ran */
     bool counted;                      /* holds a slot of max_connections */
     bool client_reading;               /* uv_read_start is active on the client */
     bool client_eof;                   /* the client shut its write side */
-    uint64_t started;                  /* uv_now() at accept */
-    uint64_t requests;                 /* http requests served on this connection */
-    char peer[INET6_ADDRSTRLEN];       /* "ADDR" of the client, or "unix" */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
@@ -83,6 +84,14 @@ struct conn {
     } peer_addr;                       /* the client (from a PROXY header when there is one);
                                         * AF_UNSPEC for unix clients */
 };
+
+/* The client's address as text, "unix" for unix clients. Formatted when
+ * asked (logs, X-Forwarded-For), so that an idle connection does not carry
+ * it. BUF has CONN_PEER_TEXT bytes; CONN_PEER(c) gives one that lives to
+ * the end of the enclosing block. */
+#define CONN_PEER_TEXT INET6_ADDRSTRLEN
+const char *conn_peer(const struct conn *c, char *buf);
+#define CONN_PEER(c) conn_peer((c), (char[CONN_PEER_TEXT]){0})
 
 void conn_set_state(struct conn *c, enum conn_state next);
 /* When a client with bytes waiting counts as having stopped reading:

@@ -25,6 +25,7 @@
 #include "ferry/listener.h"
 #include "ferry/explain.h"
 #include "ferry/log.h"
+#include "ferry/memtrim.h"
 #include "ferry/ports.h"
 #include "ferry/worker.h"
 
@@ -43,6 +44,7 @@ struct app {
     struct runtime rt;
     struct generation *gen;       /* the current config (one reference held here) */
     struct admin *admin;          /* the admin endpoint, when configured */
+    struct memtrim *memtrim;      /* gives memory back after a burst */
     unsigned next_gen_id;
     const char *config_path;
     struct worker *workers;
@@ -260,7 +262,16 @@ static void on_worker_exited(uv_async_t *as) {
     ports_stop();
     admin_stop(a->admin);
     a->admin = NULL;
+    memtrim_stop(a->memtrim);
+    a->memtrim = NULL;
     uv_walk(&a->loop, close_main_handle, NULL);
+}
+
+static uint64_t workers_freed_bytes(void *arg) {
+    const struct app *a = arg;
+    uint64_t total = 0;
+    for (unsigned i = 0; i < a->nworkers; i++) total += worker_freed_bytes(&a->workers[i]);
+    return total;
 }
 
 /* Runs on the worker's thread as it ends. */
@@ -366,6 +377,7 @@ int main(int argc, char **argv) {
     app_signals(&a);
     if (start_workers(&a, fds) < 0) return 1;
     free(fds);
+    a.memtrim = memtrim_start(&a.loop, workers_freed_bytes, &a); /* NULL: never trims */
     if (cfg->global.has_admin) {
         struct admin_source src = {a.workers, a.nworkers, &a.gen, &a.rt};
         char msg[512];

@@ -30,8 +30,12 @@
 /* Enough free buffers to serve a burst without going back to malloc,
  * few enough (16 MiB) that an idle worker gives memory back. */
 #define WORKER_FREE_BUFFERS 256
+/* Kept through quiet times: enough for a few requests without malloc. */
+#define WORKER_KEEP_BUFFERS 16
+#define WORKER_DECAY_MS 1000
 
 static void worker_on_wakeup(uv_async_t *a);
+static void worker_on_decay(uv_timer_t *t);
 static void worker_maybe_exit(struct worker *w);
 static void worker_run(void *arg);
 
@@ -94,7 +98,14 @@ int worker_init(struct worker *w, unsigned id, struct runtime *rt, struct genera
     w->wakeup.data = w;
     list_init(&w->conns);
     buffer_pool_init(&w->pool, WORKER_FREE_BUFFERS);
+    atomic_init(&w->freed.bytes, 0);
+    slab_pool_init(&w->conn_slab, conn_object_size());
+    slab_pool_init(&w->exchange_slab, conn_exchange_size());
     wheel_init(&w->wheel, &w->loop);
+    uv_timer_init(&w->loop, &w->decay);
+    w->decay.data = w;
+    uv_timer_start(&w->decay, worker_on_decay, WORKER_DECAY_MS, WORKER_DECAY_MS);
+    uv_unref((uv_handle_t *)&w->decay);
     if (getrandom(&w->rid_seed, sizeof(w->rid_seed), 0) != sizeof(w->rid_seed))
         w->rid_seed = util_now_ms() ^ ((uint64_t)id << 48);
     w->wstats = stats_node(&w->stats, STATS_WORKER, NULL, NULL);
@@ -211,6 +222,7 @@ static void worker_maybe_exit(struct worker *w) {
     struct view *v = w->view;
     for (size_t i = 0; i < v->gen->cfg->nupstreams; i++) upstream_close_idle(v->upstreams[i]);
     wheel_close(&w->wheel);
+    uv_close((uv_handle_t *)&w->decay, NULL);
     uv_mutex_lock(&w->wakeup_lock);
     w->stopping = true;
     uv_close((uv_handle_t *)&w->wakeup, NULL);
@@ -236,6 +248,11 @@ static void worker_on_wakeup(uv_async_t *a) {
         conn_close_all(w, "shutdown timeout");
     }
     worker_maybe_exit(w);
+}
+
+static void worker_on_decay(uv_timer_t *t) {
+    struct worker *w = t->data;
+    buffer_pool_decay(&w->pool, WORKER_KEEP_BUFFERS);
 }
 
 void worker_conn_add(struct worker *w, struct list_node *link) {
@@ -274,6 +291,12 @@ void worker_join(struct worker *w) {
     }
     free(w->listeners);
     buffer_pool_destroy(&w->pool);
+    slab_pool_destroy(&w->conn_slab);
+    slab_pool_destroy(&w->exchange_slab);
     uv_mutex_destroy(&w->wakeup_lock);
     stats_free(&w->stats);
+}
+
+uint64_t worker_freed_bytes(const struct worker *w) {
+    return memtrim_read(&w->freed) + memtrim_read(&w->pool.freed);
 }

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 
+#include "ferry/memtrim.h"
 #include "ferry/util.h"
 
 /* Large enough that a bulk transfer costs few syscalls, small enough that
@@ -23,6 +24,8 @@ struct buffer_pool {
     size_t nfree;     /* entries in free_list */
     size_t max_free;  /* capacity of free_list */
     size_t in_use;    /* handed out and not yet returned */
+    size_t low_water; /* fewest free at once since the last decay */
+    struct memtrim_counter freed; /* bytes given back to malloc */
 };
 
 void buffer_pool_init(struct buffer_pool *pool, size_t max_free);
@@ -33,5 +36,9 @@ void buffer_pool_destroy(struct buffer_pool *pool);
 char *buffer_get(struct buffer_pool *pool) FERRY_MUSTCHECK;
 /* Returns BUF to the pool; NULL is ignored. */
 void buffer_put(struct buffer_pool *pool, char *buf);
+/* Frees the cached buffers that no one needed since the last call (the
+ * fewest that sat free at once), keeping at least KEEP. Called every second
+ * or so, it lets a burst's buffers go while steady load keeps its own. */
+void buffer_pool_decay(struct buffer_pool *pool, size_t keep);
 
 #endif

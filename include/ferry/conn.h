@@ -6,6 +6,12 @@
 struct listener;
 struct worker;
 
+#include <stddef.h>
+
+/* Sizes of a connection and of an HTTP exchange (the worker's slab pools). */
+size_t conn_object_size(void);
+size_t conn_exchange_size(void);
+
 /* Accepts one pending connection from L's handle and starts serving it. */
 void conn_accept(struct listener *l);
 

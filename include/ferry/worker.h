@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "ferry/buffer.h"
+#include "ferry/slab.h"
 #include "ferry/stats.h"
 #include "ferry/wheel.h"
 #include "ferry/util.h"
@@ -64,6 +65,10 @@ struct worker {
     struct generation *pending_gen;    /* reload hand-over (under wakeup_lock) */
     int *pending_fds;                  /* its new listeners' sockets, -1 = keep (under lock) */
     struct buffer_pool pool;           /* read buffers for every connection here */
+    struct slab_pool conn_slab;        /* every connection object here */
+    struct slab_pool exchange_slab;    /* every HTTP exchange here */
+    struct memtrim_counter freed;      /* relays freed (bytes) */
+    uv_timer_t decay;                  /* lets unused pool buffers go, every second */
     struct wheel wheel;                /* every connection's timeout */
     struct listener **listeners;       /* nlisteners entries; NULL where closed */
     size_t nlisteners;
@@ -93,6 +98,8 @@ void worker_force_stop(struct worker *w);
  * for GEN's listener i, or -1 when the worker already listens on that
  * address; the worker takes FDS (an array from malloc). */
 void worker_reload(struct worker *w, struct generation *gen, int *fds);
+/* Thread-safe: bytes the worker has given back to malloc so far. */
+uint64_t worker_freed_bytes(const struct worker *w);
 /* Waits for the thread and frees what the worker owns. */
 void worker_join(struct worker *w);
 

@@ -13,3 +13,6 @@ ferry_fault(test_faults.py 60
   client_reset_mid_body_http client_reset_mid_body_tcp
   trickle_upstream trickle_client trickle_client_progress_http trickle_client_progress_tcp
   fd_exhaustion_http many_connections)
+
+# Memory given back after a burst (slab, buffer decay, memtrim).
+ferry_it(mem test_memory.py 60 burst_memory_returns)
