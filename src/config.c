@@ -666,8 +666,8 @@ static void set_admin(struct loader *ld, void *obj, const char *key, const char 
         g->admin = a;
         return;
     }
-    if (err == 0) config_addr_free(&a);
     ld_key_error(ld, key, "expected off or HOST:PORT, got '%s'", v);
+    if (err == 0) config_addr_free(&a);
 }
 
 /* ---- [listener NAME] -------------------------------------------------- */
