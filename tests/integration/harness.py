@@ -16,11 +16,25 @@ between), it is started again on new ports. Readiness is read from
 /proc/net/{tcp,tcp6,unix}: a listening socket owned by the ferry process, so
 waiting makes no connection (which would show up in access logs and count
 against max_connections).
+
+Running ferry under a wrapper (valgrind, see scripts/valgrind):
+    FERRY_WRAPPER="valgrind --error-exitcode=99 --log-file=DIR/valgrind-%p.log ..."
+is split with shlex and put in front of every ferry command line the harness
+starts (start_ferry, run_ferry); a test that builds its own command line
+(h.ferry_bin) is not wrapped. The wrapper must exec ferry in the same process
+(valgrind does), so the PID, /proc readiness checks and signals reach ferry.
+FERRY_TIME_SCALE (a number, default 1) multiplies the harness's own waits for
+ferry: start-up, stop at test end, run_ferry; not the timeouts a test passes
+to its clients. An exit status of 99 (valgrind's --error-exitcode) under a
+wrapper fails the test at cleanup, with the valgrind log printed.
 """
 import argparse
+import glob
 import os
+import re
 import resource
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -33,6 +47,55 @@ import traceback
 
 SKIP = 77
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+# FERRY_WRAPPER: a command put in front of ferry (e.g. valgrind); see above.
+WRAPPER = shlex.split(os.environ.get("FERRY_WRAPPER", ""))
+# valgrind's --error-exitcode in scripts/valgrind: ferry itself exits 0, 1 or 2.
+WRAPPER_ERROR_EXIT = 99
+
+
+def wrapper_name():
+    """The wrapper's program name for messages ("valgrind" in "env X=1 valgrind ...")."""
+    for a in WRAPPER:
+        if not a.startswith("-") and "=" not in a and os.path.basename(a) != "env":
+            return os.path.basename(a)
+    return WRAPPER[0] if WRAPPER else ""
+
+
+def time_scale():
+    """FERRY_TIME_SCALE (>= 1; default 1): multiplies the harness's waits for
+    ferry starting and stopping, for a slow wrapper such as valgrind."""
+    try:
+        return max(1.0, float(os.environ.get("FERRY_TIME_SCALE", "1") or 1))
+    except ValueError:
+        return 1.0
+
+
+def scaled(seconds):
+    return seconds * time_scale()
+
+
+def wrapper_log_paths(pid):
+    """The wrapper's log files for process pid: from a --log-file=PATTERN
+    argument (valgrind's %p is the PID), else none (the log is on stderr)."""
+    paths = []
+    for a in WRAPPER:
+        if a.startswith("--log-file="):
+            pattern = a[len("--log-file="):].replace("%p", str(pid))
+            paths += sorted(glob.glob(re.sub(r"%q\{[^}]*\}", "*", pattern)))
+    return paths
+
+
+def wrapper_log(pid, limit=12000):
+    """The text of the wrapper's log for pid (its last LIMIT chars), or ""."""
+    out = []
+    for path in wrapper_log_paths(pid):
+        try:
+            with open(path, "rb") as f:
+                out.append("---- %s:\n%s" % (path, f.read().decode("utf-8", "replace")[-limit:]))
+        except OSError:
+            pass
+    return "\n".join(out)
 
 
 class Skip(Exception):
@@ -357,6 +420,7 @@ class Harness:
         self.threads = []
         self.ferries = []
         self.check_clean_exit = True  # on success, ferry must exit 0 on SIGTERM, sanitizer-clean
+        self.wrapper_failures = []  # run_ferry runs the wrapper (valgrind) found errors in
 
     # ---- files
 
@@ -441,9 +505,19 @@ class Harness:
 
     def run_ferry(self, args, timeout=10.0):
         """Runs ferry to completion: returns (rc, stdout, stderr)."""
-        p = subprocess.run([self.ferry_bin] + list(args), stdin=subprocess.DEVNULL,
-                           capture_output=True, timeout=timeout)
-        return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+        p = subprocess.Popen(WRAPPER + [self.ferry_bin] + list(args), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = p.communicate(timeout=scaled(timeout))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise
+        if WRAPPER and p.returncode == WRAPPER_ERROR_EXIT:
+            self.wrapper_failures.append("ferry (pid %d, %s) exited %d: the wrapper (%s) reported "
+                                         "errors\n%s" % (p.pid, " ".join(args), p.returncode,
+                                                          wrapper_name(), wrapper_log(p.pid)))
+        return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
     def start_ferry(self, make_config, args=(), nofile=None, wait=True, attempts=5, env=None):
         """make_config() -> (config_text, [listener addr tuples]); it is called
@@ -457,22 +531,23 @@ class Harness:
             if nofile is not None:
                 def pre(n=nofile):
                     resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
-            f = Ferry(self, "ferry-%d" % len(self.ferries), [self.ferry_bin, "-c", cfg] + list(args),
-                      cfg, text, addrs, pre, env)
+            f = Ferry(self, "ferry-%d" % len(self.ferries),
+                      WRAPPER + [self.ferry_bin, "-c", cfg] + list(args), cfg, text, addrs, pre, env)
             self.ferries.append(f)
             if not wait:
                 return f
-            deadline = time.monotonic() + 15
+            limit = scaled(15)
+            deadline = time.monotonic() + limit
             while True:
                 if all(is_listening(f.pid, a) for a in addrs):
                     return f
                 if not f.alive():
                     break
                 if time.monotonic() > deadline:
-                    raise AssertionError("ferry not listening on %s after 15s" %
-                                         ", ".join(fmt_addr(a) for a in addrs))
+                    raise AssertionError("ferry not listening on %s after %gs" %
+                                         (", ".join(fmt_addr(a) for a in addrs), limit))
                 time.sleep(0.02)
-            f.wait(5)
+            f.wait(scaled(5))
             err = f.stderr()
             last = "ferry exited with %s before listening; stderr:\n%s" % (f.popen.returncode, err)
             if "in use" not in err.lower():
@@ -481,8 +556,8 @@ class Harness:
 
     def ferry_stop_clean(self, f, timeout=10.0):
         """SIGTERM; asserts exit 0 within timeout and a sanitizer-clean stderr."""
-        rc = f.stop(timeout)
-        assert rc == 0, "ferry exit status after SIGTERM: %r (expected 0)" % rc
+        rc = f.stop(scaled(timeout))
+        assert rc == 0, "ferry exit status after SIGTERM: %r (expected 0)%s" % (rc, wrapper_note(rc))
         assert_sanitizer_clean(f)
 
     # ---- cleanup
@@ -497,17 +572,22 @@ class Harness:
         for f in self.ferries:
             if f.popen.poll() is None:
                 if ok and self.check_clean_exit:
-                    rc = f.stop(15)
+                    rc = f.stop(scaled(15))
                     if rc != 0:
                         problems.append("ferry (pid %d) exit status after SIGTERM at test end: %r "
-                                        "(expected 0)" % (f.pid, rc))
+                                        "(expected 0)%s" % (f.pid, rc, wrapper_note(rc)))
                 else:
                     f.kill()
+            elif WRAPPER and f.popen.returncode == WRAPPER_ERROR_EXIT:
+                # stopped by the test, which may not have looked at the status
+                problems.append("ferry (pid %d) exit status %d%s" % (f.pid, WRAPPER_ERROR_EXIT,
+                                                                     wrapper_note(WRAPPER_ERROR_EXIT)))
             if ok and self.check_clean_exit:
                 try:
                     assert_sanitizer_clean(f)
                 except AssertionError as e:
                     problems.append(str(e))
+        problems += self.wrapper_failures
         for p in self.procs:
             p.stop(5)
         if dump and (not ok or problems):
@@ -530,11 +610,23 @@ class Harness:
             print(f.stderr()[-6000:])
             print("---- ferry stdout (last 3000 chars):")
             print(f.stdout()[-3000:])
+            log = wrapper_log(f.pid)
+            if log:
+                print("---- wrapper log (%s):" % wrapper_name())
+                print(log)
         for p in self.procs:
             err = p.stderr()
             if err.strip():
                 print("---- %s stderr (last 2000 chars):" % p.name)
                 print(err[-2000:])
+
+
+def wrapper_note(rc):
+    """Why exit status rc may not be ferry's own: valgrind's error exit."""
+    if WRAPPER and rc == WRAPPER_ERROR_EXIT:
+        return " (%d: %s reported memory errors or leaks; its log is printed below)" % (
+            WRAPPER_ERROR_EXIT, wrapper_name())
+    return ""
 
 
 def assert_sanitizer_clean(f):
