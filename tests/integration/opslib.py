@@ -304,6 +304,24 @@ def proxy_v2(src, sport, dst, dport, tlvs=b""):
     return V2_SIG + bytes([0x21, fam]) + struct.pack("!H", len(body)) + body
 
 
+def proxy_header_len(data):
+    """The length of the PROXY header (v1 or v2) data starts with: 0 when it
+    starts with something else, None when it is the start of a header that
+    is not complete yet."""
+    v1 = b"PROXY "
+    if data[:len(v1)] == v1[:len(data)]:
+        if len(data) < len(v1):
+            return None
+        end = data.find(b"\r\n")
+        return None if end < 0 else end + 2
+    if data[:len(V2_SIG)] == V2_SIG[:len(data)]:
+        if len(data) < 16:
+            return None
+        n = 16 + struct.unpack("!H", data[14:16])[0]
+        return None if len(data) < n else n
+    return 0
+
+
 # ---------------------------------------------------------------- recording upstream
 
 
@@ -311,7 +329,10 @@ class Recorder:
     """A TCP server in the test that records every byte each connection sends.
     http=False: echoes what it gets. http=True: answers each request head
     with a small keep-alive 200 ({"server": name}) as soon as the head is
-    complete (requests without a body only)."""
+    complete (requests without a body only). A PROXY header (v1 or v2) at
+    the start of a connection is recorded but is no request: the v2
+    signature holds a CRLFCRLF, which would otherwise be answered as a head
+    before the request has even arrived."""
 
     def __init__(self, h, http=False, name="rec", delay=0.0):
         self.conns = []  # one bytearray per accepted connection, in accept order
@@ -326,6 +347,7 @@ class Recorder:
         with self.lock:
             self.conns.append(buf)
         pending = b""
+        started = False  # past a PROXY header, if the connection has one
         try:
             while True:
                 b = c.recv(65536)
@@ -337,6 +359,12 @@ class Recorder:
                     c.sendall(b)
                     continue
                 pending += b
+                if not started:
+                    n = proxy_header_len(pending)
+                    if n is None:
+                        continue  # the start of a PROXY header: wait for the rest
+                    pending = pending[n:]
+                    started = True
                 while b"\r\n\r\n" in pending:
                     _, _, pending = pending.partition(b"\r\n\r\n")
                     if self.delay:
