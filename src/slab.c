@@ -32,6 +32,7 @@ void slab_pool_init(struct slab_pool *pool, size_t obj_size) {
     pool->per_slab = (unsigned)((SLAB_SIZE - SLAB_HEADER) / pool->obj_size);
     assert(pool->per_slab > 0);
     list_init(&pool->partial);
+    list_init(&pool->empty);
 }
 
 #ifndef SLAB_USE_MALLOC
@@ -67,14 +68,15 @@ void *slab_alloc(struct slab_pool *pool) {
     if (!list_empty(&pool->partial)) {
         s = container_of(pool->partial.next, struct slab, link);
     } else {
-        if (pool->spare) {
-            s = pool->spare;
-            pool->spare = NULL;
+        if (!list_empty(&pool->empty)) {
+            s = container_of(pool->empty.next, struct slab, link);
+            list_remove(&s->link);
+            if (--pool->nempty < pool->empty_low) pool->empty_low = pool->nempty;
         } else {
             if (!(s = slab_map())) return NULL;
             pool->nslabs++;
-            *s = (struct slab){0};
         }
+        *s = (struct slab){0};
         list_push_front(&pool->partial, &s->link);
     }
     void *obj;
@@ -103,25 +105,39 @@ void slab_free(struct slab_pool *pool, void *obj) {
     *(void **)obj = s->free;
     s->free = obj;
     if (s->used > 0) return;
-    list_remove(&s->link);
-    if (pool->spare) {
-        slab_unmap(pool, s);
-    } else { /* kept, so that one object coming and going costs no syscall */
-        *s = (struct slab){0};
-        pool->spare = s;
-    }
+    list_remove(&s->link); /* kept: slab_pool_decay() unmaps it if it stays unused */
+    list_push_front(&pool->empty, &s->link);
+    pool->nempty++;
 #endif
+}
+
+#ifndef SLAB_USE_MALLOC
+static void slab_unmap_list(struct slab_pool *pool, struct list_node *list, size_t n) {
+    while (n-- > 0 && !list_empty(list)) {
+        struct slab *s = container_of(list->prev, struct slab, link); /* the oldest */
+        list_remove(&s->link);
+        slab_unmap(pool, s);
+    }
+}
+#endif
+
+void slab_pool_decay(struct slab_pool *pool, size_t keep) {
+#ifndef SLAB_USE_MALLOC
+    size_t spare = pool->nempty > keep ? pool->nempty - keep : 0;
+    size_t n = pool->empty_low < spare ? pool->empty_low : spare;
+    slab_unmap_list(pool, &pool->empty, n);
+    pool->nempty -= n;
+#else
+    (void)keep;
+#endif
+    pool->empty_low = pool->nempty;
 }
 
 void slab_pool_destroy(struct slab_pool *pool) {
     assert(pool->in_use == 0);
 #ifndef SLAB_USE_MALLOC
-    if (pool->spare) slab_unmap(pool, pool->spare);
-    pool->spare = NULL;
-    while (!list_empty(&pool->partial)) {
-        struct slab *s = container_of(pool->partial.next, struct slab, link);
-        list_remove(&s->link);
-        slab_unmap(pool, s);
-    }
+    slab_unmap_list(pool, &pool->empty, SIZE_MAX);
+    slab_unmap_list(pool, &pool->partial, SIZE_MAX);
+    pool->nempty = 0;
 #endif
 }

@@ -253,6 +253,8 @@ static void worker_on_wakeup(uv_async_t *a) {
 static void worker_on_decay(uv_timer_t *t) {
     struct worker *w = t->data;
     buffer_pool_decay(&w->pool, WORKER_KEEP_BUFFERS);
+    slab_pool_decay(&w->conn_slab, 1);
+    slab_pool_decay(&w->exchange_slab, 1);
 }
 
 void worker_conn_add(struct worker *w, struct list_node *link) {

@@ -68,7 +68,7 @@ struct worker {
     struct slab_pool conn_slab;        /* every connection object here */
     struct slab_pool exchange_slab;    /* every HTTP exchange here */
     struct memtrim_counter freed;      /* relays freed (bytes) */
-    uv_timer_t decay;                  /* lets unused pool buffers go, every second */
+    uv_timer_t decay;                  /* lets unused buffers and slabs go, every second */
     struct wheel wheel;                /* every connection's timeout */
     struct listener **listeners;       /* nlisteners entries; NULL where closed */
     size_t nlisteners;

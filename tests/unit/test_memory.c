@@ -1,5 +1,5 @@
 /* Unit tests for the memory modules: slab.c (objects zeroed, packed,
- * reused; an emptied slab is unmapped but one is kept), buffer.c's decay
+ * reused; empty slabs kept until a decay finds them unneeded), buffer.c's decay
  * (only buffers nobody needed since the last decay go), and memtrim.c's
  * policy (trim once a burst is over, never under steady freeing). */
 #include <setjmp.h>
@@ -46,7 +46,7 @@ static void test_slab_objects_zeroed_and_distinct(void **state) {
     free(objs);
 }
 
-static void test_slab_gives_back_empty_slabs(void **state) {
+static void test_slab_gives_back_unused_empty_slabs(void **state) {
     (void)state;
 #if defined(__SANITIZE_ADDRESS__)
     skip(); /* objects are plain callocs under ASan: no slabs to count */
@@ -57,24 +57,36 @@ static void test_slab_gives_back_empty_slabs(void **state) {
     void **objs = calloc(n, sizeof(*objs));
     for (unsigned i = 0; i < n; i++) objs[i] = slab_alloc(&p);
     assert_int_equal(p.nslabs, 4);
-    /* Emptying three slabs: one is kept as the spare, two are unmapped. */
-    for (unsigned i = p.per_slab; i < n; i++) slab_free(&p, objs[i]);
-    assert_int_equal(p.nslabs, 2);
-    assert_non_null(p.spare);
-    /* The spare serves the next slab's worth without a new mapping. */
-    for (unsigned i = p.per_slab; i < 2 * p.per_slab; i++) objs[i] = slab_alloc(&p);
-    assert_int_equal(p.nslabs, 2);
-    assert_null(p.spare);
-    /* One object coming and going at a slab boundary keeps the spare:
-     * no mapping churn. */
+    /* Objects coming and going across a slab boundary, as under steady
+     * load: nothing is mapped or unmapped. */
     for (int k = 0; k < 100; k++) {
         void *o = slab_alloc(&p);
-        assert_int_equal(p.nslabs, 3);
+        assert_int_equal(p.nslabs, 5);
         slab_free(&p, o);
-        assert_int_equal(p.nslabs, 3);
+        assert_int_equal(p.nslabs, 5);
     }
+    /* Three slabs empty out: kept until a decay finds them unneeded. */
+    for (unsigned i = p.per_slab; i < n; i++) slab_free(&p, objs[i]);
+    assert_int_equal(p.nempty, 4);
+    assert_int_equal(p.nslabs, 5);
+    slab_pool_decay(&p, 1); /* they were in use during this period */
+    assert_int_equal(p.nslabs, 5);
+    /* One slab's worth is needed again: served from the empty ones. */
+    for (unsigned i = p.per_slab; i < 2 * p.per_slab; i++) objs[i] = slab_alloc(&p);
+    assert_int_equal(p.nslabs, 5);
+    assert_int_equal(p.nempty, 3);
+    /* A period in which two of the three stayed unused: they go, one is
+     * kept (KEEP), and so is the one in use. */
+    slab_pool_decay(&p, 1);
+    assert_int_equal(p.nempty, 1);
+    assert_int_equal(p.nslabs, 3);
+    slab_pool_decay(&p, 1);
+    assert_int_equal(p.nslabs, 3);
     for (unsigned i = 0; i < 2 * p.per_slab; i++) slab_free(&p, objs[i]);
-    assert_int_equal(p.nslabs, 1); /* just the spare */
+    assert_int_equal(p.nempty, 3);
+    slab_pool_decay(&p, 1); /* used in this period: kept */
+    slab_pool_decay(&p, 1);
+    assert_int_equal(p.nslabs, 1);
     slab_pool_destroy(&p);
     assert_int_equal(p.nslabs, 0);
     free(objs);
@@ -145,7 +157,7 @@ static void test_memtrim_after_burst_only(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slab_objects_zeroed_and_distinct),
-        cmocka_unit_test(test_slab_gives_back_empty_slabs),
+        cmocka_unit_test(test_slab_gives_back_unused_empty_slabs),
         cmocka_unit_test(test_buffer_decay_frees_only_unneeded),
         cmocka_unit_test(test_memtrim_after_burst_only),
     };
