@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(FERRY_SLAB_MALLOC) || defined(__SANITIZE_ADDRESS__)
 #define SLAB_USE_MALLOC 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -25,6 +25,14 @@ struct slab {
 };
 
 #define SLAB_HEADER ((sizeof(struct slab) + 15) & ~(size_t)15)
+
+bool slab_uses_malloc(void) {
+#ifdef SLAB_USE_MALLOC
+    return true;
+#else
+    return false;
+#endif
+}
 
 void slab_pool_init(struct slab_pool *pool, size_t obj_size) {
     *pool = (struct slab_pool){.obj_size = (obj_size + 15) & ~(size_t)15};

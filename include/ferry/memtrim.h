@@ -9,7 +9,9 @@
  * malloc_trim(0) once a burst has ended (much freed since the last trim,
  * little in the last period). Steady load frees all the time and never
  * triggers it: a trim then would only hand back pages about to be reused.
- * Trimming runs on the main thread, off every request path.
+ * Trimming runs on the main thread, off the request path; a worker that
+ * allocates meanwhile waits for the arena lock, at most once per burst
+ * (the debug log gives each trim's duration).
  *
  * memtrim_due() is the policy, pure, for unit tests; memtrim_start() runs
  * it on a loop. */

@@ -11,11 +11,13 @@
  * objects come and go across slab boundaries all the time, maps nothing.
  * A pool belongs to one loop thread.
  *
- * Under AddressSanitizer every object is a calloc() of its own, so that
- * use-after-free is still caught. */
+ * Under AddressSanitizer, or built with FERRY_SLAB_MALLOC (valgrind runs),
+ * every object is a calloc() of its own, so that use-after-free is still
+ * caught. */
 #ifndef FERRY_SLAB_H
 #define FERRY_SLAB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "ferry/util.h"
@@ -34,6 +36,9 @@ struct slab_pool {
     size_t nslabs;            /* slabs mapped, empty ones included */
     size_t in_use;            /* objects handed out */
 };
+
+/* True when objects are plain callocs (see above): no slabs to count. */
+bool slab_uses_malloc(void);
 
 void slab_pool_init(struct slab_pool *pool, size_t obj_size);
 /* Unmaps every slab. Every object must have been freed. */
