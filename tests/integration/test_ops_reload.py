@@ -145,7 +145,10 @@ def test_reload_inflight(h):
     c = HttpClient(h.connect(f.addr))
     t0 = time.monotonic()
     c.send(harness.build_request("GET", "/delay/5000", [("Host", "slow.test")]))
-    time.sleep(0.5)
+    # the request must be on its way to a (old config) before the reload
+    opslib.wait_for(lambda: opslib.metric_sum(scrape(f), "ferry_upstream_requests_total",
+                                              upstream="a") >= 1,
+                    harness.scaled(5), "the delayed request sent to upstream a")
     reload(f, f.make(listeners=[("web", {"upstream": "b"})]))
     r = get_once(f.addr, "/new")
     assert r.status == 200 and server_of(r) == "b", "new request after reload: %r" % r
