@@ -281,6 +281,33 @@ def counts(names):
     return out
 
 
+def wait_upstream_requests(addr, n, timeout, what):
+    """Waits until the ferry-upstream at addr has received at least n
+    requests (whole request heads: it counts a request before it starts a
+    /delay), by its own count (GET /stats, asked directly, not through
+    ferry). Each /stats request counts too: this one and the earlier polls
+    are taken off. Returns the seconds it took or fails."""
+    polls = [0]
+    seen = [None]
+
+    def pred():
+        s = harness.connect(addr, 5.0)
+        try:
+            r = HttpClient(s).request("GET", "/stats", [("Host", "stats"),
+                                                        ("Connection", "close")], timeout=5.0)
+        finally:
+            s.close()
+        assert r.status == 200, "upstream /stats: %r" % r
+        polls[0] += 1
+        seen[0] = r.json()["requests"] - polls[0]
+        return seen[0] >= n
+
+    try:
+        return wait_for(pred, timeout, what)
+    except AssertionError as e:
+        raise AssertionError("%s (the upstream has seen %s request(s), want %d)" % (e, seen[0], n))
+
+
 def upstream_proc(h, listen="127.0.0.1:0", name="up"):
     """ferry-upstream in HTTP mode; returns (addr, Proc) so a test can stop it."""
     addr = harness.http_upstream(h, name) if listen == "127.0.0.1:0" else h.upstream(listen, name, None)

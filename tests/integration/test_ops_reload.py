@@ -218,7 +218,9 @@ def test_graceful_stop_workers(h):
         c = HttpClient(h.connect(f.addr))
         c.send(harness.build_request("GET", "/delay/1500?i=%d" % i, [("Host", "g.test")]))
         clients.append(c)
-    time.sleep(0.4)
+    # every request in flight (accepted, read, and at the upstream, which
+    # delays its answer 1.5s from there) before the stop
+    opslib.wait_upstream_requests(up, 8, harness.scaled(5), "the 8 /delay requests at the upstream")
     t0 = time.monotonic()
     f.signal(signal.SIGTERM)
 
