@@ -10,6 +10,7 @@ import socket
 import time
 
 import harness
+import opslib
 from harness import (HttpClient, build_request, chunk_encode, get, http_client, http_upstream,
                      simple_http)
 
@@ -411,7 +412,9 @@ def test_graceful_stop(h):
     r = c.request("GET", "/first", [("Host", "g.example")])
     assert r.status == 200
     c.send(build_request("GET", "/delay/1000", [("Host", "g.example")]))
-    time.sleep(0.3)
+    # in flight before the stop: read by ferry and at the upstream (/first
+    # was its request 1)
+    opslib.wait_upstream_requests(up, 2, harness.scaled(5), "/delay/1000 at the upstream")
     t0 = time.monotonic()
     f.signal(signal.SIGTERM)
     r = c.read_response(timeout=5)
