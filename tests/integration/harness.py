@@ -481,12 +481,22 @@ class Harness:
 
     def thread_server(self, handler, host="127.0.0.1"):
         """A listening socket in this process; handler(conn) runs in a thread per
-        connection. Returns its address tuple."""
+        connection. An OSError out of handler ends that connection quietly (the
+        peer, ferry, may reset it: that is what many tests are about), and conn
+        is closed when handler returns. Returns the address tuple."""
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         ls = socket.socket(fam, socket.SOCK_STREAM)
         ls.bind((host, 0))
         ls.listen(128)
         self.sockets.append(ls)
+
+        def serve(c):
+            try:
+                handler(c)
+            except OSError:
+                pass
+            finally:
+                c.close()
 
         def loop():
             while True:
@@ -495,7 +505,7 @@ class Harness:
                 except OSError:
                     return
                 self.sockets.append(c)
-                threading.Thread(target=handler, args=(c,), daemon=True).start()
+                threading.Thread(target=serve, args=(c,), daemon=True).start()
 
         t = threading.Thread(target=loop, daemon=True)
         t.start()

@@ -231,21 +231,16 @@ def _reset_upstream(h):
     """An upstream that answers /ok with a small 200 and anything else with a
     head announcing 1,000,000 bytes, 10 KB of them, then a RST."""
     def handler(conn):
-        try:
-            head = read_head(conn)
-            if head is None:
-                conn.close()
-                return
-            if head.startswith(b"GET /ok") or head.startswith(b"GET /warm"):
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-                conn.close()
-                return
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                         b"Content-Length: 1000000\r\n\r\n" + b"r" * 10000)
-            time.sleep(0.1)
-            rst_close(conn)
-        except OSError:
-            conn.close()
+        head = read_head(conn)
+        if head is None:
+            return
+        if head.startswith(b"GET /ok") or head.startswith(b"GET /warm"):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            return
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                     b"Content-Length: 1000000\r\n\r\n" + b"r" * 10000)
+        time.sleep(0.1)
+        rst_close(conn)
     return h.thread_server(handler)
 
 
@@ -352,26 +347,21 @@ def test_trickle_upstream(h):
     whole response); one that sends a head and 1000 bytes and then goes
     silent gets its client's connection reset about 2 s later."""
     def handler(conn):
-        try:
-            head = read_head(conn)
-            if head is None:
-                return
-            if head.startswith(b"GET /trickle"):
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
-                for ch in b"abcdef":
-                    time.sleep(1.0)
-                    conn.sendall(bytes([ch]))
+        head = read_head(conn)
+        if head is None:
+            return
+        if head.startswith(b"GET /trickle"):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
+            for ch in b"abcdef":
                 time.sleep(1.0)
-            elif head.startswith(b"GET /silent"):
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"s" * 1000)
-                time.sleep(6.0)
-            else:
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                time.sleep(0.5)
-        except OSError:
-            pass
-        finally:
-            conn.close()
+                conn.sendall(bytes([ch]))
+            time.sleep(1.0)
+        elif head.startswith(b"GET /silent"):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"s" * 1000)
+            time.sleep(6.0)
+        else:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            time.sleep(0.5)
 
     up = h.thread_server(handler)
     f = harness.simple_http(h, [up], upstream_opts={"read_timeout": "2s", "keepalive": "0"},

@@ -114,16 +114,11 @@ def test_sigint(h):
 def _fixed_reply_server(h, reply_len):
     """Upstream that reads until EOF, then sends reply_len bytes and closes."""
     def handler(conn):
-        try:
-            conn.settimeout(10)
-            while conn.recv(65536):
-                pass
-            conn.sendall(b"r" * reply_len)
-            conn.shutdown(socket.SHUT_WR)
-        except OSError:
+        conn.settimeout(10)
+        while conn.recv(65536):
             pass
-        finally:
-            conn.close()
+        conn.sendall(b"r" * reply_len)
+        conn.shutdown(socket.SHUT_WR)
     return h.thread_server(handler)
 
 
