@@ -272,6 +272,18 @@ def wait_sample(ns, ok, what, timeout=8.0):
         time.sleep(0.5)
 
 
+def wait_ports(ns, in_use_want, available_want, what):
+    """Waits for a port sample with ferry_ephemeral_ports_in_use{source} as in
+    IN_USE_WANT ({source: count}) and _available == AVAILABLE_WANT; prints it."""
+    def ok(t):
+        return available(t) == available_want and \
+            all(in_use(t, s) == n for s, n in in_use_want.items())
+    text = wait_sample(ns, ok, "%s: in_use %r, available %d" % (what, in_use_want, available_want))
+    print("%s: in_use %r, available %r" % (what, {s: in_use(text, s) for s in in_use_want},
+                                           available(text)))
+    return text
+
+
 def in_use(text, source):
     return metric(text, "ferry_ephemeral_ports_in_use", {"source": source})
 
@@ -304,9 +316,7 @@ def test_one_source(h):
             "want the 100 TIME_WAIT entries on ferry's side (127.0.0.2:* -> :%d), none on the " \
             "upstream's: %r" % (UP_PORT, tw)
 
-        text = wait_sample(ns, lambda t: in_use(t, "127.0.0.2") == 100 and available(t) == 0,
-                           "ferry_ephemeral_ports_in_use{source=127.0.0.2} 100 and available 0")
-        print("sample: in_use{127.0.0.2} %r, available %r" % (in_use(text, "127.0.0.2"), available(text)))
+        wait_ports(ns, {"127.0.0.2": 100}, 0, "sample")
         deadline = time.monotonic() + 3
         while "ephemeral ports: only 0 of 100 left" not in f.stderr():
             assert time.monotonic() < deadline, "no low-ports warning in the error log:\n" + f.stderr()[-3000:]
@@ -327,10 +337,7 @@ def test_one_source(h):
         n2 = addrnotavail(ns.metrics())
         assert n2 == n, "addrnotavail grew after recovery: %r -> %r" % (n, n2)
         if killed:
-            text = wait_sample(ns, lambda t: in_use(t, "127.0.0.2") == 20 and available(t) == 80,
-                               "the sample after recovery: in_use 20, available 80")
-            print("after recovery: in_use{127.0.0.2} %r, available %r" %
-                  (in_use(text, "127.0.0.2"), available(text)))
+            wait_ports(ns, {"127.0.0.2": 20}, 80, "sample after recovery")
         h.ferry_stop_clean(f)
     finally:
         ns.teardown()
@@ -349,10 +356,7 @@ def test_two_sources(h):
         print("TIME_WAIT by side: %r" % tw)
         assert tw["ferry"] == {"127.0.0.2": 75, "127.0.0.3": 75} and tw["upstream"] == 0, \
             "want 75 TIME_WAIT entries per source address on ferry's side: %r" % tw
-        text = wait_sample(ns, lambda t: in_use(t, "127.0.0.2") == 75 and in_use(t, "127.0.0.3") == 75
-                           and available(t) == 50, "in_use 75 per source, available 50")
-        print("sample: in_use %r / %r, available %r" %
-              (in_use(text, "127.0.0.2"), in_use(text, "127.0.0.3"), available(text)))
+        wait_ports(ns, {"127.0.0.2": 75, "127.0.0.3": 75}, 50, "sample")
         assert "ephemeral ports: only" not in f.stderr(), "warned with 25% of the ports left"
         h.ferry_stop_clean(f)
     finally:
