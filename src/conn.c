@@ -79,8 +79,8 @@ void conn_set_state(struct conn *c, enum conn_state next) {
     c->state = next;
 }
 
-/* Sets peer text and ip_hash key from c->peer_addr. A v4 client on a
- * dual-stack socket counts as plain v4, in logs and for ip_hash alike. */
+/* A v4 client on a dual-stack socket counts as plain v4, in logs and
+ * X-Forwarded-For here as for ip_hash in conn_want(). */
 const char *conn_peer(const struct conn *c, char *buf) {
     const struct sockaddr *ss = &c->peer_addr.sa;
     if (ss->sa_family == AF_INET6) {
