@@ -137,25 +137,18 @@ static int http_on_message_complete(llhttp_t *p) {
     return HPE_PAUSED;
 }
 
-static const llhttp_settings_t *http_settings(void) {
-    static llhttp_settings_t s;
-    static bool ready; /* set up once; identical for every thread */
-    if (!ready) {
-        llhttp_settings_t t;
-        llhttp_settings_init(&t);
-        t.on_method = http_on_method;
-        t.on_url = http_on_url;
-        t.on_status = http_on_status;
-        t.on_header_field = http_on_header_field;
-        t.on_header_value = http_on_header_value;
-        t.on_headers_complete = http_on_headers_complete;
-        t.on_body = http_on_body;
-        t.on_message_complete = http_on_message_complete;
-        s = t;
-        ready = true;
-    }
-    return &s;
-}
+/* Constant and shared by every worker thread: built at compile time, so no
+ * thread ever initialises it while another reads it. */
+static const llhttp_settings_t http_settings = {
+    .on_method = http_on_method,
+    .on_url = http_on_url,
+    .on_status = http_on_status,
+    .on_header_field = http_on_header_field,
+    .on_header_value = http_on_header_value,
+    .on_headers_complete = http_on_headers_complete,
+    .on_body = http_on_body,
+    .on_message_complete = http_on_message_complete,
+};
 
 void http_msg_init(struct http_msg *m, bool is_request, bool head_request) {
     memset(m, 0, offsetof(struct http_msg, fields));
@@ -176,7 +169,7 @@ void http_msg_init(struct http_msg *m, bool is_request, bool head_request) {
     m->compact = false;
     m->compact_to = NULL;
     m->compact_len = 0;
-    llhttp_init(&m->parser, is_request ? HTTP_REQUEST : HTTP_RESPONSE, http_settings());
+    llhttp_init(&m->parser, is_request ? HTTP_REQUEST : HTTP_RESPONSE, &http_settings);
     m->parser.data = m;
     m->head_request = head_request;
     m->chunk_state = 0;
