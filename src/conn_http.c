@@ -345,8 +345,18 @@ static void http_send_error(struct conn *c, int status, const char *detail, bool
     } else {
         http_request_id(fresh, c->w->rid_seed ^ ((uint64_t)c->w->id << 56), ++c->w->rid_counter);
     }
-    size_t n = http_build_error(conn_block_data(block), CONN_BLOCK_DATA_SIZE, status, detail, rid,
-                                close);
+    char date[HTTP_DATE_LEN];
+    uv_timeval64_t now;
+    http_date(date, uv_gettimeofday(&now) == 0 ? now.tv_sec : 0);
+    struct http_error e = {
+        .status = status,
+        .detail = detail,
+        .request_id = rid,
+        .date = date,
+        .close = close,
+        .head = c->x && http_msg_is_head(&c->x->req),
+    };
+    size_t n = http_build_error(conn_block_data(block), CONN_BLOCK_DATA_SIZE, &e);
     if (c->x) {
         c->x->status = status;
         c->x->bytes_out += n;

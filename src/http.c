@@ -893,24 +893,53 @@ const char *http_reason(int status) {
     }
 }
 
-size_t http_build_error(char *out, size_t cap, int status, const char *detail,
-                        const char *request_id, bool close) {
+size_t http_build_error(char *out, size_t cap, const struct http_error *e) {
     char body[512];
-    int blen = snprintf(body, sizeof(body), "%d %s: %s\n", status, http_reason(status),
-                        detail ? detail : http_reason(status));
+    const char *reason = http_reason(e->status);
+    int blen = snprintf(body, sizeof(body), "%d %s: %s\n", e->status, reason,
+                        e->detail ? e->detail : reason);
     if (blen < 0) blen = 0;
     if ((size_t)blen >= sizeof(body)) {
         blen = (int)sizeof(body) - 1;
         body[blen - 1] = '\n';
     }
+    const char *rid = e->request_id, *date = e->date;
+    /* To HEAD: the headers GET would get, Content-Length included (RFC 9110
+     * 9.3.2), and not one byte more, or the client reads it as the start
+     * of the next response. */
     int n = snprintf(out, cap,
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                     "HTTP/1.1 %d %s\r\n%s%s%sContent-Type: text/plain\r\nContent-Length: %d\r\n"
                      "%s%s%s%s\r\n%.*s",
-                     status, http_reason(status), blen, request_id ? "X-Request-Id: " : "",
-                     request_id ? request_id : "", request_id ? "\r\n" : "",
-                     close ? "Connection: close\r\n" : "", blen, body);
+                     e->status, reason, date ? "Date: " : "", date ? date : "", date ? "\r\n" : "",
+                     blen, rid ? "X-Request-Id: " : "", rid ? rid : "", rid ? "\r\n" : "",
+                     e->close ? "Connection: close\r\n" : "", e->head ? 0 : blen, body);
     if (n < 0) return 0;
     return (size_t)n < cap ? (size_t)n : 0;
+}
+
+void http_date(char *out, int64_t t) {
+    static const char days[7][4] = {"Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    if (t < 0) t = 0;
+    int64_t day = t / 86400, sec = t % 86400;
+    /* Civil date from days since 1970-01-01 (Howard Hinnant's algorithm):
+     * no gmtime_r, no locale, no time zone file. */
+    int64_t z = day + 719468, era = z / 146097, doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+    int64_t mday = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
+    int64_t year = yoe + era * 400 + (month <= 2);
+    snprintf(out, HTTP_DATE_LEN, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[day % 7],
+             (int)mday, months[month - 1], (int)(year % 10000), (int)(sec / 3600),
+             (int)(sec / 60 % 60), (int)(sec % 60));
+}
+
+bool http_msg_is_head(const struct http_msg *m) {
+    if (m->head_done) return m->method == HTTP_HEAD;
+    /* Mid-head: the method is known once the target has begun. */
+    return m->target.len > 0 && m->method_text.len == 4 &&
+           memcmp(m->base + m->method_text.off, "HEAD", 4) == 0;
 }
 
 bool http_method_idempotent(uint8_t method) {

@@ -179,11 +179,29 @@ struct http_response_rewrite {
 size_t http_build_response(char *out, size_t cap, const struct http_msg *resp,
                            const struct http_response_rewrite *rw) FERRY_MUSTCHECK;
 
-/* One of ferry's own responses: "HTTP/1.1 STATUS Reason", text/plain body
- * "STATUS Reason: DETAIL\n", X-Request-Id, and Connection: close when
- * CLOSE. Returns the length (truncating DETAIL if it must). */
-size_t http_build_error(char *out, size_t cap, int status, const char *detail,
-                        const char *request_id, bool close);
+/* One of ferry's own responses. */
+struct http_error {
+    int status;
+    const char *detail;     /* the cause, for the body; NULL: the reason phrase */
+    const char *request_id; /* X-Request-Id; may be NULL */
+    const char *date;       /* Date (http_date()); may be NULL */
+    bool close;             /* Connection: close */
+    bool head;              /* the request was HEAD: the same headers, no body */
+};
+
+/* Writes "HTTP/1.1 STATUS Reason" with a text/plain body "STATUS Reason:
+ * DETAIL\n" into OUT. Returns the length (truncating DETAIL if it must), or 0
+ * when even that does not fit in CAP. */
+size_t http_build_error(char *out, size_t cap, const struct http_error *e);
+
+/* An IMF-fixdate (RFC 9110 5.6.7), "Sun, 06 Nov 1994 08:49:37 GMT", of
+ * Unix time T into OUT[HTTP_DATE_LEN]. */
+#define HTTP_DATE_LEN 30
+void http_date(char *out, int64_t t);
+
+/* The message is (or, while its head is still arriving, starts as) a HEAD
+ * request: what answers it carries no body. */
+bool http_msg_is_head(const struct http_msg *m);
 
 const char *http_reason(int status);
 

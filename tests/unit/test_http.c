@@ -836,7 +836,9 @@ static void test_error_responses(void **state) {
                  "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
                  "X-Request-Id: rid-9\r\nConnection: close\r\n\r\n%s",
                  table[i].status, table[i].reason, blen, body);
-        size_t n = http_build_error(out, sizeof(out), table[i].status, detail, "rid-9", true);
+        struct http_error e = {.status = table[i].status, .detail = detail, .request_id = "rid-9",
+                               .close = true};
+        size_t n = http_build_error(out, sizeof(out), &e);
         assert_head(out, n, want);
         assert_string_equal(http_reason(table[i].status), table[i].reason);
         /* Parsed back as a response: framed exactly by its Content-Length. */
@@ -854,11 +856,17 @@ static void test_error_responses(void **state) {
     }
 }
 
+static size_t build_error(char *out, size_t cap, int status, const char *detail,
+                          const char *rid, bool close) {
+    struct http_error e = {.status = status, .detail = detail, .request_id = rid, .close = close};
+    return http_build_error(out, cap, &e);
+}
+
 static void test_error_variants(void **state) {
     (void)state;
     char out[2048];
     /* No id, kept open, no detail: the reason stands in. */
-    size_t n = http_build_error(out, sizeof(out), 404, NULL, NULL, false);
+    size_t n = build_error(out, sizeof(out), 404, NULL, NULL, false);
     assert_head(out, n,
                 "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 25\r\n"
                 "\r\n404 Not Found: Not Found\n");
@@ -866,7 +874,7 @@ static void test_error_variants(void **state) {
     char detail[1500];
     memset(detail, 'd', sizeof(detail) - 1);
     detail[sizeof(detail) - 1] = '\0';
-    n = http_build_error(out, sizeof(out), 502, detail, "r", true);
+    n = build_error(out, sizeof(out), 502, detail, "r", true);
     assert_true(n > 0);
     const char *body = strstr(out, "\r\n\r\n");
     assert_non_null(body);
@@ -877,10 +885,45 @@ static void test_error_variants(void **state) {
     assert_non_null(strstr(out, cl));
     assert_int_equal(out[n - 1], '\n');
     /* Too small for the whole response: 0, never a truncated one. */
-    size_t full = http_build_error(out, sizeof(out), 400, "x", "rid", true);
+    size_t full = build_error(out, sizeof(out), 400, "x", "rid", true);
     for (size_t cap = 0; cap <= full; cap++)
-        assert_int_equal(http_build_error(out, cap, 400, "x", "rid", true), 0);
-    assert_int_equal(http_build_error(out, full + 1, 400, "x", "rid", true), full);
+        assert_int_equal(build_error(out, cap, 400, "x", "rid", true), 0);
+    assert_int_equal(build_error(out, full + 1, 400, "x", "rid", true), full);
+}
+
+/* To HEAD: GET's headers (Content-Length included), no body; with a Date. */
+static void test_error_to_head(void **state) {
+    (void)state;
+    char out[1024], date[HTTP_DATE_LEN];
+    http_date(date, 784111777);
+    struct http_error e = {.status = 404, .detail = "no route", .date = date, .head = true};
+    size_t n = http_build_error(out, sizeof(out), &e);
+    assert_head(out, n,
+                "HTTP/1.1 404 Not Found\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+                "Content-Type: text/plain\r\nContent-Length: 24\r\n\r\n");
+    e.head = false;
+    n = http_build_error(out, sizeof(out), &e);
+    assert_memory_equal(out + n - 24, "404 Not Found: no route\n", 24);
+}
+
+static void test_http_date(void **state) {
+    (void)state;
+    static const struct {
+        int64_t t;
+        const char *want;
+    } cases[] = {
+        {0, "Thu, 01 Jan 1970 00:00:00 GMT"},
+        {784111777, "Sun, 06 Nov 1994 08:49:37 GMT"},
+        {951782400, "Tue, 29 Feb 2000 00:00:00 GMT"},
+        {1798761599, "Thu, 31 Dec 2026 23:59:59 GMT"},
+        {4107542400, "Mon, 01 Mar 2100 00:00:00 GMT"},
+        {-5, "Thu, 01 Jan 1970 00:00:00 GMT"},
+    };
+    for (size_t i = 0; i < FERRY_ARRAY_LEN(cases); i++) {
+        char out[HTTP_DATE_LEN];
+        http_date(out, cases[i].t);
+        assert_string_equal(out, cases[i].want);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1140,6 +1183,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test_teardown(test_response_connection_cannot_drop_end_to_end, held_teardown),
         cmocka_unit_test_teardown(test_error_responses, held_teardown),
         cmocka_unit_test_teardown(test_error_variants, held_teardown),
+        cmocka_unit_test_teardown(test_error_to_head, held_teardown),
+        cmocka_unit_test(test_http_date),
         cmocka_unit_test_teardown(test_response_head_request, held_teardown),
         cmocka_unit_test_teardown(test_response_204_304, held_teardown),
         cmocka_unit_test_teardown(test_response_chunked, held_teardown),
