@@ -927,8 +927,11 @@ static void http_on_response_head(struct conn *c) {
     x->any_resp_byte = true;
     size_t rest_len = x->resp_len - m->head_end;
     if (m->status == 101) {
-        if (!x->req.upgrade_websocket) {
-            http_fail_upstream(c, 502, "unexpected 101 response");
+        /* Only a websocket the client asked for may become a tunnel: any
+         * other switch would carry bytes past the routing rules. */
+        if (!x->req.upgrade_websocket || !m->upgrade_websocket) {
+            http_fail_upstream(c, 502, x->req.upgrade_websocket ? "101 response without Upgrade: websocket"
+                                                                : "unexpected 101 response");
             return;
         }
         http_start_tunnel(c, buf + m->head_end, rest_len);

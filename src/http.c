@@ -504,8 +504,13 @@ static int http_scan_fields(struct http_msg *m) {
             break;
         }
     }
-    m->upgrade_websocket = conn_upgrade && upgrade_ws &&
-                           (m->is_request ? m->method == HTTP_GET : m->status == 101);
+    /* A request asks for a websocket with both headers, and only on
+     * HTTP/1.1 (RFC 9110 7.8: an HTTP/1.0 Upgrade is ignored, then dropped
+     * as hop-by-hop). A 101 must name the protocol it switches to. */
+    if (m->is_request)
+        m->upgrade_websocket = conn_upgrade && upgrade_ws && m->method == HTTP_GET && m->minor == 1;
+    else
+        m->upgrade_websocket = upgrade_ws && m->status == 101;
     if (m->minor == 0 && !keep_alive) m->conn_close = true;
     http_pick_request_id(m);
     return 0;

@@ -97,5 +97,47 @@ def test_bodiless_framing_dropped(h):
     r = c.read_response()
     assert r.status == 200 and r.body == b"ok", r
 
+
+def test_upgrade_http10_ignored(h):
+    """HTTP/1.0 with Connection: upgrade and Upgrade: websocket is a plain
+    request: the upstream sees neither header, nothing is tunnelled."""
+    seen = []
+
+    def answer(head):
+        seen.append(head)
+        if b"\r\nupgrade: websocket" in head.lower():
+            return (b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n"
+                    b"Upgrade: websocket\r\n\r\nTUNNEL")
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain"
+    f = simple_http(h, [_scripted_upstream(h, answer)])
+    c = http_client(h, f)
+    c.send(b"GET /ws HTTP/1.0\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n"
+           b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"plain", r
+    assert seen and b"upgrade" not in seen[0].lower().split(b"\r\n", 1)[1].replace(
+        b"sec-websocket", b""), seen
+
+
+def test_101_without_websocket_is_502(h):
+    """A websocket request answered 101 without Upgrade: websocket (or with
+    another protocol) is a 502, never a tunnel."""
+    def answer(head):
+        if b"/h2c" in head:
+            return b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\nX"
+        return b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\r\nTUNNEL"
+    f = simple_http(h, [_scripted_upstream(h, answer)])
+    for path in ("/bare", "/h2c"):
+        c = http_client(h, f)
+        c.send(("GET %s HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                % path).encode())
+        r = c.read_response()
+        assert r.status == 502, "%s: %r" % (path, r)
+        assert b"Upgrade: websocket" in r.body, r.body
+        c.wait_closed(3)
+
+
 if __name__ == "__main__":
     harness.main(globals())

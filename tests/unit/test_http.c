@@ -439,6 +439,19 @@ static void test_request_websocket(void **state) {
     held_free(m);
 }
 
+/* RFC 9110 7.8: Upgrade on HTTP/1.0 is ignored, and dropped as hop-by-hop. */
+static void test_request_http10_upgrade_ignored(void **state) {
+    (void)state;
+    const char *in = "GET /ws HTTP/1.0\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n"
+                     "Upgrade: websocket\r\n\r\n";
+    struct http_msg *m = parse_req(in);
+    assert_false(m->upgrade_websocket);
+    held_free(m);
+    check_request(in, &rw_plain,
+                  "GET /ws HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.7\r\n"
+                  "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: gen-id\r\n\r\n");
+}
+
 static void strip_case(const char *prefix, const char *target, const char *want_target) {
     struct config_route r = route_with(prefix, true);
     struct http_request_rewrite rw = rw_plain;
@@ -771,6 +784,21 @@ static void test_response_bodiless_framing_dropped(void **state) {
     char out[512];
     size_t n = http_build_response(out, sizeof(out), m, &rw);
     assert_head(out, n, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nX-Request-Id: r\r\n\r\n");
+    held_free(m);
+}
+
+/* A 101 switches to a websocket only when it says so. */
+static void test_response_101_names_websocket(void **state) {
+    (void)state;
+    struct http_msg *m = parse("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n"
+                               "Upgrade: websocket\r\n\r\n", false, false);
+    assert_true(m->upgrade_websocket);
+    held_free(m);
+    m = parse("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\r\n", false, false);
+    assert_false(m->upgrade_websocket);
+    held_free(m);
+    m = parse("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", false, false);
+    assert_false(m->upgrade_websocket);
     held_free(m);
 }
 
@@ -1205,6 +1233,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test_teardown(test_error_to_head, held_teardown),
         cmocka_unit_test(test_http_date),
         cmocka_unit_test_teardown(test_response_bodiless_framing_dropped, held_teardown),
+        cmocka_unit_test_teardown(test_response_101_names_websocket, held_teardown),
+        cmocka_unit_test_teardown(test_request_http10_upgrade_ignored, held_teardown),
         cmocka_unit_test_teardown(test_response_head_request, held_teardown),
         cmocka_unit_test_teardown(test_response_204_304, held_teardown),
         cmocka_unit_test_teardown(test_response_chunked, held_teardown),
