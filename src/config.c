@@ -931,8 +931,25 @@ static void add_header(struct loader *ld, const char *key, const char *v,
     (*list)[(*n)++].value = xstrndup(val, (size_t)(end - val));
 }
 
+/* Request headers ferry writes itself on every request: a second copy
+ * from the config would leave the upstream to guess which one is true.
+ * remove_request_header of one of them is allowed: it drops the client's. */
+static bool header_forwarding(const char *name, size_t len) {
+    static const char *const own[] = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                                      "x-forwarded-prefix", "x-request-id"};
+    for (size_t i = 0; i < FERRY_ARRAY_LEN(own); i++)
+        if (strlen(own[i]) == len && strncasecmp(name, own[i], len) == 0) return true;
+    return false;
+}
+
 static void set_add_request_header(struct loader *ld, void *obj, const char *key, const char *v) {
     struct config_route *r = obj;
+    const char *colon = strchr(v, ':');
+    if (colon && header_forwarding(v, (size_t)(colon - v))) {
+        ld_key_error(ld, key, "header '%.*s' is set by ferry on every request and cannot be added",
+                     (int)(colon - v), v);
+        return;
+    }
     add_header(ld, key, v, &r->add_request_headers, &r->nadd_request_headers);
 }
 

@@ -507,7 +507,7 @@ static void http_try_head(struct conn *c) {
 }
 
 static void http_make_request_id(struct conn *c, struct exchange *x) {
-    if (x->req.head_done && x->req.request_id >= 0) {
+    if (x->req.head_done && http_keeps_request_id(&x->req, x->route)) {
         http_copy_field(x->rid, sizeof(x->rid), &x->req, x->req.request_id);
         return;
     }
@@ -521,7 +521,6 @@ static void http_dispatch(struct conn *c) {
     struct http_msg *m = &x->req;
     conn_set_state(c, CONN_HTTP_BUSY);
     x->dispatched = true;
-    http_make_request_id(c, x);
     if (access_log_enabled()) http_capture_log(x);
     uint64_t max_body = c->lcfg->max_body_size;
     if (max_body && m->has_length && m->content_length > max_body) {
@@ -532,6 +531,7 @@ static void http_dispatch(struct conn *c) {
     x->route = route_match(c->routes, http_span_ptr(m, host), host.len,
                            http_span_ptr(m, m->path), m->path.len,
                            http_span_ptr(m, m->method_text), m->method_text.len);
+    http_make_request_id(c, x); /* after routing: the route may remove the client's */
     const struct config_upstream *cu = x->route ? x->route->upstream : c->lcfg->upstream;
     if (!cu) {
         http_not_found(c);

@@ -800,6 +800,26 @@ static void out_target(struct http_out *o, const struct http_msg *m, const struc
     out_span(o, m, rest);
 }
 
+/* Fields ferry writes itself: whatever the client sent under these names
+ * is replaced (X-Forwarded-For is extended, see below). */
+static bool http_managed(const struct http_field *f) {
+    return f->id == HTTP_F_X_FORWARDED_PROTO || f->id == HTTP_F_X_FORWARDED_HOST ||
+           f->id == HTTP_F_X_FORWARDED_FOR;
+}
+
+/* The client's X-Request-Id goes upstream (in place) unless the route
+ * removes it; then ferry's own takes its place. */
+bool http_keeps_request_id(const struct http_msg *req, const struct config_route *r) {
+    return req->request_id >= 0 && !http_route_removes(r, "X-Request-Id");
+}
+
+bool http_route_removes(const struct config_route *r, const char *name) {
+    if (!r) return false;
+    for (size_t i = 0; i < r->nremove_request_headers; i++)
+        if (strcasecmp(r->remove_request_headers[i], name) == 0) return true;
+    return false;
+}
+
 size_t http_build_request(char *out, size_t cap, const struct http_msg *req,
                           const struct http_request_rewrite *rw) {
     struct http_out o = {.p = out, .cap = cap};
@@ -808,28 +828,27 @@ size_t http_build_request(char *out, size_t cap, const struct http_msg *req,
     out_put(&o, " ", 1);
     out_target(&o, req, r);
     out_str(&o, " HTTP/1.1\r\n");
-    bool had_xff = false;
     for (unsigned i = 0; i < req->nfields; i++) {
         const struct http_field *f = &req->fields[i];
-        if (f->hop || f->id == HTTP_F_X_FORWARDED_PROTO || f->id == HTTP_F_X_FORWARDED_HOST ||
-            f->id == HTTP_F_X_FORWARDED_FOR || http_removed_by_route(req, f, r))
-            continue;
+        if (f->hop || http_managed(f) || http_removed_by_route(req, f, r)) continue;
         out_span(&o, req, f->name);
         out_put(&o, ": ", 2);
         out_span(&o, req, f->value);
         out_put(&o, "\r\n", 2);
     }
     if (req->host < 0 && rw->default_host) out_field(&o, "Host", rw->default_host);
-    /* X-Forwarded-For: every value the client sent, in order, then the client. */
+    /* X-Forwarded-For: every value the client sent, in order, then the
+     * client. Values the client marked hop-by-hop (Connection lists the
+     * name) or the route removes are not the upstream's to see. */
     out_str(&o, "X-Forwarded-For: ");
     for (unsigned i = 0; i < req->nfields; i++) {
         const struct http_field *f = &req->fields[i];
-        if (f->id != HTTP_F_X_FORWARDED_FOR || f->value.len == 0) continue;
+        if (f->id != HTTP_F_X_FORWARDED_FOR || f->value.len == 0 || f->hop ||
+            http_removed_by_route(req, f, r))
+            continue;
         out_span(&o, req, f->value);
         out_put(&o, ", ", 2);
-        had_xff = true;
     }
-    FERRY_UNUSED(had_xff);
     out_str(&o, rw->client_addr);
     out_put(&o, "\r\n", 2);
     out_field(&o, "X-Forwarded-Proto", rw->proto);
@@ -838,7 +857,8 @@ size_t http_build_request(char *out, size_t cap, const struct http_msg *req,
         out_span(&o, req, req->fields[req->host].value);
         out_put(&o, "\r\n", 2);
     }
-    if (req->request_id < 0 && rw->request_id) out_field(&o, "X-Request-Id", rw->request_id);
+    if (!http_keeps_request_id(req, r) && rw->request_id)
+        out_field(&o, "X-Request-Id", rw->request_id);
     if (r) out_headers(&o, r->add_request_headers, r->nadd_request_headers);
     if (req->upgrade_websocket) out_str(&o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
     out_put(&o, "\r\n", 2);

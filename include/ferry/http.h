@@ -153,7 +153,7 @@ struct http_request_rewrite {
     const struct config_route *route; /* strip_prefix, add/remove headers; may be NULL */
     const char *client_addr;          /* appended to X-Forwarded-For */
     const char *proto;                /* X-Forwarded-Proto: "http" */
-    const char *request_id;           /* generated id when the client sent none */
+    const char *request_id;           /* generated id, sent when the client's is not kept */
     const char *default_host;         /* Host for an HTTP/1.0 request without one */
 };
 
@@ -161,6 +161,13 @@ struct http_request_rewrite {
  * 0 when it does not fit in CAP. */
 size_t http_build_request(char *out, size_t cap, const struct http_msg *req,
                           const struct http_request_rewrite *rw) FERRY_MUSTCHECK;
+
+/* Route R (may be NULL) has remove_request_header = NAME (any case). */
+bool http_route_removes(const struct config_route *r, const char *name);
+
+/* The client's X-Request-Id (REQ->request_id) is the request's id and goes
+ * upstream: true unless there is none or route R removes it. */
+bool http_keeps_request_id(const struct http_msg *req, const struct config_route *r);
 
 /* How many leading bytes of a path of PATH_LEN bytes route R's
  * strip_prefix removes (0 when it does not apply). The upstream then sees

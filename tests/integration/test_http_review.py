@@ -57,6 +57,40 @@ def test_error_has_date(h):
     assert abs(got - time.time()) < 5, "Date %r is not now" % r.header("date")
 
 
+def test_managed_headers(h):
+    """remove_request_header of X-Forwarded-For drops the client's chain;
+    Connection naming X-Forwarded-For does the same; removing X-Request-Id
+    makes ferry use its own id (sent up and echoed)."""
+    up = http_upstream(h)
+    f = simple_http(h, [up], listener_opts={"upstream": None}, routes=[
+        ("strict", [("path_prefix", "/strict/"), ("upstream", "app"),
+                    ("remove_request_header", "X-Forwarded-For"),
+                    ("remove_request_header", "X-Request-Id")]),
+        ("open", [("path_prefix", "/"), ("upstream", "app")])])
+    r = harness.get(h, f, "/strict/x", [("Host", "a"), ("X-Forwarded-For", "6.6.6.6"),
+                                        ("X-Request-Id", "client-chosen")])
+    j = r.json()
+    assert hdrs(j, "x-forwarded-for") == ["127.0.0.1"], hdrs(j, "x-forwarded-for")
+    rid = hdrs(j, "x-request-id")
+    assert len(rid) == 1 and re.fullmatch(r"[0-9a-f]{32}", rid[0]), rid
+    assert r.header("x-request-id") == rid[0], r.headers
+    r = harness.get(h, f, "/x", [("Host", "a"), ("Connection", "X-Forwarded-For"),
+                                 ("X-Forwarded-For", "6.6.6.6")])
+    assert hdrs(r.json(), "x-forwarded-for") == ["127.0.0.1"], hdrs(r.json(), "x-forwarded-for")
+    # without either, the chain is kept and the client's id too
+    r = harness.get(h, f, "/x", [("Host", "a"), ("X-Forwarded-For", "203.0.113.1"),
+                                 ("X-Request-Id", "client-chosen")])
+    assert hdrs(r.json(), "x-forwarded-for") == ["203.0.113.1, 127.0.0.1"], r.json()["headers"]
+    assert hdrs(r.json(), "x-request-id") == ["client-chosen"], r.json()["headers"]
+    # adding one is a config error naming file and line
+    path = h.write("managed.ini", "[listener web]\nbind = 127.0.0.1:1\nmode = http\n"
+                   "[upstream app]\nserver = 127.0.0.1:2\n[route r]\nupstream = app\n"
+                   "add_request_header = X-Forwarded-For: 1.2.3.4\n")
+    rc, out, err = h.run_ferry(["-t", "-c", path])
+    assert rc == 1, (rc, out, err)
+    assert "managed.ini:8: add_request_header: header 'X-Forwarded-For' is set by ferry" in err, err
+
+
 def _scripted_upstream(h, answer):
     """An upstream that reads one request head per connection and sends
     answer(head) back raw, then closes."""

@@ -878,6 +878,30 @@ static void test_route_headers(void **state) {
         "be changed");
 }
 
+/* The forwarding headers ferry writes on every request cannot be added (a
+ * second copy), only removed (which drops the client's). */
+static void test_route_forwarding_headers(void **state) {
+    (void)state;
+    EXPECT_ERRORS(UP "[route r]\nupstream = app\nadd_request_header = X-Forwarded-For: 1.2.3.4\n"
+                     "add_request_header = x-request-id: fixed\n"
+                     "add_request_header = X-Forwarded-Proto: https\n"
+                     "add_request_header = X-Forwarded-Host: h\n"
+                     "add_request_header = X-Forwarded-Prefix: /p\n",
+                  "t.ini:5: add_request_header: header 'X-Forwarded-For' is set by ferry on every "
+                  "request and cannot be added",
+                  "t.ini:6: add_request_header: header 'x-request-id' is set by ferry on every "
+                  "request and cannot be added",
+                  "t.ini:7: add_request_header: header 'X-Forwarded-Proto' is set by ferry on every "
+                  "request and cannot be added",
+                  "t.ini:8: add_request_header: header 'X-Forwarded-Host' is set by ferry on every "
+                  "request and cannot be added",
+                  "t.ini:9: add_request_header: header 'X-Forwarded-Prefix' is set by ferry on "
+                  "every request and cannot be added");
+    struct config *c = load_ok(UP "[route r]\nupstream = app\nremove_request_header = X-Forwarded-For\n"
+                                  "remove_request_header = X-Request-Id\n");
+    assert_int_equal(c->routes[0].nremove_request_headers, 2);
+}
+
 /* Two routes that match the same requests: the later one is reported,
  * naming the first. Host order and case, and method order, do not matter. */
 static void test_duplicate_routes(void **state) {
@@ -1124,6 +1148,7 @@ int main(void) {
         T(test_route_hosts),
         T(test_route_methods),
         T(test_route_headers),
+        T(test_route_forwarding_headers),
         T(test_duplicate_routes),
         T(test_distinct_routes),
         T(test_env),

@@ -452,6 +452,34 @@ static void test_request_http10_upgrade_ignored(void **state) {
                   "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: gen-id\r\n\r\n");
 }
 
+/* Headers ferry manages: a client's X-Forwarded-For that Connection lists
+ * or the route removes is dropped before ferry appends the client; a
+ * removed X-Request-Id gives way to ferry's own. */
+static void test_request_managed_headers(void **state) {
+    (void)state;
+    check_request("GET / HTTP/1.1\r\nHost: h\r\nConnection: X-Forwarded-For\r\n"
+                  "X-Forwarded-For: 6.6.6.6\r\n\r\n",
+                  &rw_plain,
+                  "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.7\r\n"
+                  "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: gen-id\r\n\r\n");
+    static char rm0[] = "x-forwarded-for", rm1[] = "X-Request-ID";
+    static char *rm[] = {rm0, rm1};
+    struct config_route r = route_with("/", false);
+    r.remove_request_headers = rm;
+    r.nremove_request_headers = FERRY_ARRAY_LEN(rm);
+    struct http_request_rewrite rw = rw_plain;
+    rw.route = &r;
+    const char *in = "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 6.6.6.6\r\n"
+                     "X-Request-Id: client-id\r\n\r\n";
+    check_request(in, &rw,
+                  "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.7\r\n"
+                  "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: gen-id\r\n\r\n");
+    struct http_msg *m = parse_req(in);
+    assert_false(http_keeps_request_id(m, &r));
+    assert_true(http_keeps_request_id(m, NULL));
+    held_free(m);
+}
+
 static void strip_case(const char *prefix, const char *target, const char *want_target) {
     struct config_route r = route_with(prefix, true);
     struct http_request_rewrite rw = rw_plain;
@@ -1235,6 +1263,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_teardown(test_response_bodiless_framing_dropped, held_teardown),
         cmocka_unit_test_teardown(test_response_101_names_websocket, held_teardown),
         cmocka_unit_test_teardown(test_request_http10_upgrade_ignored, held_teardown),
+        cmocka_unit_test_teardown(test_request_managed_headers, held_teardown),
         cmocka_unit_test_teardown(test_response_head_request, held_teardown),
         cmocka_unit_test_teardown(test_response_204_304, held_teardown),
         cmocka_unit_test_teardown(test_response_chunked, held_teardown),
