@@ -62,11 +62,13 @@ struct exchange {
     char *resp_buf;                   /* block: response head being read */
     uint32_t resp_len;                /* bytes in resp_buf */
     uint32_t req_fed;                 /* bytes of c->in given to the request parser */
+    uint32_t early_body;              /* body bytes that came with the head (checked at dispatch) */
     char *rblock;                     /* block of the upstream read in progress */
     char *client_rblock;              /* block of the client read in progress (body) */
     bool dispatched;                  /* head checked, route chosen */
     bool connecting;                  /* checkout in flight */
-    bool req_done;                    /* the whole request went upstream */
+    bool head_sent;                   /* the head (and early_body) went upstream once */
+    bool req_done;                    /* the whole request was read and checked */
     bool resp_head_sent;              /* response bytes went to the client */
     bool resp_done;                   /* the whole response went to the client */
     bool any_resp_byte;               /* the upstream answered at all */
@@ -277,6 +279,7 @@ static bool http_want_client(const struct conn *c) {
      * each would queue another response behind the ones it ignores. */
     if (c->client.stream.write_queue_size >= PIPE_HIGH_WATER) return false;
     if (!x || !x->dispatched) return c->in_len < CONN_BLOCK_DATA_SIZE;
+    if (!x->head_sent) return false; /* c->in holds the request until it goes */
     if (!x->req_done)
         return c->up && !x->connecting && c->up_writes < PIPE_MAX_WRITES &&
                upstream_conn_stream(c->up)->write_queue_size < PIPE_HIGH_WATER;
@@ -515,6 +518,8 @@ static void http_make_request_id(struct conn *c, struct exchange *x) {
     http_request_id(x->rid, w->rid_seed ^ ((uint64_t)w->id << 56), ++w->rid_counter);
 }
 
+static long http_check_request_body(struct conn *c, const char *data, size_t n);
+
 /* The head is complete and checked: choose the route and the upstream. */
 static void http_dispatch(struct conn *c) {
     struct exchange *x = c->x;
@@ -527,6 +532,12 @@ static void http_dispatch(struct conn *c) {
         http_fail(c, 413, "request body larger than max_body_size");
         return;
     }
+    /* Body bytes that came with the head are checked now, so a bad first
+     * chunk line is a 400 before anything goes upstream; only what arrives
+     * later, while the body streams, can cost an upstream connection. */
+    long early = http_check_request_body(c, http_in(c) + m->head_end, c->in_len - m->head_end);
+    if (early < 0) return;
+    x->early_body = (uint32_t)early;
     struct http_span host = m->host >= 0 ? m->fields[m->host].value : (struct http_span){0, 0};
     x->route = route_match(c->routes, http_span_ptr(m, host), host.len,
                            http_span_ptr(m, m->path), m->path.len,
@@ -632,26 +643,26 @@ static void http_send_request(struct conn *c) {
         http_fail_upstream(c, 502, "write failed");
         return;
     }
-    if (x->req_done) return; /* a retry: nothing else to send */
+    if (x->head_sent) return; /* a retry (bodyless): nothing else to send */
+    x->head_sent = true;
     char *in = http_in(c);
     uint32_t head_end = x->req.head_end;
     size_t rest = c->in_len - head_end;
-    long body = http_check_request_body(c, in + head_end, rest);
-    if (body < 0) return;
+    size_t body = x->early_body;
     if (body > 0) {
         char *blk = http_block(c);
         if (!blk) {
             conn_close(c, "out of memory");
             return;
         }
-        memcpy(conn_block_data(blk), in + head_end, (size_t)body);
-        if (conn_write(c, false, blk, conn_block_data(blk), (size_t)body, false) < 0) {
+        memcpy(conn_block_data(blk), in + head_end, body);
+        if (conn_write(c, false, blk, conn_block_data(blk), body, false) < 0) {
             http_fail_upstream(c, 502, "write failed");
             return;
         }
     }
     c->in_len = 0;
-    http_keep_input(c, in + head_end + body, rest - (size_t)body);
+    http_keep_input(c, in + head_end + body, rest - body);
 }
 
 static void http_forward_request_body(struct conn *c, char *blk, size_t n) {
