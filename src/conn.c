@@ -128,13 +128,24 @@ static void conn_set_peer_addr(struct conn *c, const struct sockaddr_storage *ss
         c->peer_addr.sa.sa_family = AF_UNSPEC;
 }
 
-static void conn_format_peer(struct conn *c) {
+/* Learns the client's address. A TCP peer that reset before we asked
+ * has none to give (ENOTCONN): returns that error, and the connection must
+ * not be served, or its request would go upstream as if from nowhere (no
+ * address in X-Forwarded-For or the PROXY header, ip_hash falling back). */
+static int conn_format_peer(struct conn *c) {
     struct sockaddr_storage ss = {0};
     int len = sizeof(ss);
-    if (c->lcfg->bind.kind == ADDR_UNIX ||
-        uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&ss, &len) != 0)
+    int err = 0;
+    if (c->lcfg->bind.kind == ADDR_UNIX)
         ss.ss_family = AF_UNSPEC;
+    else
+        err = uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&ss, &len);
+    if (err == 0 && c->lcfg->bind.kind != ADDR_UNIX && ss.ss_family != AF_INET &&
+        ss.ss_family != AF_INET6)
+        err = UV_EAFNOSUPPORT;
+    if (err < 0) return err;
     conn_set_peer_addr(c, &ss);
+    return 0;
 }
 
 static int conn_init_client(struct conn *c, uv_loop_t *loop) {
@@ -142,12 +153,12 @@ static int conn_init_client(struct conn *c, uv_loop_t *loop) {
     return uv_tcp_init(loop, &c->client.tcp); /* TCP_NODELAY comes from the listener */
 }
 
-void conn_accept(struct listener *l) {
+int conn_accept(struct listener *l) {
     struct worker *w = l->w;
     struct conn *c = slab_alloc(&w->conn_slab);
     if (!c) {
         log_error("listener %s: out of memory accepting a connection", l->cfg->name);
-        return; /* libuv keeps the pending socket and stops reading the listener */
+        return UV_ENOMEM;
     }
     c->w = w;
     c->view = w->view;
@@ -165,15 +176,16 @@ void conn_accept(struct listener *l) {
         worker_conn_remove(w, &c->link);
         view_unref(c->view);
         slab_free(&w->conn_slab, c);
-        return;
+        return UV_ENOMEM;
     }
     c->refs = 1; /* the client handle's close callback */
     int err = uv_accept(&l->h.stream, &c->client.stream);
+    if (err == 0) err = conn_format_peer(c);
     if (err < 0) {
+        log_debug("listener %s: dropping a connection: %s", l->cfg->name, uv_strerror(err));
         conn_close(c, uv_strerror(err));
-        return;
+        return 0;
     }
-    conn_format_peer(c);
     c->counted = true;
     unsigned open = atomic_fetch_add(&w->rt->connections, 1) + 1;
     const struct config *cfg = view_config(c->view);
@@ -187,12 +199,13 @@ void conn_accept(struct listener *l) {
             conn_http_refuse(c, 503, "max_connections reached");
         else
             conn_close(c, "max_connections reached");
-        return;
+        return 0;
     }
     if (c->lcfg->proxy_protocol)
         conn_read_proxy_header(c);
     else
         conn_begin(c);
+    return 0;
 }
 
 /* The client is known (PROXY header read, if any): serve it. */

@@ -132,8 +132,14 @@ int listener_open(const struct config_listener *cl, unsigned nworkers, int *fds,
     return rc;
 }
 
+/* The listener is freed when the last of its handles (the listening one,
+ * and the reject handle when in use) has closed. */
+static void listener_unref(struct listener *l) {
+    if (--l->handles == 0) free(l);
+}
+
 static void listener_on_closed(uv_handle_t *h) {
-    free(h->data);
+    listener_unref(h->data);
 }
 
 struct listener *listener_start(struct worker *w, const struct config_listener *cl, int fd) {
@@ -154,6 +160,7 @@ struct listener *listener_start(struct worker *w, const struct config_listener *
         err = uv_tcp_open(&l->h.tcp, fd);
     }
     l->open = true;
+    l->handles = 1;
     l->h.handle.data = l;
     if (err == 0) err = uv_listen(&l->h.stream, (int)cl->backlog, listener_on_connection);
     if (err < 0) {
@@ -174,6 +181,37 @@ void listener_unlink(const struct config_listener *cl) {
     if (cl->bind.kind == ADDR_UNIX) unlink(cl->bind.path);
 }
 
+static void listener_on_rejected(uv_handle_t *h) {
+    struct listener *l = h->data;
+    l->rejecting = false;
+    bool again = l->reject_waiting && l->open;
+    l->reject_waiting = false;
+    if (again) listener_on_connection(&l->h.stream, 0);
+    listener_unref(l);
+}
+
+/* A connection ferry has no memory for is still accepted, into the reject
+ * handle, and closed at once: left pending, it would make libuv stop
+ * polling this listener until someone accepts it, which nobody would. While
+ * the reject handle is closing, the next one waits for it. */
+static void listener_reject(struct listener *l) {
+    if (l->rejecting) {
+        l->reject_waiting = true;
+        return;
+    }
+    int err = l->cfg->bind.kind == ADDR_UNIX ? uv_pipe_init(l->h.handle.loop, &l->reject.pipe, 0)
+                                             : uv_tcp_init(l->h.handle.loop, &l->reject.tcp);
+    if (err < 0) return; /* cannot happen: no socket is made until the accept */
+    l->rejecting = true;
+    l->handles++;
+    l->reject.handle.data = l;
+    if (uv_accept(&l->h.stream, &l->reject.stream) == 0 && l->cfg->bind.kind != ADDR_UNIX) {
+        uv_tcp_close_reset(&l->reject.tcp, listener_on_rejected);
+        return;
+    }
+    uv_close(&l->reject.handle, listener_on_rejected);
+}
+
 static void listener_on_connection(uv_stream_t *server, int status) {
     struct listener *l = server->data;
     if (status < 0) {
@@ -187,5 +225,5 @@ static void listener_on_connection(uv_stream_t *server, int status) {
         return;
     }
     if (!l->open) return;
-    conn_accept(l);
+    if (conn_accept(l) < 0) listener_reject(l);
 }

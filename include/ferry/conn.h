@@ -8,12 +8,17 @@ struct worker;
 
 #include <stddef.h>
 
+#include "ferry/util.h"
+
 /* Sizes of a connection and of an HTTP exchange (the worker's slab pools). */
 size_t conn_object_size(void);
 size_t conn_exchange_size(void);
 
-/* Accepts one pending connection from L's handle and starts serving it. */
-void conn_accept(struct listener *l);
+/* Accepts one pending connection from L's handle and starts serving it.
+ * Returns 0 once the socket is accepted (served, or refused and closed), or
+ * UV_ENOMEM when there was no memory to even accept it: the connection is
+ * still pending then, and the caller must take it off the listener. */
+int conn_accept(struct listener *l) FERRY_MUSTCHECK;
 
 /* Closes every connection of W (shutdown timeout reached). */
 void conn_close_all(struct worker *w, const char *why);

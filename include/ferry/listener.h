@@ -30,7 +30,16 @@ struct listener {
     const struct config_listener *cfg;  /* what it is; replaced on reload (same address) */
     struct worker *w;                   /* owner */
     struct stats_node *stats;           /* the owner's counters for this listener's name */
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_stream_t stream;
+        uv_handle_t handle;
+    } reject;                           /* takes a connection there is no memory for, to close it */
+    int handles;                        /* handles whose close callback is still to come */
     bool open;                          /* handle initialised and not closed */
+    bool rejecting;                     /* `reject` is in use (closing) */
+    bool reject_waiting;                /* a connection came while it was: accept it next */
 };
 
 /* Creates NWORKERS listening descriptors for CL into FDS. On failure returns

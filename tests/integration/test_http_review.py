@@ -57,6 +57,36 @@ def test_error_has_date(h):
     assert abs(got - time.time()) < 5, "Date %r is not now" % r.header("date")
 
 
+def test_reset_client_never_anonymous(h):
+    """A client that sends a request and resets at once (SO_LINGER 0): ferry
+    may serve it or drop it, but never forwards it without the client's
+    address (X-Forwarded-For "unix", PROXY UNKNOWN)."""
+    rec = opslib.Recorder(h, http=True)
+    f = simple_http(h, [rec.addr])
+    sent = 200
+    for i in range(sent):
+        s = f.connect()
+        s.sendall(build_request("GET", "/r%d" % i))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    # the last request either reached the recorder or was dropped: one more
+    # normal request, answered, proves ferry handled everything before it
+    r = harness.get(h, f, "/last")
+    assert r.status == 200, r
+    bad = []
+    forwarded = 0
+    for data in rec.snapshot():
+        for head in data.split(b"\r\n\r\n"):
+            if not head.startswith(b"GET /r"):
+                continue
+            forwarded += 1
+            xff = re.search(rb"\r\nX-Forwarded-For: ([^\r]*)", head)
+            if not xff or xff.group(1) != b"127.0.0.1":
+                bad.append(head.split(b"\r\n")[0] + b" XFF=" + (xff.group(1) if xff else b"-"))
+    print("%d of %d reset clients' requests were forwarded" % (forwarded, sent))
+    assert not bad, "forwarded without the client's address: %r" % bad[:5]
+
+
 def test_managed_headers(h):
     """remove_request_header of X-Forwarded-For drops the client's chain;
     Connection naming X-Forwarded-For does the same; removing X-Request-Id
