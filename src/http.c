@@ -652,7 +652,11 @@ static int http_llhttp_error(struct http_msg *m, llhttp_errno_t err) {
     if (!m->is_request) return http_fail(m, 502, "malformed response from upstream");
     if (err == HPE_INVALID_VERSION) return http_fail(m, 505, "HTTP version not supported");
     if (err == HPE_INVALID_METHOD) return http_fail(m, 400, "unknown method");
-    return http_fail(m, 400, llhttp_errno_name(err));
+    /* llhttp's reason is a static string that names the cause in words
+     * ("Content-Length can't be present with Transfer-Encoding"); its
+     * error name (HPE_...) is only the fallback. */
+    const char *why = llhttp_get_error_reason(&m->parser);
+    return http_fail(m, 400, why && *why ? why : llhttp_errno_name(err));
 }
 
 int http_parse_head(struct http_msg *m, const char *base, size_t from, size_t to) {

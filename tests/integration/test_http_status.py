@@ -13,35 +13,45 @@ ADDR_RE = re.compile(r"\d+\.\d+\.\d+\.\d+|:\d{2,5}\b|invalid|localhost")
 
 
 def check_error(r, status, cause, route=None, upstream=None):
-    """Asserts the shape of an error response from ferry."""
+    """Asserts the shape of an error response from ferry: the body is
+    "STATUS Reason: DETAIL" and DETAIL is exactly CAUSE (for 5xx, "route R,
+    upstream U: CAUSE"), so the cause is checked, not the reason phrase."""
     assert r.status == status, "want %d, got %r" % (status, r)
     ct = r.header("content-type") or ""
     assert ct.startswith("text/plain"), "%d Content-Type %r" % (status, ct)
     assert r.header("x-request-id"), "%d without X-Request-Id: %r" % (status, r.headers)
     text = r.body.decode("utf-8", "replace")
-    assert re.search(cause, text, re.I), "%d body %r does not name the cause (/%s/)" % (status, text, cause)
+    prefix = "%d %s: " % (status, r.reason)
+    assert text.startswith(prefix) and text.endswith("\n"), "%d body %r" % (status, text)
+    detail = text[len(prefix):-1]
     if status in (502, 503, 504):
-        want = "route %s, upstream %s:" % (route or "-", upstream)
-        assert want in text, "%d body %r lacks %r" % (status, text, want)
+        want = "route %s, upstream %s: %s" % (route or "-", upstream, cause)
         m = ADDR_RE.search(text)
         assert not m, "%d body %r shows a server address (%r)" % (status, text, m.group(0))
-
-
-def expect_closed(c, what):
-    kind = c.wait_closed(3)
-    return kind
+    else:
+        want = cause
+    assert detail == want, "%d body names %r, want %r" % (status, detail, want)
 
 
 def test_400(h):
     up = http_upstream(h)
     f = simple_http(h, [up])
-    for raw in (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-                b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
-                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"):
+    for raw, cause in (
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "more than one Host"),
+            (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", "malformed request line"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+             b"0\r\n\r\n", "Content-Length can't be present with Transfer-Encoding"),
+            # codings other than chunked: 400, as for any framing ferry cannot
+            # forward byte for byte (not 501: the request is refused, not a
+            # method ferry lacks)
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+             "Transfer-Encoding is not chunked"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+             "Transfer-Encoding is not chunked")):
         c = http_client(h, f)
         c.send(raw)
         r = c.read_response(timeout=5)
-        check_error(r, 400, "bad|malformed|invalid|ambiguous|host|request")
+        check_error(r, 400, cause)
         c.wait_closed(3)
 
 
@@ -51,7 +61,7 @@ def test_404(h):
                     routes=[("api", [("host", "api.example"), ("upstream", "app")])])
     c = http_client(h, f)
     r = c.request("GET", "/x", [("Host", "other.example")])
-    check_error(r, 404, "route")
+    check_error(r, 404, "no route matches this request")
     # closing after a 404 is allowed, but only when announced
     if "close" in (r.header("connection") or "").lower():
         print("note: ferry closes the connection after a 404")
@@ -72,7 +82,7 @@ def test_408(h):
     c.send(b"b\r\n")  # trickling bytes does not extend the deadline
     r = c.read_response(timeout=5)
     dt = time.monotonic() - t0
-    check_error(r, 408, "timeout|time")
+    check_error(r, 408, "request head not received within header_timeout")
     assert 0.8 <= dt <= 2.5, "408 after %.2fs with header_timeout = 1s" % dt
     c.wait_closed(3)
 
@@ -84,7 +94,7 @@ def test_413(h):
     c = http_client(h, f)
     c.send(build_request("POST", "/", [("Host", "b.example"), ("Content-Length", "2000")]) + b"x" * 2000)
     r = c.read_response(timeout=5)
-    check_error(r, 413, "body|large|size")
+    check_error(r, 413, "request body larger than max_body_size")
     c.wait_closed(3)
     # at the limit: fine
     r = get(h, f, "/", method="POST", body=b"y" * 1024)
@@ -100,7 +110,7 @@ def test_413(h):
     except OSError:
         pass
     r = c.read_response(timeout=5)
-    check_error(r, 413, "body|large|size")
+    check_error(r, 413, "request body larger than max_body_size")
     c.wait_closed(3)
 
 
@@ -112,13 +122,13 @@ def test_431(h):
     c = http_client(h, f)
     c.send(build_request("GET", "/", [("Host", "h.example"), ("X-Big", "a" * 1500)]))
     r = c.read_response(timeout=5)
-    check_error(r, 431, "head|header|large")
+    check_error(r, 431, "request head larger than max_header_size")
     c.wait_closed(3)
     # a head that never ends: 431 as soon as it passes the limit
     c = http_client(h, f)
     c.send(b"GET / HTTP/1.1\r\nHost: h.example\r\n" + b"X-Endless: " + b"b" * 3000)
     r = c.read_response(timeout=5)
-    check_error(r, 431, "head|header|large")
+    check_error(r, 431, "request head larger than max_header_size")
 
 
 def test_502_refused(h):
@@ -127,7 +137,7 @@ def test_502_refused(h):
                     routes=[("api", [("path_prefix", "/"), ("upstream", "app")])])
     t0 = time.monotonic()
     r = get(h, f, "/x", timeout=5)
-    check_error(r, 502, "refused|connect", route="api", upstream="app")
+    check_error(r, 502, "connection refused", route="api", upstream="app")
     assert time.monotonic() - t0 < 2, "502 took %.2fs with hold = 0" % (time.monotonic() - t0)
 
 
@@ -157,7 +167,7 @@ def test_502_garbage(h):
     up = h.thread_server(handler)
     f = simple_http(h, [up], upstream_opts={"retries": "0"})
     r = get(h, f, "/", timeout=5)
-    check_error(r, 502, ".", upstream="app")
+    check_error(r, 502, "malformed response from upstream", upstream="app")
 
 
 def test_503(h):
@@ -165,7 +175,7 @@ def test_503(h):
     f = simple_http(h, ["nonexistent.invalid:80"], upstream_opts={"hold": "0"})
     t0 = time.monotonic()
     r = get(h, f, "/", timeout=8)
-    check_error(r, 503, "no server|unavailable|available", upstream="app")
+    check_error(r, 503, "no server available", upstream="app")
     assert time.monotonic() - t0 < 3
 
 
@@ -176,7 +186,7 @@ def test_504_read(h):
     t0 = time.monotonic()
     r = get(h, f, "/hang", timeout=5)
     dt = time.monotonic() - t0
-    check_error(r, 504, "timeout|timed out", route="slow", upstream="app")
+    check_error(r, 504, "read timeout", route="slow", upstream="app")
     assert 0.8 <= dt <= 2.5, "504 after %.2fs with read_timeout = 1s" % dt
 
 
@@ -217,7 +227,7 @@ def test_504_connect(h):
     r = get(h, f, "/", timeout=8)
     dt = time.monotonic() - t0
     print("%d after %.2fs" % (r.status, dt))
-    check_error(r, 504, "timeout|timed out", upstream="app")
+    check_error(r, 504, "connect timeout", upstream="app")
     assert 0.4 <= dt < 3, "504 after %.2fs with connect_timeout = 500ms" % dt
 
 
@@ -227,7 +237,7 @@ def test_505(h):
     c = http_client(h, f)
     c.send(b"GET / HTTP/2.0\r\nHost: v.example\r\n\r\n")
     r = c.read_response(timeout=5)
-    check_error(r, 505, "version")
+    check_error(r, 505, "HTTP version not supported")
     c.wait_closed(3)
 
 
