@@ -769,7 +769,7 @@ static void http_checkout(struct conn *c) {
             want.connect_timeout_ms = 0;
     }
     int err = upstream_checkout(x->upstream, &x->checkout, http_on_checkout, &want);
-    if (err < 0 && c->x == x && x->connecting) { /* no attempt could even start */
+    if (err < 0) { /* no attempt could even start: no callback either */
         x->connecting = false;
         http_checkout_failed(c, err);
     }
@@ -814,7 +814,7 @@ static bool http_retry_stale(struct conn *c, struct exchange *x) {
     log_debug("conn %s: reused upstream connection closed before answering; retrying", CONN_PEER(c));
     struct upstream_want want = conn_want(c, true);
     int err = upstream_checkout(x->upstream, &x->checkout, http_on_checkout, &want);
-    if (err < 0 && c->x == x && x->connecting) {
+    if (err < 0) {
         x->connecting = false;
         http_fail_upstream(c, 502, "connection reset");
     }

@@ -124,8 +124,12 @@ struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *l
 /* Every upstream_conn must have been closed (and its callbacks run). */
 void upstream_destroy(struct upstream *up);
 
-/* Starts a checkout (WANT is copied). Returns 0 when the callback will run later, or a UV_E*
- * code (and no callback) when not even one attempt could start. */
+/* Starts a checkout (WANT is copied). Returns 0 when CB has run or will run,
+ * exactly once: with an idle pooled connection it runs before this returns
+ * (so the caller must be ready for it before calling, and must not touch
+ * anything CB may have ended after the call); with a new connection it runs
+ * later, from the loop. Returns a UV_E* code when not even one attempt could
+ * start: CB never runs then. */
 int upstream_checkout(struct upstream *up, struct upstream_checkout *co, upstream_checkout_cb cb,
                       const struct upstream_want *want) FERRY_MUSTCHECK;
 /* Abandons a checkout in progress: its callback will not run. */
