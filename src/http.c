@@ -951,6 +951,12 @@ size_t http_build_error(char *out, size_t cap, const struct http_error *e) {
     return (size_t)n < cap ? (size_t)n : 0;
 }
 
+/* The last N decimal digits of V (>= 0), zero-padded, at P; returns P + N. */
+static char *http_digits(char *p, int64_t v, int n) {
+    for (int i = n - 1; i >= 0; i--, v /= 10) p[i] = (char)('0' + v % 10);
+    return p + n;
+}
+
 void http_date(char *out, int64_t t) {
     static const char days[7][4] = {"Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"};
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -964,9 +970,23 @@ void http_date(char *out, int64_t t) {
     int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
     int64_t mday = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
     int64_t year = yoe + era * 400 + (month <= 2);
-    snprintf(out, HTTP_DATE_LEN, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[day % 7],
-             (int)mday, months[month - 1], (int)(year % 10000), (int)(sec / 3600),
-             (int)(sec / 60 % 60), (int)(sec % 60));
+    /* Fixed width, so written digit by digit: snprintf's "%02d" would make
+     * the compiler prove every field fits. */
+    char *p = out;
+    memcpy(p, days[day % 7], 3), p += 3;
+    *p++ = ',', *p++ = ' ';
+    p = http_digits(p, mday, 2);
+    *p++ = ' ';
+    memcpy(p, months[month - 1], 3), p += 3;
+    *p++ = ' ';
+    p = http_digits(p, year, 4);
+    *p++ = ' ';
+    p = http_digits(p, sec / 3600, 2);
+    *p++ = ':';
+    p = http_digits(p, sec / 60 % 60, 2);
+    *p++ = ':';
+    p = http_digits(p, sec % 60, 2);
+    memcpy(p, " GMT", 5);
 }
 
 bool http_msg_is_head(const struct http_msg *m) {
