@@ -10,6 +10,7 @@
  * closed descriptor that has been reused (the window is one write call). */
 #include "ferry/log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -107,29 +108,87 @@ void access_log_close(void) {
     access_swap(-1);
 }
 
-size_t log_json_escape(char *out, size_t cap, const char *s) {
-    static const char hex[] = "0123456789abcdef";
+size_t log_text_escape(char *out, size_t cap, const char *s) {
+    static const char hex[] = "0123456789ABCDEF";
     size_t n = 0;
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
-        char esc[7];
-        size_t k = 0;
-        if (ch == '"' || ch == '\\') {
-            esc[k++] = '\\';
-            esc[k++] = (char)ch;
-        } else if (ch < 0x20 || ch == 0x7f) {
-            esc[k++] = '\\';
-            esc[k++] = 'u';
-            esc[k++] = '0';
-            esc[k++] = '0';
-            esc[k++] = hex[ch >> 4];
-            esc[k++] = hex[ch & 15];
-        } else {
-            esc[k++] = (char)ch;
+        bool plain = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
+        size_t k = plain ? 1 : 4;
+        if (n + k > cap) break; /* never half an escape */
+        if (plain) {
+            out[n++] = (char)ch;
+            continue;
         }
-        if (n + k > cap) break;
+        out[n++] = '\\';
+        out[n++] = 'x';
+        out[n++] = hex[ch >> 4];
+        out[n++] = hex[ch & 15];
+    }
+    return n;
+}
+
+/* The length of the valid UTF-8 sequence at S (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0 if there is none.
+ * S is NUL-terminated, so reading on while bytes are continuations stays
+ * inside it. */
+static size_t utf8_valid_len(const unsigned char *s) {
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0) lo = 0xa0; /* overlong */
+        if (c == 0xed) hi = 0x9f; /* surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0) lo = 0x90; /* overlong */
+        if (c == 0xf4) hi = 0x8f; /* above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf) return 0;
+    return len;
+}
+
+/* Bytes that are not part of valid UTF-8 become \u00HH, the code point of
+ * the same number (U+0080..U+00FF), so the line stays valid UTF-8 and valid
+ * JSON whatever a client sent. Unlike U+FFFD this keeps the byte's value;
+ * the price is that a lone 0xFF reads back like a well-formed U+00FF (the
+ * text format keeps the two apart). */
+size_t log_json_escape(char *out, size_t cap, const char *s) {
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = 0;
+    while (*p) {
+        char esc[6];
+        size_t k = 0, utf8 = *p >= 0x80 ? utf8_valid_len(p) : 0;
+        if (utf8 > 0) {
+            if (n + utf8 > cap) break; /* never half a character */
+            memcpy(out + n, p, utf8);
+            n += utf8;
+            p += utf8;
+            continue;
+        }
+        if (*p == '"' || *p == '\\') {
+            esc[k++] = '\\';
+            esc[k++] = (char)*p;
+        } else if (*p < 0x20 || *p >= 0x7f) {
+            memcpy(esc, "\\u00", 4);
+            k = 4;
+            esc[k++] = hex[*p >> 4];
+            esc[k++] = hex[*p & 15];
+        } else {
+            esc[k++] = (char)*p;
+        }
+        if (n + k > cap) break; /* never half an escape */
         memcpy(out + n, esc, k);
         n += k;
+        p++;
     }
     return n;
 }
@@ -151,101 +210,150 @@ static void access_time(char *out, size_t cap, bool iso) {
                  tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-void access_log_tcp(const struct access_tcp_entry *e) {
-    int fd = atomic_load(&access_fd);
-    if (fd < 0) return;
-    char line[1024], when[64];
-    int n;
-    if (atomic_load(&access_format) == ACCESS_LOG_JSON) {
-        char client[256], listener[256], upstream[512];
-        client[log_json_escape(client, sizeof(client) - 1, e->client)] = '\0';
-        listener[log_json_escape(listener, sizeof(listener) - 1, e->listener)] = '\0';
-        upstream[log_json_escape(upstream, sizeof(upstream) - 1, e->upstream)] = '\0';
-        access_time(when, sizeof(when), true);
-        n = snprintf(line, sizeof(line),
-                     "{\"time\":\"%s\",\"client\":\"%s\",\"listener\":\"%s\",\"upstream\":\"%s\","
-                     "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration\":%.3f}\n",
-                     when, client, listener, upstream, (unsigned long long)e->bytes_in,
-                     (unsigned long long)e->bytes_out, e->duration_s);
-    } else {
-        access_time(when, sizeof(when), false);
-        n = snprintf(line, sizeof(line),
-                     "%s - - [%s] \"TCP\" listener=%s upstream=%s in=%llu out=%llu duration=%.3f\n",
-                     e->client, when, e->listener, e->upstream, (unsigned long long)e->bytes_in,
-                     (unsigned long long)e->bytes_out, e->duration_s);
-    }
-    if (n < 0) return;
-    size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
-    if (line[len - 1] != '\n') line[len - 1] = '\n';
-    write_all(fd, line, len);
-}
-
 bool access_log_enabled(void) {
     return atomic_load(&access_fd) >= 0;
 }
 
-static void access_json_field(char *out, size_t cap, size_t *n, const char *key, const char *val,
-                              bool last) {
-    if (*n >= cap) return;
-    int k = snprintf(out + *n, cap - *n, "\"%s\":\"", key);
-    if (k < 0 || (size_t)k >= cap - *n) {
-        *n = cap;
-        return;
-    }
-    *n += (size_t)k;
-    *n += log_json_escape(out + *n, cap - *n, val);
-    k = snprintf(out + *n, cap - *n, last ? "\"" : "\",");
-    *n = k < 0 ? cap : *n + (size_t)k;
+/* The budgets of an HTTP line: the most bytes each field may take once
+ * escaped. The target, referer and user agent come from the client, cut to
+ * 511, 255 and 255 bytes by conn_http.c, and grow at most 4 times (text,
+ * \xHH) or 6 times (JSON, \u00HH) when escaped; everything else is ferry's
+ * own (a time, names and addresses from the config, a method token, a
+ * request id of at most 200 visible bytes) and fits in FIELD_SHORT. A field
+ * past its budget is cut at a whole character or escape, and the line holds
+ * the sum of the budgets, so the line itself is never cut: a JSON line
+ * stays valid JSON whatever a client sends. */
+#define FIELD_SHORT 512
+#define FIELD_NUMBER 64 /* ,"status":200,"bytes":N and the like */
+#define FIELD_KEY 16    /* ,"user_agent":" and the like */
+#define TARGET_ESCAPED (6 * 512)
+#define HEADER_ESCAPED (6 * 256)
+/* JSON, the longer of the two: 10 string fields, 3 runs of numbers, braces
+ * and the newline. The text line needs less (see access_http_text). */
+#define ACCESS_LINE_SIZE                                                                           \
+    (10 * (FIELD_KEY + 1) + TARGET_ESCAPED + 2 * HEADER_ESCAPED + 7 * FIELD_SHORT +              \
+     3 * FIELD_NUMBER + 2 + 1)
+
+/* An access log line being built; see the budgets above. */
+struct line {
+    char buf[ACCESS_LINE_SIZE];
+    size_t len;
+};
+
+/* Room for a field of BUDGET bytes: all of it, by the sizing above. One
+ * byte stays free for the newline. */
+static size_t line_room(const struct line *l, size_t budget) {
+    size_t left = sizeof(l->buf) - 1 - l->len;
+    assert(budget <= left); /* the budgets add up to the buffer */
+    return budget < left ? budget : left;
+}
+
+static void line_fmt(struct line *l, size_t budget, const char *fmt, ...) FERRY_PRINTF(3, 4);
+
+static void line_fmt(struct line *l, size_t budget, const char *fmt, ...) {
+    size_t room = line_room(l, budget);
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(l->buf + l->len, room + 1, fmt, ap); /* the NUL fits: see line_room */
+    va_end(ap);
+    if (k > 0) l->len += (size_t)k < room ? (size_t)k : room;
+}
+
+static void line_text(struct line *l, const char *s, size_t budget) {
+    l->len += log_text_escape(l->buf + l->len, line_room(l, budget), s);
+}
+
+/* "KEY":"VALUE", after a comma unless it is the object's first field. */
+static void line_json(struct line *l, const char *key, const char *val, size_t budget) {
+    bool first = l->buf[l->len - 1] == '{';
+    line_fmt(l, FIELD_KEY, "%s\"%s\":\"", first ? "" : ",", key);
+    l->len += log_json_escape(l->buf + l->len, line_room(l, budget), val);
+    line_fmt(l, 1, "\"");
+}
+
+static void access_http_json(struct line *l, const struct access_http_entry *e) {
+    char when[64];
+    access_time(when, sizeof(when), true);
+    line_fmt(l, 1, "{");
+    line_json(l, "time", when, FIELD_SHORT);
+    line_json(l, "client", e->client, FIELD_SHORT);
+    line_json(l, "method", e->method, FIELD_SHORT);
+    line_json(l, "target", e->target, TARGET_ESCAPED);
+    line_json(l, "proto", e->proto, FIELD_SHORT);
+    line_fmt(l, FIELD_NUMBER, ",\"status\":%d,\"bytes\":%llu", e->status,
+             (unsigned long long)e->bytes);
+    line_json(l, "referer", e->referer, HEADER_ESCAPED);
+    line_json(l, "user_agent", e->user_agent, HEADER_ESCAPED);
+    line_json(l, "route", e->route, FIELD_SHORT);
+    line_json(l, "upstream", e->upstream, FIELD_SHORT);
+    line_fmt(l, FIELD_NUMBER, ",\"rt\":%.3f", e->rt);
+    if (e->urt < 0)
+        line_fmt(l, FIELD_NUMBER, ",\"urt\":null");
+    else
+        line_fmt(l, FIELD_NUMBER, ",\"urt\":%.3f", e->urt);
+    line_json(l, "rid", e->rid, FIELD_SHORT);
+    line_fmt(l, 1, "}");
+}
+
+/* Only the client's fields are escaped: the rest is ferry's own and has
+ * neither spaces nor quotes. Its budgets add up to less than the JSON's. */
+static void access_http_text(struct line *l, const struct access_http_entry *e) {
+    char when[64];
+    access_time(when, sizeof(when), false);
+    line_fmt(l, 2 * FIELD_SHORT, "%s - - [%s] \"%s ", e->client, when, e->method);
+    line_text(l, e->target, TARGET_ESCAPED);
+    line_fmt(l, FIELD_SHORT + FIELD_NUMBER, " %s\" %d %llu \"", e->proto, e->status,
+             (unsigned long long)e->bytes);
+    line_text(l, e->referer, HEADER_ESCAPED);
+    line_fmt(l, 3, "\" \"");
+    line_text(l, e->user_agent, HEADER_ESCAPED);
+    line_fmt(l, 2 * FIELD_SHORT, "\" route=%s upstream=%s", e->route, e->upstream);
+    if (e->urt < 0)
+        line_fmt(l, FIELD_NUMBER, " rt=%.3f urt=-", e->rt);
+    else
+        line_fmt(l, FIELD_NUMBER, " rt=%.3f urt=%.3f", e->rt, e->urt);
+    line_fmt(l, FIELD_SHORT, " rid=%s", e->rid);
 }
 
 void access_log_http(const struct access_http_entry *e) {
     int fd = atomic_load(&access_fd);
     if (fd < 0) return;
-    char line[4096], when[64], urt[32];
-    size_t n = 0;
-    if (e->urt < 0)
-        snprintf(urt, sizeof(urt), "-");
+    struct line l;
+    l.len = 0;
+    if (atomic_load(&access_format) == ACCESS_LOG_JSON)
+        access_http_json(&l, e);
     else
-        snprintf(urt, sizeof(urt), "%.3f", e->urt);
+        access_http_text(&l, e);
+    l.buf[l.len++] = '\n';
+    write_all(fd, l.buf, l.len);
+}
+
+/* A TCP line has no client-controlled field; it shares the builder (and
+ * its budgets) so that its JSON is escaped and cut the same way. */
+void access_log_tcp(const struct access_tcp_entry *e) {
+    int fd = atomic_load(&access_fd);
+    if (fd < 0) return;
+    struct line l;
+    char when[64];
+    l.len = 0;
     if (atomic_load(&access_format) == ACCESS_LOG_JSON) {
         access_time(when, sizeof(when), true);
-        n = (size_t)snprintf(line, sizeof(line), "{");
-        access_json_field(line, sizeof(line) - 2, &n, "time", when, false);
-        access_json_field(line, sizeof(line) - 2, &n, "client", e->client, false);
-        access_json_field(line, sizeof(line) - 2, &n, "method", e->method, false);
-        access_json_field(line, sizeof(line) - 2, &n, "target", e->target, false);
-        access_json_field(line, sizeof(line) - 2, &n, "proto", e->proto, false);
-        if (n < sizeof(line) - 2) {
-            int k = snprintf(line + n, sizeof(line) - 2 - n, "\"status\":%d,\"bytes\":%llu,",
-                             e->status, (unsigned long long)e->bytes);
-            n = k < 0 ? sizeof(line) - 2 : n + (size_t)k;
-        }
-        access_json_field(line, sizeof(line) - 2, &n, "referer", e->referer, false);
-        access_json_field(line, sizeof(line) - 2, &n, "user_agent", e->user_agent, false);
-        access_json_field(line, sizeof(line) - 2, &n, "route", e->route, false);
-        access_json_field(line, sizeof(line) - 2, &n, "upstream", e->upstream, false);
-        if (n < sizeof(line) - 2) {
-            int k = e->urt < 0 ? snprintf(line + n, sizeof(line) - 2 - n,
-                                          "\"rt\":%.3f,\"urt\":null,", e->rt)
-                               : snprintf(line + n, sizeof(line) - 2 - n,
-                                          "\"rt\":%.3f,\"urt\":%.3f,", e->rt, e->urt);
-            n = k < 0 ? sizeof(line) - 2 : n + (size_t)k;
-        }
-        access_json_field(line, sizeof(line) - 2, &n, "rid", e->rid, true);
-        if (n > sizeof(line) - 2) n = sizeof(line) - 2;
-        line[n++] = '}';
-        line[n++] = '\n';
+        line_fmt(&l, 1, "{");
+        line_json(&l, "time", when, FIELD_SHORT);
+        line_json(&l, "client", e->client, FIELD_SHORT);
+        line_json(&l, "listener", e->listener, FIELD_SHORT);
+        line_json(&l, "upstream", e->upstream, FIELD_SHORT);
+        line_fmt(&l, FIELD_NUMBER, ",\"bytes_in\":%llu,\"bytes_out\":%llu",
+                 (unsigned long long)e->bytes_in, (unsigned long long)e->bytes_out);
+        line_fmt(&l, FIELD_NUMBER, ",\"duration\":%.3f}", e->duration_s);
     } else {
         access_time(when, sizeof(when), false);
-        int k = snprintf(line, sizeof(line),
-                         "%s - - [%s] \"%s %s %s\" %d %llu \"%s\" \"%s\" route=%s upstream=%s "
-                         "rt=%.3f urt=%s rid=%s\n",
-                         e->client, when, e->method, e->target, e->proto, e->status,
-                         (unsigned long long)e->bytes, e->referer, e->user_agent, e->route,
-                         e->upstream, e->rt, urt, e->rid);
-        if (k < 0) return;
-        n = (size_t)k < sizeof(line) ? (size_t)k : sizeof(line) - 1;
-        line[n - 1] = '\n';
+        line_fmt(&l, 4 * FIELD_SHORT, "%s - - [%s] \"TCP\" listener=%s upstream=%s", e->client,
+                 when, e->listener, e->upstream);
+        line_fmt(&l, 2 * FIELD_NUMBER, " in=%llu out=%llu duration=%.3f",
+                 (unsigned long long)e->bytes_in, (unsigned long long)e->bytes_out,
+                 e->duration_s);
     }
-    write_all(fd, line, n);
+    l.buf[l.len++] = '\n';
+    write_all(fd, l.buf, l.len);
 }

@@ -67,8 +67,16 @@ void access_log_http(const struct access_http_entry *e);
 /* True when an access log is open: callers skip gathering fields when not. */
 bool access_log_enabled(void);
 
-/* Appends S to OUT as the inside of a JSON string (no quotes). Returns the
- * number of bytes written, never more than CAP. Exposed for tests. */
+/* The access log's escapers, exposed for tests. Each appends S to OUT and
+ * returns the number of bytes written, never more than CAP, cutting only
+ * between whole characters or escapes; OUT is not NUL-terminated.
+ *
+ * Text: bytes outside printable ASCII, '"' and '\\' become \xHH, so a
+ * client's bytes cannot close a quoted field or start a line.
+ * JSON (the inside of a string, no quotes): valid UTF-8 is copied, '"' and
+ * '\\' are backslashed, control bytes and every byte that is not part of
+ * valid UTF-8 become \u00HH (the code point of the same number). */
+size_t log_text_escape(char *out, size_t cap, const char *s);
 size_t log_json_escape(char *out, size_t cap, const char *s);
 
 #endif
