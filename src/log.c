@@ -4,10 +4,16 @@
  * on stderr. The access log is for traffic: its format is part of the
  * contract (SPEC, "Access log"). Each line is built in a stack buffer and
  * written with a single write(2), which keeps lines whole across worker
- * threads without a lock on the hot path. The access log descriptor is
- * swapped atomically on reopen; the old one is closed only after the swap,
- * so a writer racing a reopen writes to one file or the other, never to a
- * closed descriptor that has been reused (the window is one write call). */
+ * threads without a lock on the hot path.
+ *
+ * A worker loads the access log's descriptor number, formats, then writes.
+ * If a reopen closed that number in between, the next socket accepted or
+ * connected could get it and the line would go into a client's or an
+ * upstream's connection. So the access log keeps one number for the life of
+ * the process: a reopen or a reload opens the new file and dup3()s it over
+ * that number (atomically: the number always refers to one log file or the
+ * other), then closes the temporary. Turning the log off puts /dev/null
+ * there. The number is closed only at exit, after the workers have ended. */
 #include "ferry/log.h"
 
 #include <assert.h>
@@ -23,7 +29,8 @@
 
 static _Atomic int log_level_current = LOG_INFO;
 
-static _Atomic int access_fd = -1;
+static _Atomic int access_fd = -1;   /* where lines go: access_slot, or -1 when off */
+static int access_slot = -1;         /* the log's one descriptor number; main thread only */
 static _Atomic int access_format = ACCESS_LOG_TEXT;
 static char access_path[4096];
 static enum access_log_target access_target = ACCESS_LOG_OFF;
@@ -80,19 +87,39 @@ static int access_open_fd(enum access_log_target target, const char *path) {
     return -1;
 }
 
-static void access_swap(int fd) {
-    int old = atomic_exchange(&access_fd, fd);
-    if (old >= 0) close(old);
+/* Makes FD (newly opened, or -1 for off) the access log; FD is taken in
+ * either case. See the top of the file for why the number never changes
+ * once there is one. Returns 0 or a negative errno (the old log stays). */
+static int access_install(int fd) {
+    if (access_slot < 0) { /* the first log: its number becomes the slot */
+        access_slot = fd;
+        atomic_store(&access_fd, fd);
+        return 0;
+    }
+    bool off = fd < 0;
+    if (off) {
+        /* Lines stop now; one already past the check goes to /dev/null.
+         * Without /dev/null the old file stays behind the number: as safe. */
+        atomic_store(&access_fd, -1);
+        fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (fd < 0) return 0;
+    }
+    int err = dup3(fd, access_slot, O_CLOEXEC) < 0 ? -errno : 0;
+    close(fd);
+    if (off) return 0;
+    if (err == 0) atomic_store(&access_fd, access_slot);
+    return err;
 }
 
 int access_log_open(enum access_log_target target, const char *path,
                     enum access_log_format format) {
     int fd = access_open_fd(target, path);
     if (fd < 0 && target != ACCESS_LOG_OFF) return -errno;
+    int err = access_install(fd);
+    if (err < 0) return err;
     access_target = target;
     if (path) snprintf(access_path, sizeof(access_path), "%s", path);
     atomic_store(&access_format, (int)format);
-    access_swap(fd);
     return 0;
 }
 
@@ -100,12 +127,14 @@ int access_log_reopen(void) {
     if (access_target != ACCESS_LOG_FILE) return 0;
     int fd = access_open_fd(access_target, access_path);
     if (fd < 0) return -errno;
-    access_swap(fd);
-    return 0;
+    return access_install(fd);
 }
 
+/* At exit only: no worker writes any more. */
 void access_log_close(void) {
-    access_swap(-1);
+    atomic_store(&access_fd, -1);
+    if (access_slot >= 0) close(access_slot);
+    access_slot = -1;
 }
 
 size_t log_text_escape(char *out, size_t cap, const char *s) {

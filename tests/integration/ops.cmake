@@ -12,7 +12,7 @@ ferry_ops(test_ops_reload.py 60
 ferry_ops(test_ops_admin.py 60
   healthz metrics_counts metrics_spec_names metrics_parser status_json sigusr1_reopens_access_log)
 ferry_ops(test_ops_log.py 60
-  access_log_escape_text access_log_escape_json)
+  access_log_escape_text access_log_escape_json access_log_reopen_under_load)
 ferry_ops(test_ops_balance.py 60
   round_robin weights ip_hash least_conn random2 backup)
 ferry_ops(test_ops_health.py 60

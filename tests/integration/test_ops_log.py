@@ -5,9 +5,12 @@ JSON lines, and SIGUSR1 while requests are being logged."""
 import json
 import os
 import re
+import signal
+import threading
+import time
 
 import harness
-from harness import build_request, http_upstream
+from harness import HttpClient, build_request, http_upstream
 from opslib import get_once, request_raw, start, wait_for
 
 # A client-controlled header that closes the quoted field and adds its own.
@@ -94,6 +97,78 @@ def test_access_log_escape_json(h):
     want = "https://r.test/\u00e9\u20ac?" + bytes(range(0x80, 0x100)).decode("latin-1")
     assert o["referer"] == want, "referer %r, want %r" % (o["referer"], want)
     assert o["route"] == "-" and o["upstream"].startswith("127.0.0.1:"), o
+
+
+
+def _fds_to(pid, path):
+    """The descriptor numbers of process pid open on path."""
+    out = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == path:
+                out.append(int(fd))
+        except OSError:
+            pass  # closed while we looked
+    return sorted(out)
+
+
+def test_access_log_reopen_under_load(h):
+    """SIGUSR1 while clients keep requests going: the reopened file gets
+    the lines, and the descriptor the workers write to keeps its number
+    (the new file is put in its place). A reopen that closed the old
+    number would let the next accepted socket take it, and a worker that
+    had just loaded it would write a log line into a connection."""
+    up = http_upstream(h)
+    path = os.path.realpath(h.path("access.log"))
+    f = start(h, [("web", {"upstream": "app"})], [("app", [up], {})],
+              global_opts={"access_log": path, "workers": "2"})
+    get_once(f.addr, "/first")
+    wait_for(lambda: _fds_to(f.pid, path), 3, "ferry's descriptor on the access log")
+    fds = _fds_to(f.pid, path)
+    assert len(fds) == 1, "descriptors on %s: %r" % (path, fds)
+    stop = threading.Event()
+    errors, served = [], [0]
+
+    def client(i):
+        try:
+            while not stop.is_set():
+                s = h.connect(f.addr)
+                c = HttpClient(s)
+                for k in range(5):
+                    r = c.request("GET", "/load/%d/%d" % (i, k), [("Host", "log.test")])
+                    assert r.status == 200, "load request: %r" % r
+                    served[0] += 1
+                s.close()
+        except Exception as e:  # reported by the main thread
+            errors.append(repr(e))
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for n in range(1, 4):
+            time.sleep(0.2)
+            os.rename(path, "%s.%d" % (path, n))
+            f.signal(signal.SIGUSR1)
+            wait_for(lambda: os.path.exists(path), 3, "a new access log after SIGUSR1 #%d" % n)
+            now = _fds_to(f.pid, path)
+            assert now == fds, "after SIGUSR1 #%d the access log is on descriptor(s) %r, was %r" % (
+                n, now, fds)
+            for k in range(1, n + 1):
+                old = _fds_to(f.pid, "%s.%d" % (path, k))
+                assert not old, "rotated file %s.%d still open on %r" % (path, k, old)
+            before = os.path.getsize(path)
+            wait_for(lambda: os.path.getsize(path) > before, 3, "lines in the reopened log")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not errors, "clients failed during the reopens: %s" % errors[:3]
+    assert served[0] > 0
+    pat = re.compile(rb'^127\.0\.0\.1 - - \[[^\]]+\] "GET /\S* HTTP/1\.1" 200 \d+ "-" "-" route=- ')
+    for name in [path] + ["%s.%d" % (path, n) for n in range(1, 4)]:
+        with open(name, "rb") as fh:
+            for line in fh.read().split(b"\n")[:-1]:
+                assert pat.match(line), "%s: malformed line %r" % (name, line)
 
 
 harness.main(globals())
