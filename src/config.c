@@ -30,7 +30,8 @@
  * Decisions the spec leaves open: keywords (on, auto, http, round_robin ...)
  * are case-insensitive; names, paths, methods and header names are taken as
  * written (methods are case-sensitive HTTP tokens). Size suffixes are k/K
- * (KiB) and m/M (MiB) only; duration suffixes are lower-case ms, s, m, h.
+ * (KiB) and m/M (MiB) only; duration suffixes are lower-case ms, s, m, h,
+ * d, and a duration is at most 3650d.
  * Only `;` starts an inline comment (after whitespace); `#` only at the
  * start of a line. Port 0 (ask the kernel) is for `bind` only. A key whose
  * value was refused still counts as present, so one mistake is one error. */
@@ -50,6 +51,9 @@
 #define CONFIG_MAX_FILE    (16u << 20) /* a bigger "config" is a mistake (/dev/zero) */
 #define CONFIG_MAX_WORKERS 1024
 #define CONFIG_MAX_WEIGHT  1000
+/* 10 years (3650d): longer is surely a mistake, and a value near 2^64 ms
+ * would wrap when a timer adds it to the clock. */
+#define CONFIG_MAX_DURATION_MS (3650ull * 86400 * 1000)
 #define CONFIG_ADDR_HINT   "HOST:PORT, [IPV6]:PORT, :PORT or unix:/path"
 
 struct loader;
@@ -319,6 +323,7 @@ static int parse_with_unit(const char *text, const struct unit *units, size_t nu
 int config_parse_duration(const char *text, uint64_t *ms) {
     static const struct unit units[] = {
         {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000},
+        {"d", 86400 * 1000},
     };
     return parse_with_unit(text, units, FERRY_ARRAY_LEN(units), ms);
 }
@@ -1064,6 +1069,8 @@ static void key_apply(struct loader *ld, const struct key_def *k, const char *v)
             ld_key_error(ld, k->name, "bad duration '%s' (expected e.g. 250ms, 10s, 5m, 1h)", v);
         else if (n < k->min)
             ld_key_error(ld, k->name, "must be greater than 0");
+        else if (n > CONFIG_MAX_DURATION_MS)
+            ld_key_error(ld, k->name, "must be at most 3650d (10 years), got '%s'", v);
         else
             *(uint64_t *)(void *)field = n;
         return;

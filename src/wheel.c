@@ -34,12 +34,14 @@ void wheel_start(struct wheel *w, struct wheel_timer *t, uint64_t ms, wheel_cb c
         w->done = now / WHEEL_TICK_MS; /* nothing pending: skip the idle ticks */
         uv_timer_start(&w->tick, wheel_on_tick, WHEEL_TICK_MS, WHEEL_TICK_MS);
     }
-    t->due = now + ms;
+    /* Saturate: a deadline past 2^64 ms means never, not a wrap into the
+     * past (the config caps durations; this holds whoever calls). */
+    t->due = ms > UINT64_MAX - now ? UINT64_MAX : now + ms;
     t->cb = cb;
     /* A timer waits in the slot of the first tick at or after its deadline,
      * so it never fires early; one due within this very tick goes to the
      * next slot so that it is not skipped. */
-    uint64_t slot = (t->due + WHEEL_TICK_MS - 1) / WHEEL_TICK_MS;
+    uint64_t slot = t->due / WHEEL_TICK_MS + (t->due % WHEEL_TICK_MS != 0);
     if (slot <= w->done) slot = w->done + 1;
     list_push_front(&w->slots[slot % WHEEL_SLOTS], &t->link);
     w->armed++;

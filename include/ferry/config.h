@@ -180,7 +180,8 @@ struct config_listener *config_find_listener(const struct config *cfg, const cha
 
 /* Value parsers, exposed for unit tests and the command line. Each returns 0
  * on success or -1 when TEXT is not a valid value (nothing is written then).
- * Durations: "250ms", "10s", "5m", "1h", a bare number is seconds.
+ * Durations: "250ms", "10s", "5m", "1h", "365d", a bare number is seconds
+ * (any size here: the loader refuses more than 3650d).
  * Sizes: "512", "16k", "1m" (bytes, KiB, MiB). Booleans: on|off|yes|no|true|false.
  * Addresses: HOST:PORT, [IPV6]:PORT, :PORT, unix:/path. */
 int config_parse_duration(const char *text, uint64_t *ms) FERRY_MUSTCHECK;

@@ -287,6 +287,7 @@ static void test_durations(void **state) {
         {"250ms", 250},  {"10s", 10000}, {"5m", 300000},
         {"1h", 3600000}, {"7", 7000},    {"0", 0},
         {"0ms", 0},      {"007s", 7000}, {"18446744073709551615ms", UINT64_MAX},
+        {"1d", 86400000}, {"365d", 31536000000},
     };
     static const char *const bad[] = {
         "",
@@ -300,7 +301,8 @@ static void test_durations(void **state) {
         "1s ",
         "10S",
         "10sec",
-        "1d",
+        "1D",
+        "1dd",
         "1hm",
         "0x10",
         "18446744073709551616ms",
@@ -526,6 +528,25 @@ static void test_duration_keys(void **state) {
     assert_int_equal(c->upstreams[0].read_timeout_ms, 120000);
     assert_int_equal(c->upstreams[0].health_interval_ms, 3600000);
     assert_int_equal(c->global.shutdown_timeout_ms, 0);
+}
+
+/* At most 10 years: a bigger value is surely a mistake, and one near
+ * 2^64 ms would wrap when added to the clock. */
+static void test_duration_cap(void **state) {
+    (void)state;
+    EXPECT_ERRORS("[listener web]\nbind = :1\nheader_timeout = 18446744073709551615ms\n"
+                  "idle_timeout = 3651d\n" UP "read_timeout = 315360000001ms\n"
+                  "[global]\nshutdown_timeout = 87601h\n",
+                  "t.ini:3: header_timeout: must be at most 3650d (10 years), got "
+                  "'18446744073709551615ms'",
+                  "t.ini:4: idle_timeout: must be at most 3650d (10 years), got '3651d'",
+                  "t.ini:7: read_timeout: must be at most 3650d (10 years), got '315360000001ms'",
+                  "t.ini:9: shutdown_timeout: must be at most 3650d (10 years), got '87601h'");
+    struct config *c = load_ok("[listener web]\nbind = :1\nheader_timeout = 3650d\n"
+                               "idle_timeout = 315360000000ms\n[global]\nshutdown_timeout = 87600h\n");
+    assert_true(c->listeners[0].header_timeout_ms == 315360000000u);
+    assert_true(c->listeners[0].idle_timeout_ms == 315360000000u);
+    assert_true(c->global.shutdown_timeout_ms == 315360000000u);
 }
 
 static void test_size_keys(void **state) {
@@ -1127,6 +1148,7 @@ int main(void) {
         T(test_addr_keys),
         T(test_numbers),
         T(test_duration_keys),
+        T(test_duration_cap),
         T(test_size_keys),
         T(test_bool_keys),
         T(test_keywords),

@@ -113,11 +113,36 @@ static void test_beyond_one_revolution(void **state) {
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A deadline past the end of uint64_t (a huge timeout from a config, say)
+ * saturates to "never" instead of wrapping to the past and firing at the
+ * next tick. */
+static void test_huge_timeout_never_fires(void **state) {
+    (void)state;
+    uv_loop_init(&loop);
+    wheel_init(&wheel, &loop);
+    norder = 0;
+    struct probe huge = {0}, almost = {0}, near = {0};
+    arm(&huge, UINT64_MAX);
+    arm(&almost, UINT64_MAX - uv_now(&loop) - 1);
+    arm(&near, 3 * WHEEL_TICK_MS);
+    while (near.fired == 0) uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(huge.fired, 0);
+    assert_int_equal(almost.fired, 0);
+    assert_true(huge.t.due == UINT64_MAX);
+    wheel_stop(&wheel, &huge.t);
+    wheel_stop(&wheel, &almost.t);
+    assert_int_equal(wheel.armed, 0);
+    wheel_close(&wheel);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fire_in_order_not_early),
         cmocka_unit_test(test_stop_and_rearm),
         cmocka_unit_test(test_beyond_one_revolution),
+        cmocka_unit_test(test_huge_timeout_never_fires),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
