@@ -696,6 +696,74 @@ static void set_listener_upstream(struct loader *ld, void *obj, const char *key,
     ld->lrefs[ld->index].upstream_line = ld->line;
 }
 
+/* One word of proxy_protocol_from: ADDR or ADDR/PREFIX, IPv4 or IPv6 (no
+ * brackets). Returns 0, -1 when it is not one, -2 when bits past the
+ * prefix are set (then *OUT is the block the user probably meant). */
+static int parse_cidr(const char *word, struct config_cidr *out) {
+    struct config_cidr c = {.addr = {0}};
+    const char *slash = strchr(word, '/');
+    char *ip = xstrndup(word, slash ? (size_t)(slash - word) : strlen(word));
+    uint64_t prefix = 128, max = 128;
+    int ok = inet_pton(AF_INET6, ip, c.addr);
+    if (ok != 1 && (ok = inet_pton(AF_INET, ip, c.addr + 12)) == 1) {
+        c.addr[10] = c.addr[11] = 0xff;
+        prefix = max = 32;
+    }
+    free(ip);
+    if (ok != 1 || (slash && (parse_uint(slash + 1, &prefix) < 0 || prefix > max))) return -1;
+    c.prefix = (uint8_t)(prefix + (max == 32 ? 96 : 0));
+    bool clean = true;
+    for (unsigned bit = c.prefix; bit < 128; bit++) {
+        uint8_t mask = (uint8_t)(0x80u >> (bit % 8));
+        clean = clean && !(c.addr[bit / 8] & mask);
+        c.addr[bit / 8] &= (uint8_t)~mask;
+    }
+    *out = c;
+    return clean ? 0 : -2;
+}
+
+/* proxy_protocol_from = CIDR ...: repeatable, each line adds its blocks.
+ * A block with host bits set ("10.1.0.0/8") is refused: it is more likely
+ * a typo than a way to write 10.0.0.0/8. */
+static void set_proxy_protocol_from(struct loader *ld, void *obj, const char *key,
+                                    const char *v) {
+    struct config_listener *l = obj;
+    const char *w, *cursor = v;
+    size_t len, added = 0;
+    while ((w = next_word(&cursor, &len))) {
+        char *word = xstrndup(w, len);
+        struct config_cidr c;
+        int rc = parse_cidr(word, &c);
+        if (rc == -1)
+            ld_key_error(ld, key, "bad address or CIDR '%s' (expected e.g. 10.0.0.0/8, 192.0.2.7, "
+                         "2001:db8::/32)", word);
+        if (rc == -2) {
+            static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+            bool v4 = c.prefix >= 96 && memcmp(c.addr, v4mapped, sizeof v4mapped) == 0;
+            char net[INET6_ADDRSTRLEN];
+            inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? c.addr + 12 : c.addr, net, sizeof net);
+            ld_key_error(ld, key, "'%s' has bits set past its prefix (the block is %s/%u)", word,
+                         net, c.prefix - (v4 ? 96u : 0u));
+        }
+        free(word);
+        if (rc < 0) return;
+        l->proxy_from = grow(l->proxy_from, l->nproxy_from, sizeof *l->proxy_from);
+        l->proxy_from[l->nproxy_from++] = c;
+        added++;
+    }
+    if (added == 0) ld_key_error(ld, key, "expected at least one address or CIDR");
+}
+
+bool config_cidr_match(const struct config_cidr *list, size_t n, const uint8_t addr[16]) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned full = list[i].prefix / 8, rest = list[i].prefix % 8;
+        if (memcmp(list[i].addr, addr, full) != 0) continue;
+        uint8_t mask = (uint8_t)(0xff00u >> rest);
+        if (rest == 0 || (addr[full] & mask) == list[i].addr[full]) return true;
+    }
+    return false;
+}
+
 /* ---- [upstream NAME] -------------------------------------------------- */
 
 /* One `weight=N` or `backup` after a server's address. */
@@ -1005,6 +1073,7 @@ static const struct key_def listener_keys[] = {
     K_NUM("max_header_size", KEY_SIZE, struct config_listener, max_header_size, 1, 64u << 10),
     K_NUM("max_body_size", KEY_SIZE, struct config_listener, max_body_size, 0, NOLIMIT),
     K_BOOL("proxy_protocol", struct config_listener, proxy_protocol),
+    K_REPEAT("proxy_protocol_from", set_proxy_protocol_from),
 };
 
 #define UPSTREAM_DURATION(n, f, lo) K_NUM(n, KEY_DURATION, struct config_upstream, f, lo, NOLIMIT)
@@ -1148,12 +1217,21 @@ static void *listener_open(struct loader *ld, const char *name) {
     return l;
 }
 
-/* Keys that mean nothing to a tcp listener are refused there rather than
- * silently ignored. */
+/* Keys that mean nothing to this listener (http keys on a tcp one,
+ * proxy_protocol_from without a PROXY header to check or on a unix socket)
+ * are refused rather than silently ignored. */
 static void listener_finish(struct loader *ld, void *obj) {
     static const char *const http_only[] = {"header_timeout", "max_header_size", "max_body_size"};
     struct config_listener *l = obj;
+    int from = seen_line(ld, "proxy_protocol_from");
     if (!seen_line(ld, "bind")) ld_error(ld, l->line, "listener %s: missing 'bind'", l->name);
+    if (from && l->bind.kind == ADDR_UNIX)
+        ld_error(ld, from,
+                 "listener %s: proxy_protocol_from cannot apply to a unix listener (its clients "
+                 "have no address)",
+                 l->name);
+    else if (from && !l->proxy_protocol)
+        ld_error(ld, from, "listener %s: proxy_protocol_from needs proxy_protocol = on", l->name);
     if (l->mode != MODE_TCP) return;
     if (!seen_line(ld, "upstream"))
         ld_error(ld, l->line, "listener %s: mode tcp needs 'upstream'", l->name);
@@ -1668,6 +1746,7 @@ void config_free(struct config *cfg) {
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         free(cfg->listeners[i].name);
         config_addr_free(&cfg->listeners[i].bind);
+        free(cfg->listeners[i].proxy_from);
     }
     free(cfg->listeners);
     for (size_t i = 0; i < cfg->nupstreams; i++)

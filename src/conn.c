@@ -272,7 +272,50 @@ static void conn_on_proxy_timeout(struct wheel_timer *t) {
     conn_close(container_of(t, struct conn, timer), "no PROXY header in time");
 }
 
+/* The socket peer's address as IPv6 bytes, IPv4 as v4-mapped (which is how
+ * a dual-stack socket reports a v4 client already). False: it has none. */
+static bool conn_peer_v6(const struct conn *c, uint8_t a[16]) {
+    memset(a, 0, 16);
+    if (c->peer_addr.sa.sa_family == AF_INET6) {
+        memcpy(a, &c->peer_addr.in6.sin6_addr, 16);
+        return true;
+    }
+    if (c->peer_addr.sa.sa_family != AF_INET) return false;
+    a[10] = a[11] = 0xff;
+    memcpy(a + 12, &c->peer_addr.in.sin_addr, 4);
+    return true;
+}
+
+/* proxy_protocol_from: only the balancers listed may say who the client
+ * is; anyone else could claim any address (and with it X-Forwarded-For,
+ * an ip_hash bucket, the log's client). Such a connection is closed before
+ * a byte of it is read. A scan must not flood the error log: each refusal
+ * is logged at debug, and a warning at most once a minute per worker says
+ * how many there were since the last one. Returns false after closing C. */
+#define CONN_REFUSED_REPORT_MS (60 * 1000)
+
+static bool conn_proxy_source_allowed(struct conn *c) {
+    static _Thread_local uint64_t refused, reported_at; /* this worker's */
+    const struct config_listener *l = c->lcfg;
+    uint8_t a[16];
+    if (l->nproxy_from == 0) return true;
+    if (conn_peer_v6(c, a) && config_cidr_match(l->proxy_from, l->nproxy_from, a)) return true;
+    refused++;
+    log_debug("listener %s: %s is not in proxy_protocol_from: closed", l->name, CONN_PEER(c));
+    uint64_t now = uv_now(&c->w->loop);
+    if (reported_at == 0 || now - reported_at >= CONN_REFUSED_REPORT_MS) {
+        log_warn("listener %s: closed %llu connection%s from sources not in proxy_protocol_from "
+                 "(last from %s); further ones are counted here at most once a minute",
+                 l->name, (unsigned long long)refused, refused == 1 ? "" : "s", CONN_PEER(c));
+        refused = 0;
+        reported_at = now;
+    }
+    conn_close(c, "source not in proxy_protocol_from");
+    return false;
+}
+
 static void conn_read_proxy_header(struct conn *c) {
+    if (!conn_proxy_source_allowed(c)) return;
     conn_set_state(c, CONN_PROXY_HDR);
     uint64_t limit = c->lcfg->mode == MODE_HTTP ? c->lcfg->header_timeout_ms
                                                 : c->lcfg->idle_timeout_ms;

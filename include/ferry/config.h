@@ -85,6 +85,14 @@ struct config_global {
     uint64_t shutdown_timeout_ms;
 };
 
+/* One block of `proxy_protocol_from`. IPv4 blocks are kept as v4-mapped
+ * IPv6 (a.b.c.d/N as ::ffff:a.b.c.d/96+N), so one comparison serves a v4
+ * client on a v4 socket and one on a dual-stack socket alike. */
+struct config_cidr {
+    uint8_t addr[16]; /* the block's first address (bits past the prefix are 0) */
+    uint8_t prefix;   /* 0..128 */
+};
+
 struct config_upstream;
 
 struct config_listener {
@@ -99,6 +107,8 @@ struct config_listener {
     uint64_t max_header_size; /* bytes */
     uint64_t max_body_size;   /* bytes; 0 = unlimited */
     bool proxy_protocol;      /* expect PROXY v1/v2 from a balancer in front */
+    struct config_cidr *proxy_from; /* sources that may send one; empty = any */
+    size_t nproxy_from;
 };
 
 struct config_upstream {
@@ -189,5 +199,9 @@ int config_parse_size(const char *text, uint64_t *bytes) FERRY_MUSTCHECK;
 int config_parse_bool(const char *text, bool *value) FERRY_MUSTCHECK;
 int config_parse_addr(const char *text, struct config_addr *addr) FERRY_MUSTCHECK;
 void config_addr_free(struct config_addr *addr);
+
+/* Whether ADDR (IPv6 bytes; an IPv4 address as v4-mapped ::ffff:a.b.c.d)
+ * is in one of the N blocks of LIST. */
+bool config_cidr_match(const struct config_cidr *list, size_t n, const uint8_t addr[16]);
 
 #endif

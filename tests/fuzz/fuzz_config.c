@@ -4,7 +4,8 @@
  * errors, or NULL and at least one error; every error reads
  * "fuzz.ini:LINE: message" or "fuzz.ini: message"; a loaded config holds
  * what config.h promises (a route's path is never NULL, an upstream has a
- * server, a tcp listener an upstream), and its routes build a table for
+ * server, a tcp listener an upstream, proxy_protocol_from blocks are whole
+ * and only where they apply), and its routes build a table for
  * every listener. Everything is freed: LeakSanitizer checks. */
 #include <stdint.h>
 #include <string.h>
@@ -46,6 +47,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < cfg->nlisteners; i++) {
             const struct config_listener *l = &cfg->listeners[i];
             FUZZ_CHECK(l->mode != MODE_TCP || l->upstream, "a tcp listener has an upstream");
+            FUZZ_CHECK(l->nproxy_from == 0 || (l->proxy_protocol && l->bind.kind == ADDR_INET),
+                       "proxy_protocol_from only on an inet listener with proxy_protocol = on");
+            for (size_t k = 0; k < l->nproxy_from; k++) {
+                FUZZ_CHECK(l->proxy_from[k].prefix <= 128, "a CIDR prefix is at most 128");
+                FUZZ_CHECK(config_cidr_match(&l->proxy_from[k], 1, l->proxy_from[k].addr),
+                           "a CIDR block contains its own first address");
+            }
             struct route_table *t = route_table_build(cfg, l);
             (void)route_match(t, "a.example.com", 13, "/api/x", 6, "GET", 3);
             route_table_free(t);

@@ -18,7 +18,8 @@ ferry_ops(test_ops_balance.py 60
 ferry_ops(test_ops_health.py 60
   active_check active_check_http_status passive)
 ferry_ops(test_ops_proxy.py 60
-  in_v1 in_v2 in_malformed out_tcp_v1 out_tcp_v2 out_http_v1 out_http_v2 in_out_chain)
+  in_v1 in_v2 in_malformed out_tcp_v1 out_tcp_v2 out_http_v1 out_http_v2 in_out_chain
+  in_from)
 ferry_ops(test_ops_explain.py 60
   explain_precedence explain_exit_codes)
 

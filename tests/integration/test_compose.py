@@ -540,6 +540,8 @@ def config_with(sec, key, value):
     kvs = [kv for kv in secs[name] if kv[0] != key]
     if sec == "route" and key == "path":
         kvs = [kv for kv in kvs if kv[0] != "path_prefix"]
+    if sec == "listener" and key == "proxy_protocol_from":
+        kvs.append(("proxy_protocol", "on"))  # it needs the header it filters
     if sec == "listener" and key == "mode" and value == "tcp":
         # Routes apply to http listeners: give them one.
         secs["listener other"] = [("bind", "127.0.0.1:8081"), ("mode", "http"),

@@ -203,4 +203,53 @@ def test_in_out_chain(h):
         "upstream got %r, want %r + the request" % (conns[:1], want)
 
 
+def test_in_from(h):
+    """proxy_protocol_from: a client outside the list is closed before
+    anything of it is read, even with a valid PROXY header (it never
+    reaches the upstream, and garbage from it is not even parsed); one in
+    the list is served with the header's address. On a dual-stack listener
+    (bind = :PORT) a v4 client arrives v4-mapped and matches a v4 block;
+    ::1 matches ::1. Refusals are counted in the error log, not logged one
+    by one above debug."""
+    rec = Recorder(h, http=True)
+
+    def make():
+        deny, allow = harness.free_port(), harness.free_port()
+        text = harness.http_config(
+            [("deny", "127.0.0.1:%d" % deny, {"upstream": "app", "proxy_protocol": "on",
+                                              "proxy_protocol_from": "10.0.0.0/8"}),
+             ("allow", ":%d" % allow, {"upstream": "app", "proxy_protocol": "on",
+                                       "proxy_protocol_from": "10.0.0.0/8 127.0.0.0/8 ::1"})],
+            [("app", [rec.addr], {})])
+        return text, [("tcp", "127.0.0.1", deny), ("tcp", "127.0.0.1", allow)]
+    f = h.start_ferry(make)
+    deny, allow = f.addrs
+    tries = [proxy_v1("203.0.113.9", 5555, "198.51.100.1", 80),
+             proxy_v2("203.0.113.9", 5555, "198.51.100.1", 80),
+             b"not a PROXY header at all\r\n\r\n"] * 2
+    for data in tries:
+        s = h.connect(deny)
+        try:
+            s.sendall(data + build_request("GET", "/denied", [("Host", "p.test")]))
+        except OSError:
+            pass  # already closed: fine
+        kind, dt, got = harness.wait_closed(s, 5)
+        assert got == b"", "refused source got an answer: %r" % got[:200]
+        s.close()
+    for host, src, dst in (("127.0.0.1", "203.0.113.9", "198.51.100.1"),
+                           ("::1", "2001:db8::42", "2001:db8::1")):
+        r = get_once(("tcp", host, allow[2]), "/allowed", prefix=proxy_v1(src, 5555, dst, 80))
+        assert r.status == 200, "allowed source %s: %r" % (host, r)
+    conns = rec.snapshot()
+    assert not [c for c in conns if b"/denied" in c], "a refused source reached the upstream"
+    assert b"".join(conns).count(b"GET /allowed HTTP/1.1\r\n") == 2, conns
+    xff = sorted(re.findall(rb"X-Forwarded-For: (\S+)\r\n", b"".join(conns)))
+    assert xff == [b"2001:db8::42", b"203.0.113.9"], "X-Forwarded-For upstream: %r" % xff
+    err = f.stderr()
+    assert "malformed PROXY header" not in err, "a refused source's bytes were parsed:\n" + err
+    lines = [l for l in err.splitlines() if "proxy_protocol_from" in l]
+    assert len(lines) == 1 and "[warn]" in lines[0] and "listener deny" in lines[0], \
+        "want one warning for %d refusals, got:\n%s" % (len(tries), "\n".join(lines))
+
+
 harness.main(globals())

@@ -11,6 +11,7 @@
 
 #include <cmocka.h> /* after the four above, which it needs */
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -627,6 +628,74 @@ static void test_source(void **state) {
     EXPECT_ERRORS(UP "source = [::1]\n", "t.ini:3: source: bad IP address '[::1]'");
 }
 
+/* Whether listener 0 of t_cfg takes a PROXY header from IP. */
+static bool proxy_from(const char *ip) {
+    uint8_t a[16] = {0};
+    if (inet_pton(AF_INET, ip, a + 12) == 1)
+        a[10] = a[11] = 0xff; /* v4-mapped, as a dual-stack socket reports it */
+    else
+        assert_int_equal(inet_pton(AF_INET6, ip, a), 1);
+    const struct config_listener *l = &t_cfg->listeners[0];
+    return config_cidr_match(l->proxy_from, l->nproxy_from, a);
+}
+
+#define PP_LISTENER "[listener web]\nbind = :1\nproxy_protocol = on\n"
+
+static void test_proxy_protocol_from(void **state) {
+    (void)state;
+    struct config *c = load_ok(PP_LISTENER "proxy_protocol_from = 10.0.0.0/8   192.0.2.7\n"
+                                           "proxy_protocol_from = 2001:db8::/32 ::1\n");
+    assert_int_equal(c->listeners[0].nproxy_from, 4);
+    static const char *const yes[] = {"10.0.0.0", "10.255.255.255", "192.0.2.7", "2001:db8::",
+                                      "2001:db8:ffff::1", "::1", "::ffff:10.1.2.3"};
+    static const char *const no[] = {"11.0.0.0", "9.255.255.255", "192.0.2.8", "2001:db9::",
+                                     "::2", "::a01:203", "127.0.0.1"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        if (!proxy_from(yes[i])) fail_msg("%s refused", yes[i]);
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        if (proxy_from(no[i])) fail_msg("%s accepted", no[i]);
+    /* an IPv4 block covers IPv4 only; ::/0 covers both */
+    load_ok(PP_LISTENER "proxy_protocol_from = 0.0.0.0/0\n");
+    assert_true(proxy_from("203.0.113.1") && !proxy_from("::1"));
+    load_ok(PP_LISTENER "proxy_protocol_from = ::/0\n");
+    assert_true(proxy_from("203.0.113.1") && proxy_from("2001:db8::1"));
+    load_ok(PP_LISTENER "proxy_protocol_from = 10.0.0.1/32 fe80::1/128 10.0.0.0/31\n");
+    assert_true(proxy_from("10.0.0.1") && proxy_from("fe80::1") && !proxy_from("10.0.0.2"));
+    /* without the key, nothing is checked */
+    c = load_ok(PP_LISTENER);
+    assert_int_equal(c->listeners[0].nproxy_from, 0);
+}
+
+static void test_proxy_protocol_from_errors(void **state) {
+    (void)state;
+    static const char *const bad[] = {"10.0.0.0/33", "10.0.0.0/", "10.0.0.0/+8", "/8", "app",
+                                      "10.0.0.0/8/8", "[::1]", "::/129", "10.0.0.0/-1",
+                                      "10.0.0.0/8x", "1.2.3", "::1/0x10"};
+    char text[256], want[256];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(text, sizeof text, PP_LISTENER "proxy_protocol_from = 10.0.0.0/8 %s\n", bad[i]);
+        snprintf(want, sizeof want, "t.ini:4: proxy_protocol_from: bad address or CIDR '%s' "
+                 "(expected e.g. 10.0.0.0/8, 192.0.2.7, 2001:db8::/32)", bad[i]);
+        EXPECT_ERRORS(text, want);
+    }
+    EXPECT_ERRORS(PP_LISTENER "proxy_protocol_from = 10.1.0.0/8\n"
+                              "proxy_protocol_from = 2001:db8::1/32\n",
+                  "t.ini:4: proxy_protocol_from: '10.1.0.0/8' has bits set past its prefix "
+                  "(the block is 10.0.0.0/8)",
+                  "t.ini:5: proxy_protocol_from: '2001:db8::1/32' has bits set past its prefix "
+                  "(the block is 2001:db8::/32)");
+    EXPECT_ERRORS(PP_LISTENER "proxy_protocol_from =\n",
+                  "t.ini:4: proxy_protocol_from: expected at least one address or CIDR");
+    EXPECT_ERRORS("[listener web]\nbind = :1\nproxy_protocol_from = 10.0.0.0/8\n"
+                  "[listener b]\nbind = :2\nproxy_protocol_from = ::1\nproxy_protocol = off\n",
+                  "t.ini:3: listener web: proxy_protocol_from needs proxy_protocol = on",
+                  "t.ini:6: listener b: proxy_protocol_from needs proxy_protocol = on");
+    EXPECT_ERRORS("[listener u]\nbind = unix:/run/u.sock\nproxy_protocol = on\n"
+                  "proxy_protocol_from = 10.0.0.0/8\n",
+                  "t.ini:4: listener u: proxy_protocol_from cannot apply to a unix listener "
+                  "(its clients have no address)");
+}
+
 /* ---- upstream servers ----------------------------------------------------- */
 
 static void test_server_options(void **state) {
@@ -1154,6 +1223,8 @@ int main(void) {
         T(test_keywords),
         T(test_keyword_errors),
         T(test_source),
+        T(test_proxy_protocol_from),
+        T(test_proxy_protocol_from_errors),
         T(test_server_options),
         T(test_server_errors),
         T(test_section_header_errors),
