@@ -159,6 +159,9 @@ struct listener *listener_start(struct worker *w, const struct config_listener *
         uv_tcp_init(&w->loop, &l->h.tcp);
         err = uv_tcp_open(&l->h.tcp, fd);
     }
+    /* A handle closes only a descriptor it adopted: one that failed to
+     * open it leaves it to us. After a successful open, uv_close owns it. */
+    if (err < 0) close(fd);
     l->open = true;
     l->handles = 1;
     l->h.handle.data = l;
