@@ -1651,6 +1651,8 @@ static struct config *load_text(const char *name, const char *text, size_t len,
     resolve_listeners(&ld);
     resolve_routes(&ld);
     check_duplicate_routes(&ld);
+    if (ld.cfg->nlisteners == 0) /* it would start, bind nothing and serve nothing */
+        ld_error(&ld, 0, "no [listener NAME] section: nothing to serve");
     loader_free(&ld);
     if (ld.nerrors == 0) return ld.cfg;
     errors_flush(&ld, errs);

@@ -97,6 +97,18 @@ def test_check_duration_cap(h):
                  "'18446744073709551615ms'")
 
 
+def test_check_no_listener(h):
+    """A config without a listener used to pass -t and start, serving
+    nothing: it is an error naming the file, at -t and at start."""
+    text = "[global]\nworkers = 1\n\n[upstream app]\nserver = 127.0.0.1:%d\n" % free_port()
+    want = "%s: no [listener NAME] section: nothing to serve"
+    _check_fails(h, "empty.ini", text, want)
+    _check_fails(h, "blank.ini", "; nothing yet\n", want)
+    path = h.path("empty.ini")
+    rc, out, err = h.run_ferry(["-c", path])
+    assert rc == 1 and want % path in err.splitlines(), "start: rc %d, stderr:\n%s" % (rc, err)
+
+
 def test_bad_usage(h):
     """Bad usage exits 2; --version and -h exit 0."""
     for args in (["--no-such-flag"], ["-Z"], ["-c"]):

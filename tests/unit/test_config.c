@@ -34,9 +34,31 @@ static int teardown(void **state) {
 }
 
 /* Loads TEXT as "t.ini" into t_cfg / t_errs (freeing the previous ones). */
-static struct config *load(const char *text) {
+static struct config *load_as_is(const char *text) {
     teardown(NULL);
     t_cfg = config_load_string("t.ini", text, &t_errs);
+    return t_cfg;
+}
+
+#define NO_LISTENER "t.ini: no [listener NAME] section: nothing to serve"
+
+/* The same, but when TEXT has no listener, again with one added after its
+ * last line: a config without one is an error (test_no_listener), which
+ * would bury what a test about another section checks. Lines stay. */
+static struct config *load(const char *text) {
+    static const char listener[] = "\n[listener zz]\nbind = :9\n";
+    load_as_is(text);
+    bool none = false;
+    for (size_t i = 0; i < t_errs.count; i++)
+        none = none || strcmp(t_errs.items[i], NO_LISTENER) == 0;
+    if (!none) return t_cfg;
+    size_t n = strlen(text);
+    char *full = malloc(n + sizeof listener);
+    assert_non_null(full);
+    memcpy(full, text, n);
+    memcpy(full + n, listener, sizeof listener);
+    load_as_is(full);
+    free(full);
     return t_cfg;
 }
 
@@ -270,11 +292,27 @@ static void test_defaults(void **state) {
 }
 
 /* No sections at all is a valid (if useless) config. */
-static void test_empty_file(void **state) {
+/* A config that would start and serve nothing is an error naming the
+ * file, whatever else it holds. */
+static void test_no_listener(void **state) {
     (void)state;
-    struct config *c = load_ok("; nothing\n\n# here\n");
-    assert_int_equal(c->nlisteners + c->nupstreams + c->nroutes, 0);
-    load_ok("");
+    static const char *const texts[] = {
+        "", "; nothing\n\n# here\n", "[global]\nworkers = 2\n", UP "[route r]\nupstream = app\n",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        assert_null(load_as_is(texts[i]));
+        if (t_errs.count != 1) dump_errors();
+        assert_int_equal(t_errs.count, 1);
+        assert_string_equal(t_errs.items[0], NO_LISTENER);
+    }
+    /* with other errors, it comes first (it has no line) */
+    assert_null(load_as_is("[listenr web]\nbind = :1\n"));
+    assert_int_equal(t_errs.count, 2);
+    assert_string_equal(t_errs.items[0], NO_LISTENER);
+    assert_string_equal(t_errs.items[1], "t.ini:1: unknown section type 'listenr' (expected global, "
+                                         "listener, upstream or route)");
+    struct config *c = load_ok("; comments only, then\n[listener web]\nbind = :1\n");
+    assert_int_equal(c->nlisteners, 1);
 }
 
 /* ---- values ------------------------------------------------------------ */
@@ -1158,7 +1196,7 @@ static void test_load_file(void **state) {
 
 static void test_load_file_errors(void **state) {
     (void)state;
-    static const char text[] = UP "keepalive = \0 x\nretries = x\n";
+    static const char text[] = UP "keepalive = \0 x\nretries = x\n[listener l]\nbind = :1\n";
     write_file(text, sizeof text - 1);
     t_cfg = config_load(t_path, &t_errs);
     assert_null(t_cfg);
@@ -1186,8 +1224,8 @@ static void test_missing_file(void **state) {
 /* Errors are appended to what ERRS holds already. */
 static void test_errors_append(void **state) {
     (void)state;
-    assert_null(config_load_string("a.ini", "[x]\n", &t_errs));
-    assert_null(config_load_string("b.ini", "[y]\n", &t_errs));
+    assert_null(config_load_string("a.ini", "[x]\n[listener l]\nbind = :1\n", &t_errs));
+    assert_null(config_load_string("b.ini", "[y]\n[listener l]\nbind = :1\n", &t_errs));
     assert_int_equal(t_errs.count, 2);
     assert_true(strncmp(t_errs.items[0], "a.ini:1: ", 9) == 0);
     assert_true(strncmp(t_errs.items[1], "b.ini:1: ", 9) == 0);
@@ -1208,7 +1246,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_spec_example),
         T(test_defaults),
-        T(test_empty_file),
+        T(test_no_listener),
         T(test_durations),
         T(test_sizes),
         T(test_bools),
