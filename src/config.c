@@ -639,6 +639,7 @@ static void set_access_log(struct loader *ld, void *obj, const char *key, const 
     };
     struct config_global *g = obj;
     int target;
+    g->access_log_line = ld->line; /* whether the file opens is known only at start (or -t) */
     if (keyword_find(targets, FERRY_ARRAY_LEN(targets), v, &target) == 0) {
         g->access_log = (enum access_log_target)target;
         return;

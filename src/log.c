@@ -123,6 +123,13 @@ int access_log_open(enum access_log_target target, const char *path,
     return 0;
 }
 
+int access_log_check(enum access_log_target target, const char *path) {
+    int fd = access_open_fd(target, path);
+    if (fd < 0) return target == ACCESS_LOG_OFF ? 0 : -errno;
+    close(fd);
+    return 0;
+}
+
 int access_log_reopen(void) {
     if (access_target != ACCESS_LOG_FILE) return 0;
     int fd = access_open_fd(access_target, access_path);

@@ -193,13 +193,29 @@ static int *open_new_listeners(const struct config *old, const struct config *ne
     return fds;
 }
 
+/* "FILE:LINE: access_log: cannot open 'PATH': reason" into OUT: the path
+ * comes from the config, so the error points into the config ("FILE: ..."
+ * when the default, stdout, is what failed). */
+static void access_log_error(const struct config *cfg, int err, char *out, size_t len) {
+    const struct config_global *g = &cfg->global;
+    const char *what = g->access_log == ACCESS_LOG_FILE ? g->access_log_path
+                       : g->access_log == ACCESS_LOG_STDERR ? "stderr"
+                                                            : "stdout";
+    char line[16] = "";
+    if (g->access_log_line > 0) snprintf(line, sizeof(line), ":%d", g->access_log_line);
+    snprintf(out, len, "%s%s: access_log: cannot open '%s': %s", cfg->file, line, what,
+             strerror(-err));
+}
+
 static void apply_globals(const struct config *cfg) {
     const struct config_global *g = &cfg->global;
     log_set_level(g->log_level);
     int err = access_log_open(g->access_log, g->access_log_path, g->access_log_format);
-    if (err < 0)
-        log_error("access_log %s: %s; keeping the previous one",
-                  g->access_log_path ? g->access_log_path : "-", uv_strerror(err));
+    if (err < 0) {
+        char msg[4200];
+        access_log_error(cfg, err, msg, sizeof(msg));
+        log_error("reload: %s; keeping the previous access log", msg);
+    }
 }
 
 /* SIGHUP: load and validate on this thread; a bad file changes nothing.
@@ -344,19 +360,25 @@ int main(int argc, char **argv) {
         config_free(cfg);
         return rc;
     }
+    const struct config_global *g = &cfg->global;
+    /* -t opens the access log as a start would (nginx -t does the same): a
+     * missing directory is a config error, not a surprise at start. */
+    int err = opt.check_only ? access_log_check(g->access_log, g->access_log_path)
+                             : access_log_open(g->access_log, g->access_log_path,
+                                               g->access_log_format);
+    if (err < 0) {
+        char msg[4200];
+        access_log_error(cfg, err, msg, sizeof(msg));
+        fprintf(stderr, "%s\n", msg);
+        config_free(cfg);
+        return 1;
+    }
     if (opt.check_only) {
         printf("%s: ok\n", opt.config_path);
         config_free(cfg);
         return 0;
     }
-    const struct config_global *g = &cfg->global;
     log_set_level(g->log_level);
-    int err = access_log_open(g->access_log, g->access_log_path, g->access_log_format);
-    if (err < 0) {
-        fprintf(stderr, "ferry: access_log %s: %s\n", g->access_log_path, uv_strerror(err));
-        config_free(cfg);
-        return 1;
-    }
     signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error code, not a death */
     raise_fd_limit(g->max_connections);
     a.nworkers = opt.workers ? opt.workers : g->workers ? g->workers : uv_available_parallelism();

@@ -78,6 +78,7 @@ struct config_global {
     enum log_level log_level;
     enum access_log_target access_log;
     char *access_log_path; /* ACCESS_LOG_FILE only, else NULL */
+    int access_log_line;   /* line of `access_log`, 0 when not set */
     enum access_log_format access_log_format;
     bool has_admin;            /* `admin` set */
     struct config_addr admin;  /* valid when has_admin; inet only */

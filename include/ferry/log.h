@@ -29,6 +29,9 @@ void log_msg(enum log_level level, const char *fmt, ...) FERRY_PRINTF(2, 3);
  * on failure the previous destination stays in use. */
 int access_log_open(enum access_log_target target, const char *path,
                     enum access_log_format format) FERRY_MUSTCHECK;
+/* Opens and closes the destination as access_log_open() would (a missing
+ * file is created): 0, or the negative errno a start would fail with. */
+int access_log_check(enum access_log_target target, const char *path) FERRY_MUSTCHECK;
 /* SIGUSR1: reopen the file (logrotate moved it away). */
 int access_log_reopen(void) FERRY_MUSTCHECK;
 void access_log_close(void);

@@ -109,6 +109,24 @@ def test_check_no_listener(h):
     assert rc == 1 and want % path in err.splitlines(), "start: rc %d, stderr:\n%s" % (rc, err)
 
 
+def test_check_access_log(h):
+    """An access_log file that cannot be opened (its directory is missing)
+    fails -t and a start with FILE:LINE, as nginx -t does; one that can be
+    opened passes."""
+    missing = h.path("no-such-dir/access.log")
+    text = GOOD % (free_port(), free_port())
+    bad = text.replace("workers = 1\n", "workers = 1\naccess_log = %s\n" % missing)
+    want = "%s:3: access_log: cannot open '" + missing + "': No such file or directory"
+    _check_fails(h, "log.ini", bad, want)
+    path = h.path("log.ini")
+    rc, out, err = h.run_ferry(["-c", path])
+    assert rc == 1 and want % path in err.splitlines(), "start: rc %d, stderr:\n%s" % (rc, err)
+    good = h.write("log-ok.ini", text.replace("workers = 1\n", "workers = 1\naccess_log = %s\n"
+                                               % h.path("access.log")))
+    rc, out, err = h.run_ferry(["-t", "-c", good])
+    assert rc == 0 and "%s: ok" % good in out.splitlines(), "rc %d out %r err %r" % (rc, out, err)
+
+
 def test_bad_usage(h):
     """Bad usage exits 2; --version and -h exit 0."""
     for args in (["--no-such-flag"], ["-Z"], ["-c"]):
