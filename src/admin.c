@@ -15,6 +15,7 @@
 #include "ferry/generation.h"
 #include "ferry/health.h"
 #include "ferry/http.h"
+#include "ferry/listener.h"
 #include "ferry/log.h"
 #include "ferry/ports.h"
 #include "ferry/stats.h"
@@ -534,10 +535,14 @@ struct admin *admin_start(uv_loop_t *loop, const struct admin_source *src, char 
     uv_tcp_init(loop, &a->listener);
     a->listener.data = a;
     struct sockaddr_storage ss;
-    const char *host = addr->host[0] ? addr->host : "0.0.0.0";
-    int rc = strchr(host, ':') ? uv_ip6_addr(host, addr->port, (struct sockaddr_in6 *)&ss)
-                               : uv_ip4_addr(host, addr->port, (struct sockaddr_in *)&ss);
-    if (rc == 0) rc = uv_tcp_bind(&a->listener, (struct sockaddr *)&ss, 0);
+    socklen_t sslen = sizeof(ss);
+    /* As on a listener: ":PORT" is every address, v4 and v6 (dual-stack),
+     * an explicit IPv6 address is v6 only, and a host name is resolved. */
+    int rc = listener_resolve(addr, &ss, &sslen);
+    if (rc == 0) {
+        bool v6only = ss.ss_family == AF_INET6 && addr->host[0] != '\0';
+        rc = uv_tcp_bind(&a->listener, (struct sockaddr *)&ss, v6only ? UV_TCP_IPV6ONLY : 0);
+    }
     if (rc == 0) rc = uv_listen((uv_stream_t *)&a->listener, 64, admin_on_connection);
     if (rc < 0) {
         snprintf(err, errlen, "admin: bind %s: %s", addr->text, uv_strerror(rc));

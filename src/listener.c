@@ -28,8 +28,7 @@
 
 static void listener_on_connection(uv_stream_t *server, int status);
 
-static int listener_resolve(const struct config_addr *a, struct sockaddr_storage *ss,
-                            socklen_t *len) {
+int listener_resolve(const struct config_addr *a, struct sockaddr_storage *ss, socklen_t *len) {
     char port[8];
     snprintf(port, sizeof(port), "%u", (unsigned)a->port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,

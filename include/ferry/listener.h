@@ -48,6 +48,14 @@ struct listener {
 int listener_open(const struct config_listener *cl, unsigned nworkers, int *fds, char *err,
                   size_t errlen) FERRY_MUSTCHECK;
 
+/* The socket address to bind for inet address A: "" (":PORT") is "::",
+ * which takes v4 too when bound without IPV6_V6ONLY, or "0.0.0.0" where
+ * there is no IPv6; a host name is resolved. The admin endpoint binds with
+ * it too, so that an address means the same there. 0 or a UV_E* code. */
+struct config_addr;
+int listener_resolve(const struct config_addr *a, struct sockaddr_storage *ss,
+                     socklen_t *len) FERRY_MUSTCHECK;
+
 /* Wraps FD (ownership passes) in a new listener accepting on W's loop.
  * Returns NULL (logged, FD closed) on failure. */
 struct listener *listener_start(struct worker *w, const struct config_listener *cl,

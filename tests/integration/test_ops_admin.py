@@ -176,6 +176,27 @@ def test_status_json(h):
 
 
 
+def test_admin_any_address(h):
+    """admin = :PORT means every address, v4 and v6, as a listener's bind
+    does: the endpoint answers on 127.0.0.1 and on ::1."""
+    up = http_upstream(h)
+
+    def make():
+        web, adm = harness.free_port(), harness.free_port()
+        text = harness.http_config([("web", "127.0.0.1:%d" % web, {"upstream": "app"})],
+                                   [("app", [up], {})], global_opts={"admin": ":%d" % adm})
+        return text, [("tcp", "127.0.0.1", web), ("tcp", "127.0.0.1", adm)]
+    f = h.start_ferry(make)
+    port = f.addrs[1][2]
+    for host in ("127.0.0.1", "::1"):
+        f.admin = ("tcp", host, port)
+        try:
+            r = admin_get(f, "/healthz")
+        except (OSError, AssertionError) as e:
+            raise AssertionError("admin = :%d not reachable on %s: %r" % (port, host, e))
+        assert r.status == 200 and r.body.strip() == b"ok", "%s: %r" % (host, r)
+
+
 def test_sigusr1_reopens_access_log(h):
     """SIGUSR1 reopens the access log file: after logrotate moves it away,
     new lines go to a new file at the configured path, none are lost."""
