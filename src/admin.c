@@ -434,10 +434,12 @@ static void admin_on_written(uv_write_t *w, int status) {
 static void admin_respond(struct admin_conn *c, int status, const char *type, char *body,
                           size_t blen, bool head_only) {
     char head[256];
+    /* RFC 9110 15.5.6: a 405 says which methods would do */
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n\r\n",
-                     status, http_reason(status), type, blen);
+                     "%sConnection: close\r\n\r\n",
+                     status, http_reason(status), type, blen,
+                     status == 405 ? "Allow: GET, HEAD\r\n" : "");
     size_t total = (size_t)n + (head_only ? 0 : blen);
     c->out = xmalloc(total + 1);
     memcpy(c->out, head, (size_t)n);

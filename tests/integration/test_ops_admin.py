@@ -197,6 +197,24 @@ def test_admin_any_address(h):
         assert r.status == 200 and r.body.strip() == b"ok", "%s: %r" % (host, r)
 
 
+def test_admin_405(h):
+    """A method other than GET or HEAD: 405 Method Not Allowed (not
+    "Unknown"), with the Allow header RFC 9110 asks for."""
+    up = http_upstream(h)
+    f = start(h, [("web", {"upstream": "app"})], [("app", [up], {})])
+    for method in ("POST", "DELETE"):
+        s = harness.connect(f.admin)
+        try:
+            c = harness.HttpClient(s)
+            r = c.request(method, "/healthz", [("Host", "admin"), ("Connection", "close")],
+                          body=b"" if method == "POST" else None)
+        finally:
+            s.close()
+        assert (r.status, r.reason) == (405, "Method Not Allowed"), \
+            "%s /healthz: status line %r %r" % (method, r.status, r.reason)
+        assert r.header("allow") == "GET, HEAD", "%s: Allow %r" % (method, r.header("allow"))
+
+
 def test_sigusr1_reopens_access_log(h):
     """SIGUSR1 reopens the access log file: after logrotate moves it away,
     new lines go to a new file at the configured path, none are lost."""
