@@ -433,12 +433,14 @@ static void admin_on_written(uv_write_t *w, int status) {
 
 static void admin_respond(struct admin_conn *c, int status, const char *type, char *body,
                           size_t blen, bool head_only) {
-    char head[256];
+    char head[320], date[HTTP_DATE_LEN];
+    uv_timeval64_t now;
+    http_date(date, uv_gettimeofday(&now) == 0 ? now.tv_sec : 0);
     /* RFC 9110 15.5.6: a 405 says which methods would do */
     int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                      "%sConnection: close\r\n\r\n",
-                     status, http_reason(status), type, blen,
+                     status, http_reason(status), date, type, blen,
                      status == 405 ? "Allow: GET, HEAD\r\n" : "");
     size_t total = (size_t)n + (head_only ? 0 : blen);
     c->out = xmalloc(total + 1);

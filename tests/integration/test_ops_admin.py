@@ -16,6 +16,9 @@ def test_healthz(h):
     f = start(h, [("web", {"upstream": "app"})], [("app", [up], {})])
     r = admin_get(f, "/healthz")
     assert r.status == 200 and r.body.strip() == b"ok", "/healthz: %r" % r
+    # every response ferry makes itself carries Date (RFC 9110 6.6.1)
+    assert re.fullmatch(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT", r.header("date") or ""), \
+        "/healthz Date %r" % r.header("date")
     r = admin_get(f, "/nope")
     assert r.status == 404, "admin /nope: %r" % r
 
