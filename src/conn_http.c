@@ -539,6 +539,11 @@ static void http_dispatch(struct conn *c) {
     if (early < 0) return;
     x->early_body = (uint32_t)early;
     struct http_span host = m->host >= 0 ? m->fields[m->host].value : (struct http_span){0, 0};
+    /* The path routed by is the path forwarded; the log already has it as sent. */
+    if (http_normalise_path(m, http_in(c)) < 0) {
+        http_fail(c, m->error_status, m->error_text);
+        return;
+    }
     x->route = route_match(c->routes, http_span_ptr(m, host), host.len,
                            http_span_ptr(m, m->path), m->path.len,
                            http_span_ptr(m, m->method_text), m->method_text.len);

@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include "ferry/config.h"
+#include "ferry/http_path.h"
 
 /* RFC 9110 tchar. */
 static bool http_is_tchar(unsigned char c) {
@@ -161,7 +162,7 @@ void http_msg_init(struct http_msg *m, bool is_request, bool head_request) {
     m->has_length = m->chunked = m->conn_close = m->upgrade_websocket = false;
     m->expect_continue = false;
     m->content_length = 0;
-    m->path = m->authority = (struct http_span){0, 0};
+    m->path = m->authority = m->query = (struct http_span){0, 0};
     m->error_status = 0;
     m->error_text = NULL;
     m->body_bytes = 0;
@@ -452,6 +453,8 @@ static int http_check_target(struct http_msg *m) {
     const char *q = memchr(path, '?', n - path_off);
     m->path = (struct http_span){m->target.off + path_off,
                                  (uint32_t)((q ? q : t + n) - path)};
+    uint32_t query_off = m->path.off + m->path.len;
+    m->query = (struct http_span){query_off, m->target.off + n - query_off};
     return 0;
 }
 
@@ -737,6 +740,14 @@ bool http_msg_has_body(const struct http_msg *m) {
     return m->chunked || m->content_length > 0 || http_msg_needs_eof(m);
 }
 
+int http_normalise_path(struct http_msg *m, char *base) {
+    size_t len = m->path.len;
+    const char *why = http_path_normalise(base + m->path.off, &len);
+    if (why) return http_fail(m, 400, why);
+    m->path.len = (uint32_t)len;
+    return 0;
+}
+
 /* --- writing heads --------------------------------------------------------- */
 
 struct http_out {
@@ -790,10 +801,10 @@ size_t http_strip_len(const struct config_route *r, size_t path_len) {
     return plen <= path_len ? plen : 0;
 }
 
+/* The query is a span of its own: once the path is normalised in place,
+ * path and query are no longer contiguous. */
 static void out_target(struct http_out *o, const struct http_msg *m, const struct config_route *r) {
     struct http_span path = m->path;
-    uint32_t target_end = m->target.off + m->target.len;
-    struct http_span rest = {path.off + path.len, target_end - path.off - path.len}; /* ?query */
     uint32_t strip = (uint32_t)http_strip_len(r, path.len);
     path.off += strip;
     path.len -= strip;
@@ -801,7 +812,7 @@ static void out_target(struct http_out *o, const struct http_msg *m, const struc
         if (!(m->target.len == 1 && m->base[m->target.off] == '*')) out_put(o, "/", 1);
     }
     out_span(o, m, path);
-    out_span(o, m, rest);
+    out_span(o, m, m->query);
 }
 
 /* Fields ferry writes itself: whatever the client sent under these names

@@ -89,7 +89,9 @@ struct http_msg {
     bool conn_close;        /* Connection: close (or 1.0 without keep-alive) */
     bool upgrade_websocket; /* Connection: upgrade + Upgrade: websocket */
     bool expect_continue;   /* Expect: 100-continue */
-    struct http_span path;  /* target's path: no query, absolute-form cut to its path */
+    struct http_span path;  /* target's path: no query, absolute-form cut to its path;
+                             * shorter once http_normalise_path has run */
+    struct http_span query; /* target's "?query", or empty; never normalised */
     struct http_span authority; /* absolute-form only: host[:port] of the target */
     /* The error that ended parsing, when one did. */
     int error_status;       /* 400, 413, 431, 502, 505 */
@@ -147,6 +149,14 @@ bool http_msg_has_body(const struct http_msg *m);
 static inline const char *http_span_ptr(const struct http_msg *m, struct http_span s) {
     return m->base + s.off;
 }
+
+/* Normalises the path of a checked request in place (see http_path.h):
+ * BASE is the head's buffer, M->base, writable. Afterwards M->path is the
+ * normalised path, the one to route by and to forward; the bytes between
+ * its new end and M->query are left over and belong to nothing. Call it
+ * after anything that needs the target as sent (the access log). Returns
+ * 0, or -1 with error_status 400 and error_text set. */
+int http_normalise_path(struct http_msg *m, char *base) FERRY_MUSTCHECK;
 
 /* What ferry adds to a request on its way upstream. */
 struct http_request_rewrite {
