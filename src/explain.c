@@ -3,7 +3,8 @@
  * Three steps, each its own group of functions below:
  *
  *   "GET http://api.example.com/api/users"
- *      | req_parse: method, host (authority as written), port, path, query
+ *      | req_parse: method, host (authority as written), port, path, query;
+ *      |            the path normalised as the proxy does (or a 400)
  *      v
  *   listeners_pick: http listeners bound to the URL's port, else all of them
  *      |
@@ -29,6 +30,7 @@
 #include <strings.h>
 
 #include "ferry/config.h"
+#include "ferry/http_path.h"
 #include "ferry/route.h"
 #include "ferry/util.h"
 
@@ -36,13 +38,15 @@
 
 /* The request text taken apart. Every string is owned (req_free). */
 struct explain_req {
-    char *method;  /* the token as written ("GET") */
-    char *url;     /* the URL as written, fragment included, for the header */
-    char *host;    /* authority as written ("api.example.com:8080"); "" for a bare path */
-    char *path;    /* "/api/users" (or "*"), without query or fragment */
-    char *query;   /* "?x=1" or "" */
-    unsigned port; /* the URL's port, 80 when absent; 0 for a bare path */
-    bool fragment; /* a "#fragment" was dropped, as a client would */
+    char *method;        /* the token as written ("GET") */
+    char *url;           /* the URL as written, fragment included, for the header */
+    char *host;          /* authority as written ("api.example.com:8080"); "" for a bare path */
+    char *path;          /* "/api/users" (or "*"), without query or fragment, normalised */
+    char *sent;          /* the path as written when normalising changed it, else NULL */
+    const char *refused; /* why ferry answers 400 to this path, else NULL */
+    char *query;         /* "?x=1" or "" */
+    unsigned port;       /* the URL's port, 80 when absent; 0 for a bare path */
+    bool fragment;       /* a "#fragment" was dropped, as a client would */
 };
 
 /* One listener's walk of its route table. */
@@ -67,6 +71,7 @@ static int req_parse(struct explain_req *q, const char *text, const char **why);
 static int req_url(struct explain_req *q, const char *url, const char **why);
 static int req_authority(struct explain_req *q, const char *a, size_t n, const char **why);
 static int req_port(const char *p, size_t n, unsigned *port);
+static void req_normalise(struct explain_req *q);
 static void req_free(struct explain_req *q);
 static const struct config_listener **
 listeners_pick(const struct config *cfg, const struct explain_req *q, size_t *n, bool *all);
@@ -154,6 +159,7 @@ static int req_url(struct explain_req *q, const char *url, const char **why) {
     size_t plen = strcspn(p, "?#");
     size_t qlen = p[plen] == '?' ? strcspn(p + plen, "#") : 0;
     q->path = plen ? xstrndup(p, plen) : xstrdup("/");
+    req_normalise(q);
     q->query = xstrndup(p + plen, qlen);
     q->fragment = p[plen + qlen] == '#';
     if (!q->host) q->host = xstrdup("");
@@ -200,11 +206,31 @@ static int req_port(const char *p, size_t n, unsigned *port) {
     return 0;
 }
 
+/* The proxy routes by the normalised path and forwards it (http_path.h):
+ * so does the explanation. A path the proxy refuses keeps its text, for
+ * the output, and the reason in q->refused. */
+static void req_normalise(struct explain_req *q) {
+    size_t n = strlen(q->path);
+    char *sent = xstrdup(q->path);
+    q->refused = http_path_normalise(q->path, &n);
+    if (q->refused) {
+        free(q->path);
+        q->path = sent;
+        return;
+    }
+    q->path[n] = '\0';
+    if (strcmp(sent, q->path) != 0)
+        q->sent = sent;
+    else
+        free(sent);
+}
+
 static void req_free(struct explain_req *q) {
     free(q->method);
     free(q->url);
     free(q->host);
     free(q->path);
+    free(q->sent);
     free(q->query);
     *q = (struct explain_req){0};
 }
@@ -296,7 +322,12 @@ int explain_run(const struct config *cfg, const char *request, FILE *out, FILE *
     bool all;
     const struct config_listener **ls = listeners_pick(cfg, &q, &n, &all);
     print_request(out, &q);
-    if (n == 0) fprintf(out, "listener: none: %s has no http listener\n", cfg->file);
+    if (q.refused) {
+        fprintf(out, "result:   400: %s\n", q.refused); /* on every listener, before routing */
+        n = 0;
+    } else if (n == 0) {
+        fprintf(out, "listener: none: %s has no http listener\n", cfg->file);
+    }
     bool routed = false;
     for (size_t i = 0; i < n; i++) {
         fprintf(out, "\n");
@@ -313,11 +344,11 @@ int explain_run(const struct config *cfg, const char *request, FILE *out, FILE *
 static void print_request(FILE *out, const struct explain_req *q) {
     fprintf(out, "request:  %s %s\n", q->method, q->url);
     if (q->host[0])
-        fprintf(out, "          host %s, port %u, path %s%s%s\n", q->host, q->port, q->path,
-                q->query[0] ? ", query " : "", q->query);
+        fprintf(out, "          host %s, port %u, path %s", q->host, q->port, q->path);
     else
-        fprintf(out, "          no host (routes that name hosts cannot match), path %s%s%s\n",
-                q->path, q->query[0] ? ", query " : "", q->query);
+        fprintf(out, "          no host (routes that name hosts cannot match), path %s", q->path);
+    if (q->sent) fprintf(out, " (normalised from %s)", q->sent);
+    fprintf(out, "%s%s\n", q->query[0] ? ", query " : "", q->query);
     if (q->fragment) fprintf(out, "          (#fragment dropped: clients do not send it)\n");
 }
 

@@ -17,11 +17,12 @@ struct config;
 /* REQUEST is "METHOD URL", URL either absolute (http://HOST[:PORT]/PATH?QUERY,
  * port 80 by default) or a bare /PATH (no host; every http listener is
  * considered). Listeners considered: the http listeners bound to the URL's
- * port, or every http listener when none is (said in the output). Writes the
- * explanation to OUT. Returns 0 when at least one considered listener sends
- * the request to an upstream (a route or its default `upstream`), 1 when
- * none does, 2 when REQUEST cannot be parsed (bad usage; a message goes to
- * ERR). */
+ * port, or every http listener when none is (said in the output). The path
+ * is normalised as the proxy does before routing. Writes the explanation to
+ * OUT. Returns 0 when at least one considered listener sends the request to
+ * an upstream (a route or its default `upstream`), 1 when none does (a path
+ * the proxy refuses with 400 included), 2 when REQUEST cannot be parsed
+ * (bad usage; a message goes to ERR). */
 int explain_run(const struct config *cfg, const char *request, FILE *out, FILE *err);
 
 #endif

@@ -422,6 +422,44 @@ static void test_request_forms(void **state) {
     run_free(&r);
 }
 
+/* The path is normalised before routing, as the proxy does it: the route
+ * and the target upstream are the normalised path's, and the output says
+ * the path was normalised; a path ferry refuses is a 400, routed nowhere. */
+static void test_normalised_path(void **state) {
+    (void)state;
+    const char *cfg = HEAD "[route public]\n"         /* 11 */
+                           "path_prefix = /public/\n" /* 12 */
+                           "upstream = app\n"
+                           "[route secret]\n" /* 14 */
+                           "path_prefix = /secret/\n"
+                           "upstream = other\n"
+                           "strip_prefix = on\n";
+    struct run r = explain(cfg, "GET /public/../secret/%7ex?q=/../y");
+    assert_int_equal(r.status, 0);
+    expect_line(r.out, "          no host (routes that name hosts cannot match), path /secret/~x "
+                       "(normalised from /public/../secret/%7ex), query ?q=/../y");
+    expect_line(r.out, "route:    secret (t.ini:14) no host (any), path_prefix /secret/, "
+                       "methods any");
+    expect_line(r.out, "upstream sees: GET /~x?q=/../y   (strip_prefix /secret/)");
+    expect_line(r.out, "  public (t.ini:11): path differs (route: path_prefix /public/)");
+    run_free(&r);
+
+    r = explain(cfg, "GET http://h/a/../b");
+    assert_int_equal(r.status, 1);
+    expect_line(r.out, "          host h, port 80, path /b (normalised from /a/../b)");
+    run_free(&r);
+
+    r = explain(cfg, "GET /public/x"); /* nothing to normalise: nothing said */
+    expect_line(r.out, "          no host (routes that name hosts cannot match), path /public/x");
+    run_free(&r);
+
+    r = explain(cfg, "GET /public/../../secret/x");
+    assert_int_equal(r.status, 1);
+    expect_line(r.out, "result:   400: path climbs above /");
+    expect_no(r.out, "route:");
+    run_free(&r);
+}
+
 /* route_explain reports every route of the table once, winner first among
  * the matched, and agrees with route_match. */
 static void count_verdict(const struct route_verdict *v, void *arg) {
@@ -461,7 +499,7 @@ int main(void) {
         cmocka_unit_test(test_whole_request),       cmocka_unit_test(test_listener_default),
         cmocka_unit_test(test_no_route_no_default), cmocka_unit_test(test_listener_by_port),
         cmocka_unit_test(test_bad_request),         cmocka_unit_test(test_request_forms),
-        cmocka_unit_test(test_route_explain_walk),
+        cmocka_unit_test(test_route_explain_walk),  cmocka_unit_test(test_normalised_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
