@@ -564,13 +564,6 @@ enum chunk_state {
     CK_DONE,
 };
 
-static int hexval(unsigned char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 static bool http_field_vchar(unsigned char c) {
     return c == '\t' || (c >= 0x20 && c != 0x7f);
 }
@@ -580,10 +573,10 @@ static int http_chunk_step(struct http_msg *m, int st, unsigned char c) {
     switch (st) {
     case CK_SIZE0:
     case CK_SIZE:
-        if (hexval(c) >= 0) {
+        if (util_hex_digit(c) >= 0) {
             if (m->chunk_left || c != '0') m->chunk_digits++;
             if (m->chunk_digits > 15) return -1; /* stays far below 2^63 */
-            m->chunk_left = (m->chunk_left << 4) | (uint64_t)hexval(c);
+            m->chunk_left = (m->chunk_left << 4) | (uint64_t)util_hex_digit(c);
             return CK_SIZE;
         }
         if (st == CK_SIZE0) return -1;

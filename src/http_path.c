@@ -19,13 +19,6 @@
 
 #include <stdbool.h>
 
-static int path_hex(unsigned char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* RFC 3986 unreserved: the only characters whose escapes mean the same as
  * the character itself, so the only ones decoded. */
 static bool path_unreserved(unsigned char c) {
@@ -45,8 +38,8 @@ static const char *path_copy_segment(char *p, size_t len, size_t *r, size_t *w) 
             p[o++] = p[i++];
             continue;
         }
-        int hi = i + 2 < len ? path_hex((unsigned char)p[i + 1]) : -1;
-        int lo = hi >= 0 ? path_hex((unsigned char)p[i + 2]) : -1;
+        int hi = i + 2 < len ? util_hex_digit((unsigned char)p[i + 1]) : -1;
+        int lo = hi >= 0 ? util_hex_digit((unsigned char)p[i + 2]) : -1;
         if (lo < 0) return "malformed percent-encoding in path";
         unsigned char c = (unsigned char)(hi << 4 | lo);
         if (c == 0) return "NUL (%00) in path";

@@ -16,6 +16,14 @@
 #define FERRY_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 #define FERRY_UNUSED(x) ((void)(x))
 
+/* The value of hex digit C (either case), or -1. */
+static inline int util_hex_digit(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 /* An intrusive doubly-linked list: a node embedded in the listed object,
  * the list head a sentinel node (empty when it points to itself). */
 struct list_node {
