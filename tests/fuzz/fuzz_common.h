@@ -5,12 +5,16 @@
  * as a crash (the stack names the line). FUZZ_ROUTES is the route table the
  * request, response and route targets run against: a config loaded once,
  * with strip_prefix routes (a prefix ending in '/', one without, an exact path), header edits,
- * hosts (exact and suffix) and methods, as an operator would write them. */
+ * hosts (exact and suffix) and methods, as an operator would write them.
+ * fuzz_ref_normalise is the reference the request and path targets hold
+ * http_path_normalise to. */
 #ifndef FERRY_FUZZ_COMMON_H
 #define FERRY_FUZZ_COMMON_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ferry/config.h"
 #include "ferry/route.h"
@@ -80,6 +84,83 @@ static const char fuzz_routes_ini[] = "[listener web]\n"
                                       "host = [::1]\n"
                                       "path = /\n"
                                       "upstream = app\n";
+
+/* A hex digit's value, or -1: written again here rather than taken from
+ * util_hex_digit, so that the reference below shares no code with what it
+ * checks. */
+static inline int fuzz_hex(char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* RFC 3986 unreserved: ALPHA DIGIT - . _ ~ */
+static inline bool fuzz_unreserved(int c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("-._~", c));
+}
+
+/* A reference for http_path_normalise, written the obvious way and apart
+ * from it: decode the unreserved escapes into a copy, split the copy on
+ * '/', keep a stack of segments ("." is skipped, ".." pops), join. OUT has
+ * room for N bytes. Returns the length of the result, or -1 for a path the
+ * proxy must refuse (a broken escape, %00, a ".." with nothing to pop). A
+ * path not starting with '/' is copied as is. */
+static inline long fuzz_ref_normalise(const char *in, size_t n, char *out) {
+    if (n == 0 || in[0] != '/') {
+        memcpy(out, in, n);
+        return (long)n;
+    }
+    char *dec = malloc(n), **seg = malloc(n * sizeof(*seg));
+    size_t *seglen = malloc(n * sizeof(*seglen)), d = 0, top = 0;
+    FUZZ_CHECK(dec && seg && seglen, "memory");
+    long result = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] != '%') {
+            dec[d++] = in[i];
+            continue;
+        }
+        if (i + 2 >= n || fuzz_hex(in[i + 1]) < 0 || fuzz_hex(in[i + 2]) < 0) goto out;
+        int c = fuzz_hex(in[i + 1]) * 16 + fuzz_hex(in[i + 2]);
+        if (c == 0) goto out;
+        if (fuzz_unreserved(c)) {
+            dec[d++] = (char)c;
+            i += 2;
+        } else {
+            dec[d++] = in[i];
+        }
+    }
+    bool trailing = false; /* the last segment was "", "." or ".." */
+    for (size_t i = 1; i <= d;) {
+        size_t j = i;
+        while (j < d && dec[j] != '/')
+            j++;
+        size_t len = j - i;
+        trailing = len == 0 || (len <= 2 && memcmp(dec + i, "..", len) == 0);
+        if (len == 2 && trailing) {
+            if (top == 0) goto out;
+            top--;
+        } else if (!trailing) {
+            seg[top] = dec + i;
+            seglen[top++] = len;
+        }
+        i = j + 1;
+    }
+    size_t o = 0;
+    for (size_t k = 0; k < top; k++) {
+        out[o++] = '/';
+        memcpy(out + o, seg[k], seglen[k]);
+        o += seglen[k];
+    }
+    if (top == 0 || trailing) out[o++] = '/';
+    result = (long)o;
+out:
+    free(dec);
+    free(seg);
+    free(seglen);
+    return result;
+}
 
 struct fuzz_routes {
     struct config *cfg;

@@ -4,20 +4,23 @@
  * Each request in it (pipelined ones re-based to start at base[0], as
  * conn_http.c does) is parsed like the proxy: http_parse_head over the
  * buffer, then http_parse_body over what follows the head. An accepted head
- * is routed (route_match on the FUZZ_ROUTES table) and rewritten
+ * has its path normalised in place (http_normalise_path, as http_dispatch
+ * does), is routed (route_match on the FUZZ_ROUTES table) and rewritten
  * (http_build_request); the bytes ferry would send upstream are that head
  * plus the raw body bytes http_parse_body consumed.
  *
  * Properties (abort on violation):
  *  - smuggling: the upstream bytes parse again, with a fresh strict parser,
- *    as exactly ONE request, HTTP/1.1, with the same method, the same target
- *    (origin-form, after strip_prefix), the same Host, the same framing
+ *    as exactly ONE request, HTTP/1.1, with the same method, the target
+ *    expected (origin-form, the path normalised by fuzz_ref_normalise,
+ *    after strip_prefix, the query as sent), the same Host, the same framing
  *    (chunked or Content-Length and its value) and the same decoded body,
  *    consuming every byte: nothing left over, nothing missing. A body that
  *    is still incomplete must leave the reparse incomplete too.
  *  - feeding the bytes in two reads (split from byte 0) gives the verdict
  *    of feeding them whole: same result, head end, bytes consumed, status.
- *  - a refusal has a status ferry can send, and its error response parses. */
+ *  - a refusal has a status ferry can send, and its error response parses;
+ *    a path is refused (400) exactly when the reference refuses it. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -92,13 +95,14 @@ static bool same_outcome(const struct outcome *a, const struct outcome *b) {
            (a->body == HTTP_ERROR || a->consumed == b->consumed) && a->upgraded == b->upgraded;
 }
 
-/* The target as the upstream must see it, worked out from the original
- * bytes on its own: origin-form (an absolute-form target loses scheme and
- * authority), the route's prefix stripped, "/" for an empty path. */
-static size_t expected_target(const struct http_msg *m, const struct config_route *r, char *out,
-                              size_t cap) {
-    const char *t = http_span_ptr(m, m->target);
-    size_t n = m->target.len, i = 0;
+/* The target as the upstream must see it, worked out on its own from the
+ * target T[0, N) as the client sent it: origin-form (an absolute-form
+ * target loses scheme and authority), the path normalised by the
+ * reference, the route's prefix stripped, "/" for an empty path, the query
+ * as sent. */
+static size_t expected_target(const struct http_msg *m, const char *t, size_t n,
+                              const struct config_route *r, char *out, size_t cap) {
+    size_t i = 0;
     if (n == 1 && t[0] == '*') {
         out[0] = '*';
         return 1;
@@ -114,10 +118,14 @@ static size_t expected_target(const struct http_msg *m, const struct config_rout
     size_t q = i;
     while (q < n && t[q] != '?')
         q++;
-    const char *path = t + i;
-    size_t path_len = q - i;
+    static char norm[OUT_CAP]; /* the head fitted in OUT_CAP: so does its path */
+    FUZZ_CHECK(q - i <= sizeof(norm), "path fits");
+    long ref = fuzz_ref_normalise(t + i, q - i, norm);
+    FUZZ_CHECK(ref >= 0, "a path the proxy accepted, the reference accepts");
+    const char *path = norm;
+    size_t path_len = (size_t)ref;
     FUZZ_CHECK(path_len == m->path.len && memcmp(path, http_span_ptr(m, m->path), path_len) == 0,
-               "the parser's path is the target's path");
+               "the proxy's path is the target's path, normalised");
     if (r && r->strip_prefix && !r->path_exact) {
         size_t plen = strlen(r->path);
         if (plen && r->path[plen - 1] == '/') plen--;
@@ -161,8 +169,10 @@ static size_t forwarded_fields(const char *head, size_t n) {
 }
 
 /* The smuggling guarantee for one accepted request M at BUF (its body
- * result and bytes in O). */
-static void check_forward(const struct http_msg *m, const char *buf, const struct outcome *o) {
+ * result and bytes in O), whose target was SENT[0, SENT_LEN) before its
+ * path was normalised. */
+static void check_forward(const struct http_msg *m, const char *buf, const struct outcome *o,
+                          const char *sent, size_t sent_len) {
     const struct fuzz_routes *fr = fuzz_routes();
     struct http_span host = m->host >= 0 ? m->fields[m->host].value : (struct http_span){0, 0};
     const struct config_route *route =
@@ -209,10 +219,10 @@ static void check_forward(const struct http_msg *m, const char *buf, const struc
                           http_span_ptr(m, m->method_text), m->method_text.len) == 0,
                "same method");
     char want[OUT_CAP];
-    size_t want_len = expected_target(m, route, want, sizeof(want));
+    size_t want_len = expected_target(m, sent, sent_len, route, want, sizeof(want));
     FUZZ_CHECK(again.target.len == want_len &&
                    memcmp(http_span_ptr(&again, again.target), want, want_len) == 0,
-               "same target (after strip_prefix)");
+               "same target (normalised, after strip_prefix)");
     FUZZ_CHECK(again.host >= 0, "forwarded with a Host");
     struct http_span h2 = again.fields[again.host].value;
     if (m->host >= 0)
@@ -272,6 +282,26 @@ static void check_error_response(const struct http_msg *m) {
     free(copy);
 }
 
+/* Normalises the path of the accepted request M at BUF as http_dispatch
+ * does, in place, first copying the target as the client sent it to *SENT
+ * (the caller frees it) for expected_target. Returns false when the path is
+ * refused: then the reference refuses it too, and the 400 parses. */
+static bool normalise_path(struct http_msg *m, char *buf, char **sent) {
+    *sent = malloc(m->target.len);
+    FUZZ_CHECK(*sent, "memory");
+    memcpy(*sent, http_span_ptr(m, m->target), m->target.len);
+    if (http_normalise_path(m, buf) == 0) return true;
+    FUZZ_CHECK(m->error_status == 400 && m->error_text, "a refused path is a 400");
+    char *scratch = malloc(m->path.len ? m->path.len : 1);
+    FUZZ_CHECK(scratch, "memory");
+    const char *path_sent = *sent + (m->path.off - m->target.off);
+    FUZZ_CHECK(fuzz_ref_normalise(path_sent, m->path.len, scratch) < 0,
+               "a path the proxy refused, the reference refuses");
+    free(scratch);
+    check_error_response(m);
+    return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -285,7 +315,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     size_t pos = 0;
     for (int k = 0; k < MAX_PIPELINED && pos < len; k++) {
-        const char *req = buf + pos;
+        char *req = buf + pos;
         size_t rlen = len - pos;
         struct outcome whole, split;
         run_one(&msg, req, rlen, 0, &whole);
@@ -308,7 +338,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             break;
         }
         if (whole.head != HTTP_DONE) break;
-        check_forward(&msg, req, &whole);
+        char *sent = NULL;
+        bool refused = !normalise_path(&msg, req, &sent);
+        if (!refused) check_forward(&msg, req, &whole, sent, msg.target.len);
+        free(sent);
+        if (refused) break;
         if (whole.body != HTTP_DONE || whole.upgraded) break; /* then the rest is a tunnel */
         pos += whole.head_end + whole.consumed;
     }
