@@ -66,23 +66,19 @@ static void closed_cb(uv_handle_t *h) {
     (void)h;
 }
 
-/* --- the test ------------------------------------------------------------ */
-
-static void test_out_of_memory_accept_keeps_listening(void **state) {
-    (void)state;
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct config_listener cfg = {0};
-    cfg.name = (char *)"web";
-    cfg.bind.kind = ADDR_INET;
-    cfg.backlog = 16;
+/* A listener of CFG on 127.0.0.1, an ephemeral port (into *PORT), set up
+ * as listener_start() would, with listener.c's own connection callback. */
+static struct listener *listen_local(uv_loop_t *loop, struct config_listener *cfg, int *port) {
+    cfg->name = (char *)"web";
+    cfg->bind.kind = ADDR_INET;
+    cfg->backlog = 16;
     struct listener *l = calloc(1, sizeof(*l));
     assert_non_null(l);
-    l->cfg = &cfg;
+    l->cfg = cfg;
     l->open = true;
     l->handles = 1;
     l->h.handle.data = l;
-    assert_int_equal(uv_tcp_init(&loop, &l->h.tcp), 0);
+    assert_int_equal(uv_tcp_init(loop, &l->h.tcp), 0);
     struct sockaddr_in any;
     uv_ip4_addr("127.0.0.1", 0, &any);
     assert_int_equal(uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)&any, 0), 0);
@@ -90,7 +86,19 @@ static void test_out_of_memory_accept_keeps_listening(void **state) {
     struct sockaddr_storage name;
     int namelen = sizeof(name);
     assert_int_equal(uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&name, &namelen), 0);
-    int port = ntohs(((struct sockaddr_in *)&name)->sin_port);
+    *port = ntohs(((struct sockaddr_in *)&name)->sin_port);
+    return l;
+}
+
+/* --- the test ------------------------------------------------------------ */
+
+static void test_out_of_memory_accept_keeps_listening(void **state) {
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct config_listener cfg = {0};
+    int port;
+    struct listener *l = listen_local(&loop, &cfg, &port);
 
     /* Two connections come, one after the other, while memory is short:
      * both are reset. */
@@ -127,23 +135,8 @@ static void test_reject_while_rejecting(void **state) {
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
     struct config_listener cfg = {0};
-    cfg.name = (char *)"web";
-    cfg.bind.kind = ADDR_INET;
-    struct listener *l = calloc(1, sizeof(*l));
-    assert_non_null(l);
-    l->cfg = &cfg;
-    l->open = true;
-    l->handles = 1;
-    l->h.handle.data = l;
-    assert_int_equal(uv_tcp_init(&loop, &l->h.tcp), 0);
-    struct sockaddr_in any;
-    uv_ip4_addr("127.0.0.1", 0, &any);
-    assert_int_equal(uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)&any, 0), 0);
-    struct sockaddr_storage name;
-    int namelen = sizeof(name);
-    assert_int_equal(uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&name, &namelen), 0);
-    int port = ntohs(((struct sockaddr_in *)&name)->sin_port);
-    assert_int_equal(uv_listen(&l->h.stream, 16, listener_on_connection), 0);
+    int port;
+    struct listener *l = listen_local(&loop, &cfg, &port);
 
     /* Four in the backlog before the loop looks, so one poll sees them
      * all: the second comes while the reject handle is still closing. Each
