@@ -41,7 +41,7 @@
 #include "ferry/proxy_proto.h"
 #include "ferry/stats.h"
 #include "ferry/upstream.h"
-#include "ferry/worker.h"
+#include "ferry/worker_ctx.h"
 
 #include "conn_internal.h"
 
@@ -60,6 +60,7 @@ static void conn_on_idle_timer(struct wheel_timer *t);
 static void conn_on_handle_closed(uv_handle_t *h);
 static void conn_on_upstream_closed(void *arg);
 static void conn_release(struct conn *c);
+static void conn_unlist(struct conn *c);
 static void conn_begin(struct conn *c);
 static bool conn_input_waiting(struct conn *c);
 static void conn_read_proxy_header(struct conn *c);
@@ -69,7 +70,7 @@ static const char *const conn_state_names[] = {"accepted", "proxy-header", "conn
                                                "busy",     "linger",       "closed"};
 
 void conn_arm(struct conn *c, uint64_t ms, wheel_cb cb) {
-    if (!c->closing) wheel_start(&c->w->wheel, &c->timer, ms, cb);
+    if (!c->closing) wheel_start(&c->ctx->wheel, &c->timer, ms, cb);
 }
 
 void conn_set_state(struct conn *c, enum conn_state next) {
@@ -154,28 +155,29 @@ static int conn_init_client(struct conn *c, uv_loop_t *loop) {
 }
 
 int conn_accept(struct listener *l) {
-    struct worker *w = l->w;
-    struct conn *c = slab_alloc(&w->conn_slab);
+    struct worker_ctx *ctx = l->ctx;
+    struct conn *c = slab_alloc(&ctx->conn_slab);
     if (!c) {
         log_error("listener %s: out of memory accepting a connection", l->cfg->name);
         return UV_ENOMEM;
     }
-    c->w = w;
-    c->view = w->view;
+    c->ctx = ctx;
+    c->view = ctx->view;
     view_ref(c->view);
     c->lcfg = l->cfg;
     c->lstats = l->stats;
     stat_add(&c->lstats->u.listener.connections_total, 1);
     stat_add(&c->lstats->u.listener.connections_active, 1);
-    c->started = uv_now(&w->loop);
+    c->started = uv_now(ctx->loop);
     c->state = CONN_ACCEPTED;
-    worker_conn_add(w, &c->link);
+    list_push_front(&ctx->conns, &c->link);
+    ctx->nconns++;
     wheel_timer_init(&c->timer);
-    if (conn_init_client(c, &w->loop) != 0) { /* nothing to close yet */
+    if (conn_init_client(c, ctx->loop) != 0) { /* nothing to close yet */
         stat_sub(&c->lstats->u.listener.connections_active, 1);
-        worker_conn_remove(w, &c->link);
+        conn_unlist(c);
         view_unref(c->view);
-        slab_free(&w->conn_slab, c);
+        slab_free(&ctx->conn_slab, c);
         return UV_ENOMEM;
     }
     c->refs = 1; /* the client handle's close callback */
@@ -187,7 +189,7 @@ int conn_accept(struct listener *l) {
         return 0;
     }
     c->counted = true;
-    unsigned open = atomic_fetch_add(&w->rt->connections, 1) + 1;
+    unsigned open = atomic_fetch_add(ctx->connections, 1) + 1;
     const struct config *cfg = view_config(c->view);
     bool over = open > cfg->global.max_connections;
     if (over)
@@ -234,7 +236,7 @@ static void conn_begin(struct conn *c) {
 static void conn_proxy_alloc(uv_handle_t *h, size_t n, uv_buf_t *out) {
     FERRY_UNUSED(n);
     struct conn *c = container_of(h, struct conn, client.handle);
-    if (!c->in) c->in = buffer_get(&c->w->pool);
+    if (!c->in) c->in = buffer_get(&c->ctx->pool);
     *out = c->in ? uv_buf_init(conn_block_data(c->in) + c->in_len,
                                (unsigned)(PROXY_HEADER_MAX - c->in_len))
                  : uv_buf_init(NULL, 0);
@@ -261,7 +263,7 @@ static void conn_proxy_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) 
         return;
     }
     uv_read_stop(s);
-    wheel_stop(&c->w->wheel, &c->timer);
+    wheel_stop(&c->ctx->wheel, &c->timer);
     if (!h.local) conn_set_peer_addr(c, &h.src);
     c->in_len -= (uint32_t)r;
     memmove(conn_block_data(c->in), conn_block_data(c->in) + r, c->in_len);
@@ -302,7 +304,7 @@ static bool conn_proxy_source_allowed(struct conn *c) {
     if (conn_peer_v6(c, a) && config_cidr_match(l->proxy_from, l->nproxy_from, a)) return true;
     refused++;
     log_debug("listener %s: %s is not in proxy_protocol_from: closed", l->name, CONN_PEER(c));
-    uint64_t now = uv_now(&c->w->loop);
+    uint64_t now = uv_now(c->ctx->loop);
     if (reported_at == 0 || now - reported_at >= CONN_REFUSED_REPORT_MS) {
         log_warn("listener %s: closed %llu connection%s from sources not in proxy_protocol_from "
                  "(last from %s); further ones are counted here at most once a minute",
@@ -353,7 +355,7 @@ int conn_send_proxy_header(struct conn *c) {
     struct sockaddr_storage src = {0};
     memcpy(&src, &c->peer_addr, sizeof(c->peer_addr));
     conn_same_family(&src, &local);
-    char *blk = buffer_get(&c->w->pool);
+    char *blk = buffer_get(&c->ctx->pool);
     if (!blk) return UV_ENOMEM;
     char *out = conn_block_data(blk);
     size_t n = v == PROXY_PROTOCOL_V1
@@ -388,7 +390,7 @@ static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn 
         conn_close(c, uv_strerror(err));
         return;
     }
-    buffer_put(&c->w->pool, c->in);
+    buffer_put(&c->ctx->pool, c->in);
     c->in = NULL;
     conn_relay_start(c);
     if (c->relay) c->relay->to_up.bytes += early;
@@ -410,8 +412,8 @@ void conn_relay_start(struct conn *c) {
         return;
     }
     uv_stream_t *up = upstream_conn_stream(c->up);
-    pipe_init(&r->to_up, &c->client.stream, up, &c->w->pool, conn_on_pipe, c);
-    pipe_init(&r->to_client, up, &c->client.stream, &c->w->pool, conn_on_pipe, c);
+    pipe_init(&r->to_up, &c->client.stream, up, &c->ctx->pool, conn_on_pipe, c);
+    pipe_init(&r->to_client, up, &c->client.stream, &c->ctx->pool, conn_on_pipe, c);
     int err = pipe_start(&r->to_up);
     if (err == 0) err = pipe_start(&r->to_client);
     if (err == 0)
@@ -443,7 +445,7 @@ static void conn_on_idle_timer(struct wheel_timer *t) {
     uint64_t last = r->to_up.last_active > r->to_client.last_active ? r->to_up.last_active
                                                                      : r->to_client.last_active;
     uint64_t deadline = last + c->lcfg->idle_timeout_ms;
-    uint64_t now = uv_now(&c->w->loop);
+    uint64_t now = uv_now(c->ctx->loop);
     if (now < deadline) {
         conn_arm(c, deadline - now, conn_on_idle_timer);
         return;
@@ -461,10 +463,10 @@ static void conn_on_write(uv_write_t *req, int status) {
         c->client_writes--;
     else
         c->up_writes--;
-    if (!wr->keep) buffer_put(&c->w->pool, wr->block);
+    if (!wr->keep) buffer_put(&c->ctx->pool, wr->block);
     if (status == UV_ECANCELED || c->closing) return;
     if (to_client) {
-        c->client_progress = uv_now(&c->w->loop);
+        c->client_progress = uv_now(c->ctx->loop);
         c->client_unsent = UINT32_MAX; /* the next check takes a fresh reading */
     }
     bool http = c->lcfg->mode == MODE_HTTP && c->state != CONN_RELAYING;
@@ -480,20 +482,20 @@ int conn_write(struct conn *c, bool to_client, char *block, const char *data, si
     uv_stream_t *dst = to_client ? &c->client.stream : upstream_conn_stream(c->up);
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
     if (to_client) {
-        stat_add(&c->w->wstats->u.worker.bytes_out, len);
+        stat_add(&c->ctx->wstats->u.worker.bytes_out, len);
         /* Stall time counts from when the client has something to take. */
         if (dst->write_queue_size == 0) {
-            c->client_progress = uv_now(&c->w->loop);
+            c->client_progress = uv_now(c->ctx->loop);
             c->client_unsent = UINT32_MAX;
         }
     }
     int n = uv_try_write(dst, &b, 1);
     if (n == (int)len) {
-        if (!keep) buffer_put(&c->w->pool, block);
+        if (!keep) buffer_put(&c->ctx->pool, block);
         return 0;
     }
     if (n < 0 && n != UV_EAGAIN) {
-        if (!keep) buffer_put(&c->w->pool, block);
+        if (!keep) buffer_put(&c->ctx->pool, block);
         return n;
     }
     if (n > 0) b = uv_buf_init((char *)data + n, (unsigned)(len - (size_t)n));
@@ -501,7 +503,7 @@ int conn_write(struct conn *c, bool to_client, char *block, const char *data, si
     *wr = (struct conn_write_req){.c = c, .block = block, .keep = keep, .to_client = to_client};
     int err = uv_write(&wr->req, dst, &b, 1, conn_on_write);
     if (err < 0) {
-        if (!keep) buffer_put(&c->w->pool, block);
+        if (!keep) buffer_put(&c->ctx->pool, block);
         return err;
     }
     if (to_client)
@@ -546,7 +548,7 @@ static uint32_t conn_unsent(struct conn *c) {
 
 uint64_t conn_client_stall_deadline(struct conn *c) {
     uint64_t deadline = c->client_progress + c->lcfg->idle_timeout_ms;
-    uint64_t now = uv_now(&c->w->loop);
+    uint64_t now = uv_now(c->ctx->loop);
     if (now < deadline) return deadline;
     /* Our writes complete only when the kernel takes a whole buffer, and it
      * takes one only when half its (several MiB) queue has drained: a slow
@@ -563,7 +565,7 @@ uint64_t conn_client_stall_deadline(struct conn *c) {
 static void conn_on_flush_timer(struct wheel_timer *t) {
     struct conn *c = container_of(t, struct conn, timer);
     uint64_t deadline = conn_client_stall_deadline(c);
-    uint64_t now = uv_now(&c->w->loop);
+    uint64_t now = uv_now(c->ctx->loop);
     if (c->client_writes == 0 || now >= deadline) {
         conn_abort(c, "client stopped reading");
         return;
@@ -604,7 +606,7 @@ void conn_linger(struct conn *c, bool after_error) {
     if (c->closing || c->state == CONN_LINGER) return;
     c->linger_needed = after_error;
     conn_set_state(c, CONN_LINGER);
-    c->client_progress = uv_now(&c->w->loop);
+    c->client_progress = uv_now(c->ctx->loop);
     conn_arm(c, c->lcfg->idle_timeout_ms, conn_on_flush_timer);
     if (c->client_reading) uv_read_stop(&c->client.stream);
     c->client_reading = false;
@@ -632,7 +634,7 @@ static void conn_log_access(struct conn *c) {
         .upstream = c->relay->upstream_text,
         .bytes_in = c->relay->to_up.bytes,
         .bytes_out = c->relay->to_client.bytes,
-        .duration_s = (double)(uv_now(&c->w->loop) - c->started) / 1000.0,
+        .duration_s = (double)(uv_now(c->ctx->loop) - c->started) / 1000.0,
     };
     access_log_tcp(&e);
 }
@@ -653,40 +655,49 @@ void conn_close(struct conn *c, const char *why) {
     if (c->closing) return;
     log_debug("conn %p (%s): close in state %s: %s (age %llums)", (void *)c, CONN_PEER(c),
               conn_state_names[c->state], why,
-              (unsigned long long)(uv_now(&c->w->loop) - c->started));
+              (unsigned long long)(uv_now(c->ctx->loop) - c->started));
     conn_log_access(c);
     conn_set_state(c, CONN_CLOSED);
     c->closing = true;
     struct relay *r = c->relay;
     if (r) {
-        stat_add(&c->w->wstats->u.worker.bytes_in, r->to_up.bytes);
-        stat_add(&c->w->wstats->u.worker.bytes_out, r->to_client.bytes);
+        stat_add(&c->ctx->wstats->u.worker.bytes_in, r->to_up.bytes);
+        stat_add(&c->ctx->wstats->u.worker.bytes_out, r->to_client.bytes);
         pipe_stop(&r->to_up);
         pipe_stop(&r->to_client);
         upstream_checkout_cancel(&r->checkout);
     }
     if (c->lcfg->mode == MODE_HTTP) conn_http_on_close(c);
     conn_drop_upstream(c);
-    buffer_put(&c->w->pool, c->in);
+    buffer_put(&c->ctx->pool, c->in);
     c->in = NULL;
-    wheel_stop(&c->w->wheel, &c->timer);
+    wheel_stop(&c->ctx->wheel, &c->timer);
     if (c->reset && c->lcfg->bind.kind != ADDR_UNIX &&
         uv_tcp_close_reset(&c->client.tcp, conn_on_handle_closed) == 0)
         return;
     uv_close(&c->client.handle, conn_on_handle_closed);
 }
 
+/* Takes C off its worker's list; the worker hears of it (it may be waiting
+ * for its last connection to end). */
+static void conn_unlist(struct conn *c) {
+    struct worker_ctx *ctx = c->ctx;
+    list_remove(&c->link);
+    ctx->nconns--;
+    if (ctx->on_conn_gone) ctx->on_conn_gone(ctx);
+}
+
 static void conn_release(struct conn *c) {
     if (--c->refs > 0) return;
-    struct worker *w = c->w;
-    if (c->counted) atomic_fetch_sub(&w->rt->connections, 1);
+    struct worker_ctx *ctx = c->ctx;
+    if (c->counted) atomic_fetch_sub(ctx->connections, 1);
     conn_http_free(c);
-    if (c->relay) memtrim_note(&w->freed, sizeof(*c->relay));
+    if (c->relay) memtrim_note(&ctx->freed, sizeof(*c->relay));
     free(c->relay); /* its pipes' writes have all called back by now */
     view_unref(c->view);
     stat_sub(&c->lstats->u.listener.connections_active, 1);
-    worker_conn_remove(w, &c->link);
-    slab_free(&w->conn_slab, c);
+    conn_unlist(c);
+    slab_free(&ctx->conn_slab, c);
 }
 
 static void conn_on_handle_closed(uv_handle_t *h) {
@@ -697,17 +708,17 @@ static void conn_on_upstream_closed(void *arg) {
     conn_release(arg);
 }
 
-void conn_close_all(struct worker *w, const char *why) {
+void conn_close_all(struct worker_ctx *ctx, const char *why) {
     /* A closed conn stays listed until its callbacks run, so walk with the
      * next link saved; conn_close() never frees synchronously. */
-    for (struct list_node *n = w->conns.next, *next; n != &w->conns; n = next) {
+    for (struct list_node *n = ctx->conns.next, *next; n != &ctx->conns; n = next) {
         next = n->next;
         conn_close(container_of(n, struct conn, link), why);
     }
 }
 
-void conn_close_idle(struct worker *w) {
-    for (struct list_node *n = w->conns.next, *next; n != &w->conns; n = next) {
+void conn_close_idle(struct worker_ctx *ctx) {
+    for (struct list_node *n = ctx->conns.next, *next; n != &ctx->conns; n = next) {
         next = n->next;
         struct conn *c = container_of(n, struct conn, link);
         if (c->state == CONN_HTTP_IDLE) conn_close(c, "shutting down");

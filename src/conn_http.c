@@ -36,7 +36,7 @@
 #include "ferry/route.h"
 #include "ferry/stats.h"
 #include "ferry/upstream.h"
-#include "ferry/worker.h"
+#include "ferry/worker_ctx.h"
 
 #include "conn_internal.h"
 
@@ -79,7 +79,7 @@ struct exchange {
     bool release_pending;             /* release the upstream once its writes are out */
     bool recorded;                    /* counted in metrics and the access log */
     uint8_t stale_retries;
-    bool holding;                     /* counted in w->held: waiting out `hold` */
+    bool holding;                     /* counted in ctx->held: waiting out `hold` */
     bool hold_wait;                   /* the timer will retry the checkout */
     bool hold_full;                   /* would be held, but the worker's limit is reached */
     uint64_t hold_until;              /* loop ms; 0 = not held */
@@ -115,11 +115,11 @@ static void http_checkout(struct conn *c);
 /* --- small helpers ------------------------------------------------------ */
 
 static char *http_block(struct conn *c) {
-    return buffer_get(&c->w->pool);
+    return buffer_get(&c->ctx->pool);
 }
 
 static void http_put(struct conn *c, char **block) {
-    buffer_put(&c->w->pool, *block);
+    buffer_put(&c->ctx->pool, *block);
     *block = NULL;
 }
 
@@ -203,10 +203,10 @@ size_t conn_exchange_size(void) {
 }
 
 static struct exchange *http_exchange_new(struct conn *c) {
-    struct exchange *x = slab_alloc(&c->w->exchange_slab);
+    struct exchange *x = slab_alloc(&c->ctx->exchange_slab);
     if (!x) return NULL;
     http_msg_init(&x->req, true, false);
-    x->t_start = uv_now(&c->w->loop);
+    x->t_start = uv_now(c->ctx->loop);
     x->t_start_ns = uv_hrtime();
     x->c = c;
     c->x = x;
@@ -226,7 +226,7 @@ static void http_exchange_end(struct conn *c, bool reusable) {
     }
     http_put(c, &x->up_head);
     http_put(c, &x->resp_buf);
-    slab_free(&c->w->exchange_slab, x);
+    slab_free(&c->ctx->exchange_slab, x);
     c->x = NULL;
 }
 
@@ -311,7 +311,7 @@ static void http_update_reading(struct conn *c) {
         if (want) {
             upstream_conn_read(c->up, http_up_alloc, http_on_up_read, c);
             want = c->up->reading;
-            x->last_up = uv_now(&c->w->loop); /* paused time is not upstream silence */
+            x->last_up = uv_now(c->ctx->loop); /* paused time is not upstream silence */
         } else {
             upstream_conn_pause(c->up);
             if (c->state == CONN_HTTP_BUSY) http_arm(c, c->lcfg->idle_timeout_ms);
@@ -346,7 +346,7 @@ static void http_send_error(struct conn *c, int status, const char *detail, bool
         if (!c->x->rid[0]) http_make_request_id(c, c->x);
         rid = c->x->rid;
     } else {
-        http_request_id(fresh, c->w->rid_seed ^ ((uint64_t)c->w->id << 56), ++c->w->rid_counter);
+        http_request_id(fresh, c->ctx->rid_seed, ++c->ctx->rid_counter);
     }
     char date[HTTP_DATE_LEN];
     uv_timeval64_t now;
@@ -436,7 +436,7 @@ static void http_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b
     char *block = x ? x->client_rblock : NULL;
     if (x) x->client_rblock = NULL;
     if (nread <= 0) {
-        buffer_put(&c->w->pool, block);
+        buffer_put(&c->ctx->pool, block);
         if (nread == 0) return;
         if (nread == UV_ENOBUFS && c->in && c->in_len >= CONN_BLOCK_DATA_SIZE) {
             /* c->in is full of pipelined input: wait until it is parsed. libuv
@@ -456,7 +456,7 @@ static void http_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b
         return;
     }
     c->in_len += (uint32_t)nread;
-    stat_add(&c->w->wstats->u.worker.bytes_in, (uint64_t)nread);
+    stat_add(&c->ctx->wstats->u.worker.bytes_in, (uint64_t)nread);
     if (c->state == CONN_HTTP_IDLE) {
         conn_set_state(c, CONN_HTTP_HEAD);
         http_arm(c, c->lcfg->header_timeout_ms);
@@ -470,7 +470,7 @@ static void http_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b
  * listener is gone (or no longer http) the connection stays on the config
  * it was accepted under: a reload never drops an established connection. */
 static void http_follow_reload(struct conn *c) {
-    struct view *now = c->w->view;
+    struct view *now = c->ctx->view;
     if (c->view == now) return;
     const struct config *cfg = view_config(now);
     for (size_t i = 0; i < cfg->nlisteners; i++) {
@@ -514,8 +514,7 @@ static void http_make_request_id(struct conn *c, struct exchange *x) {
         http_copy_field(x->rid, sizeof(x->rid), &x->req, x->req.request_id);
         return;
     }
-    struct worker *w = c->w;
-    http_request_id(x->rid, w->rid_seed ^ ((uint64_t)w->id << 56), ++w->rid_counter);
+    http_request_id(x->rid, c->ctx->rid_seed, ++c->ctx->rid_counter);
 }
 
 static long http_check_request_body(struct conn *c, const char *data, size_t n);
@@ -554,7 +553,7 @@ static void http_dispatch(struct conn *c) {
         return;
     }
     x->upstream = view_upstream(c->view, cu);
-    x->t_up = uv_now(&c->w->loop);
+    x->t_up = uv_now(c->ctx->loop);
     http_arm(c, x->upstream->cfg->read_timeout_ms);
     http_checkout(c);
 }
@@ -566,7 +565,7 @@ static void http_dispatch(struct conn *c) {
 static void http_not_found(struct conn *c) {
     struct exchange *x = c->x;
     bool bodyless = !x->req.chunked && x->req.content_length == 0;
-    if (!bodyless || x->req.conn_close || c->w->draining) {
+    if (!bodyless || x->req.conn_close || c->ctx->draining) {
         http_fail(c, 404, "no route matches this request");
         return;
     }
@@ -672,28 +671,28 @@ static void http_send_request(struct conn *c) {
 
 static void http_forward_request_body(struct conn *c, char *blk, size_t n) {
     struct exchange *x = c->x;
-    x->last_up = uv_now(&c->w->loop); /* an upload in progress is not upstream silence */
-    stat_add(&c->w->wstats->u.worker.bytes_in, n);
+    x->last_up = uv_now(c->ctx->loop); /* an upload in progress is not upstream silence */
+    stat_add(&c->ctx->wstats->u.worker.bytes_in, n);
     char *data = conn_block_data(blk);
     long body = http_check_request_body(c, data, n);
     if (body < 0) {
-        buffer_put(&c->w->pool, blk);
+        buffer_put(&c->ctx->pool, blk);
         return;
     }
     if (x->req_done && (size_t)body < n) {
         if (c->in_len) { /* cannot happen: we read no further than the request */
-            buffer_put(&c->w->pool, blk);
+            buffer_put(&c->ctx->pool, blk);
             conn_close(c, "input overflow");
             return;
         }
         http_keep_input(c, data + body, n - (size_t)body);
         if (c->closing) {
-            buffer_put(&c->w->pool, blk);
+            buffer_put(&c->ctx->pool, blk);
             return;
         }
     }
     if (body == 0) {
-        buffer_put(&c->w->pool, blk);
+        buffer_put(&c->ctx->pool, blk);
     } else if (conn_write(c, false, blk, data, (size_t)body, false) < 0) {
         http_fail_upstream(c, 502, "write failed");
         return;
@@ -715,7 +714,7 @@ static void http_unhold(struct conn *c, bool served) {
     struct exchange *x = c->x;
     if (!x || !x->holding) return;
     x->holding = false;
-    c->w->held--;
+    c->ctx->held--;
     struct stats_upstream *st = &x->upstream->stats->u.upstream;
     stat_add(served ? &st->held_served : &st->held_expired, 1);
 }
@@ -733,15 +732,15 @@ static bool http_hold(struct conn *c, int err) {
     if (!u->hold_ms || !refused || x->req.chunked || x->req.content_length ||
         !http_method_idempotent(x->req.method))
         return false;
-    uint64_t now = uv_now(&c->w->loop);
+    uint64_t now = uv_now(c->ctx->loop);
     if (!x->hold_until) {
-        if (c->w->held >= HTTP_HOLD_MAX) {
+        if (c->ctx->held >= HTTP_HOLD_MAX) {
             x->hold_full = true;
             return false;
         }
         x->hold_until = x->t_up + u->hold_ms;
         x->holding = true;
-        c->w->held++;
+        c->ctx->held++;
     }
     if (now + HTTP_HOLD_RETRY_MS > x->hold_until) return false;
     x->hold_wait = true;
@@ -767,7 +766,7 @@ static void http_checkout(struct conn *c) {
     x->connecting = true;
     struct upstream_want want = conn_want(c, false);
     if (x->hold_until) { /* held: try marked servers too, and never past the hold */
-        uint64_t now = uv_now(&c->w->loop);
+        uint64_t now = uv_now(c->ctx->loop);
         want.probe = true;
         want.connect_timeout_ms = x->hold_until > now ? x->hold_until - now : 1;
         if (want.connect_timeout_ms > x->upstream->cfg->connect_timeout_ms)
@@ -796,7 +795,7 @@ static void http_on_checkout(struct upstream_checkout *co, struct upstream_conn 
     upstream_conn_read(uc, http_up_alloc, http_on_up_read, c);
     x->up_reading = uc->reading;
     http_msg_init(&x->resp, false, x->req.method == HTTP_HEAD);
-    x->last_up = uv_now(&c->w->loop);
+    x->last_up = uv_now(c->ctx->loop);
     http_send_request(c);
     if (!c->closing) http_update_reading(c);
 }
@@ -856,7 +855,7 @@ static void http_send_response_head(struct conn *c, const char *body, size_t bod
     };
     size_t n = http_build_response(conn_block_data(blk), CONN_BLOCK_DATA_SIZE, &x->resp, &rw);
     if (n == 0) {
-        buffer_put(&c->w->pool, blk);
+        buffer_put(&c->ctx->pool, blk);
         http_fail_upstream(c, 502, "response head too large");
         return;
     }
@@ -967,11 +966,11 @@ static void http_on_response_head(struct conn *c) {
         }
         return;
     }
-    x->t_resp = uv_now(&c->w->loop);
+    x->t_resp = uv_now(c->ctx->loop);
     x->status = m->status;
     x->dechunk = x->req.minor == 0 && m->chunked;
     x->resp.compact = x->dechunk;
-    if (x->req.conn_close || c->w->draining || x->dechunk || http_msg_needs_eof(m) ||
+    if (x->req.conn_close || c->ctx->draining || x->dechunk || http_msg_needs_eof(m) ||
         c->client_eof || !x->req_done)
         x->close_client = true;
     bool done = false;
@@ -989,12 +988,12 @@ static void http_on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) 
     char *blk = x->rblock;
     x->rblock = NULL;
     if (nread == 0) {
-        buffer_put(&c->w->pool, blk);
+        buffer_put(&c->ctx->pool, blk);
         return;
     }
-    x->last_up = uv_now(&c->w->loop);
+    x->last_up = uv_now(c->ctx->loop);
     if (nread < 0) {
-        buffer_put(&c->w->pool, blk);
+        buffer_put(&c->ctx->pool, blk);
         if (nread == UV_ENOBUFS && !x->resp.head_done) {
             http_fail_upstream(c, 502, "response head too large");
             return;
@@ -1016,12 +1015,12 @@ static void http_on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) 
     char *data = conn_block_data(blk);
     long body = http_check_response_body(c, data, (size_t)nread, &done);
     if (body < 0) {
-        buffer_put(&c->w->pool, blk);
+        buffer_put(&c->ctx->pool, blk);
         return;
     }
     x->bytes_out += (uint64_t)body;
     if (body == 0)
-        buffer_put(&c->w->pool, blk);
+        buffer_put(&c->ctx->pool, blk);
     else if (conn_write(c, true, blk, data, (size_t)body, false) < 0) {
         conn_close(c, "client write failed");
         return;
@@ -1074,7 +1073,7 @@ static void http_finish_exchange(struct conn *c) {
 static void http_response_done(struct conn *c) {
     struct exchange *x = c->x;
     x->resp_done = true;
-    if (!x->req_done || c->w->draining) x->close_client = true;
+    if (!x->req_done || c->ctx->draining) x->close_client = true;
     http_record(c, x);
     c->requests++;
     http_release_upstream(c);
@@ -1088,7 +1087,7 @@ static void http_response_done(struct conn *c) {
  * timer is armed for whichever ends first. */
 static void http_busy_timer(struct conn *c, struct exchange *x) {
     uint64_t limit = x->upstream ? x->upstream->cfg->read_timeout_ms : 1000;
-    uint64_t now = uv_now(&c->w->loop);
+    uint64_t now = uv_now(c->ctx->loop);
     uint64_t next = now + limit;
     if (c->client.stream.write_queue_size > 0) {
         uint64_t stall = conn_client_stall_deadline(c);
@@ -1173,8 +1172,8 @@ void conn_http_on_close(struct conn *c) {
     /* Blocks referenced by queued writes are freed by those writes; the
      * kept up_head may still be queued on c->up, so it waits for conn
      * release: conn_http_free(). */
-    buffer_put(&c->w->pool, x->rblock);
-    buffer_put(&c->w->pool, x->client_rblock);
+    buffer_put(&c->ctx->pool, x->rblock);
+    buffer_put(&c->ctx->pool, x->client_rblock);
     x->rblock = x->client_rblock = NULL;
     http_put(c, &x->resp_buf);
 }
@@ -1184,6 +1183,6 @@ void conn_http_free(struct conn *c) {
     struct exchange *x = c->x;
     if (!x) return;
     http_put(c, &x->up_head);
-    slab_free(&c->w->exchange_slab, x);
+    slab_free(&c->ctx->exchange_slab, x);
     c->x = NULL;
 }

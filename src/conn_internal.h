@@ -17,7 +17,7 @@
 
 struct config_listener;
 struct exchange;
-struct worker;
+struct worker_ctx;
 
 enum conn_state {
     CONN_ACCEPTED,   /* just accepted, nothing decided yet */
@@ -43,7 +43,7 @@ struct relay {
 
 struct conn {
     struct list_node link;              /* in the worker's list of live connections */
-    struct worker *w;                   /* owner */
+    struct worker_ctx *ctx;             /* the worker it lives on */
     struct view *view;                  /* the config it serves under (one reference) */
     const struct config_listener *lcfg; /* the listener it came in on */
     const struct route_table *routes;   /* http: that listener's routes */

@@ -24,7 +24,8 @@
 #include "ferry/config.h"
 #include "ferry/conn.h"
 #include "ferry/log.h"
-#include "ferry/worker.h"
+#include "ferry/stats.h"
+#include "ferry/worker_ctx.h"
 
 static void listener_on_connection(uv_stream_t *server, int status);
 
@@ -141,21 +142,21 @@ static void listener_on_closed(uv_handle_t *h) {
     listener_unref(h->data);
 }
 
-struct listener *listener_start(struct worker *w, const struct config_listener *cl, int fd) {
+struct listener *listener_start(struct worker_ctx *ctx, const struct config_listener *cl, int fd) {
     struct listener *l = calloc(1, sizeof(*l));
     if (!l) {
         close(fd);
         return NULL;
     }
     l->cfg = cl;
-    l->w = w;
-    l->stats = stats_node(&w->stats, STATS_LISTENER, cl->name, NULL);
+    l->ctx = ctx;
+    l->stats = stats_node(ctx->stats, STATS_LISTENER, cl->name, NULL);
     int err;
     if (cl->bind.kind == ADDR_UNIX) {
-        uv_pipe_init(&w->loop, &l->h.pipe, 0);
+        uv_pipe_init(ctx->loop, &l->h.pipe, 0);
         err = uv_pipe_open(&l->h.pipe, fd);
     } else {
-        uv_tcp_init(&w->loop, &l->h.tcp);
+        uv_tcp_init(ctx->loop, &l->h.tcp);
         err = uv_tcp_open(&l->h.tcp, fd);
     }
     /* A handle closes only a descriptor it adopted: one that failed to

@@ -37,6 +37,7 @@
 static void worker_on_wakeup(uv_async_t *a);
 static void worker_on_decay(uv_timer_t *t);
 static void worker_maybe_exit(struct worker *w);
+static void worker_on_conn_gone(struct worker_ctx *ctx);
 static void worker_run(void *arg);
 
 /* --- views -------------------------------------------------------------- */
@@ -91,29 +92,34 @@ int worker_init(struct worker *w, unsigned id, struct runtime *rt, struct genera
                 const int *listen_fds) {
     const struct config *cfg = gen->cfg;
     *w = (struct worker){.id = id, .rt = rt};
+    w->ctx.loop = &w->loop;
+    w->ctx.stats = &w->stats;
+    w->ctx.connections = &rt->connections;
+    w->ctx.on_conn_gone = worker_on_conn_gone;
     int err = uv_loop_init(&w->loop);
     if (err < 0) return err;
     uv_async_init(&w->loop, &w->wakeup, worker_on_wakeup);
     uv_mutex_init(&w->wakeup_lock);
     w->wakeup.data = w;
-    list_init(&w->conns);
-    buffer_pool_init(&w->pool, WORKER_FREE_BUFFERS);
-    atomic_init(&w->freed.bytes, 0);
-    slab_pool_init(&w->conn_slab, conn_object_size());
-    slab_pool_init(&w->exchange_slab, conn_exchange_size());
-    wheel_init(&w->wheel, &w->loop);
+    list_init(&w->ctx.conns);
+    buffer_pool_init(&w->ctx.pool, WORKER_FREE_BUFFERS);
+    atomic_init(&w->ctx.freed.bytes, 0);
+    slab_pool_init(&w->ctx.conn_slab, conn_object_size());
+    slab_pool_init(&w->ctx.exchange_slab, conn_exchange_size());
+    wheel_init(&w->ctx.wheel, &w->loop);
     uv_timer_init(&w->loop, &w->decay);
     w->decay.data = w;
     uv_timer_start(&w->decay, worker_on_decay, WORKER_DECAY_MS, WORKER_DECAY_MS);
     uv_unref((uv_handle_t *)&w->decay);
-    if (getrandom(&w->rid_seed, sizeof(w->rid_seed), 0) != sizeof(w->rid_seed))
-        w->rid_seed = util_now_ms() ^ ((uint64_t)id << 48);
-    w->wstats = stats_node(&w->stats, STATS_WORKER, NULL, NULL);
-    w->view = view_new(w, gen);
+    if (getrandom(&w->ctx.rid_seed, sizeof(w->ctx.rid_seed), 0) != sizeof(w->ctx.rid_seed))
+        w->ctx.rid_seed = util_now_ms() ^ ((uint64_t)id << 48);
+    w->ctx.rid_seed ^= (uint64_t)id << 56;
+    w->ctx.wstats = stats_node(&w->stats, STATS_WORKER, NULL, NULL);
+    w->ctx.view = view_new(w, gen);
     w->nlisteners = cfg->nlisteners;
     w->listeners = xcalloc(cfg->nlisteners + 1, sizeof(*w->listeners));
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        w->listeners[i] = listener_start(w, &cfg->listeners[i], listen_fds[i]);
+        w->listeners[i] = listener_start(&w->ctx, &cfg->listeners[i], listen_fds[i]);
         if (!w->listeners[i]) return UV_EINVAL;
     }
     return 0;
@@ -174,7 +180,7 @@ static void worker_swap_listeners(struct worker *w, const struct config *cfg, co
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct config_listener *cl = &cfg->listeners[i];
         if (fds[i] >= 0) {
-            next[i] = listener_start(w, cl, fds[i]);
+            next[i] = listener_start(&w->ctx, cl, fds[i]);
             continue;
         }
         for (size_t j = 0; j < w->nlisteners; j++) {
@@ -203,12 +209,12 @@ static void worker_apply_reload(struct worker *w) {
     w->pending_fds = NULL;
     uv_mutex_unlock(&w->wakeup_lock);
     if (!gen) return;
-    if (w->draining) { /* stopping anyway: the new config would serve nobody */
+    if (w->ctx.draining) { /* stopping anyway: the new config would serve nobody */
         for (size_t i = 0; i < gen->cfg->nlisteners; i++)
             if (fds[i] >= 0) close(fds[i]);
     } else {
-        struct view *old = w->view;
-        w->view = view_new(w, gen);
+        struct view *old = w->ctx.view;
+        w->ctx.view = view_new(w, gen);
         worker_swap_listeners(w, gen->cfg, fds);
         view_retire(old);
         log_debug("worker %u: now on config generation %u", w->id, gen->id);
@@ -218,10 +224,10 @@ static void worker_apply_reload(struct worker *w) {
 }
 
 static void worker_maybe_exit(struct worker *w) {
-    if (!w->draining || w->nconns > 0 || w->stopping) return;
-    struct view *v = w->view;
+    if (!w->ctx.draining || w->ctx.nconns > 0 || w->stopping) return;
+    struct view *v = w->ctx.view;
     for (size_t i = 0; i < v->gen->cfg->nupstreams; i++) upstream_close_idle(v->upstreams[i]);
-    wheel_close(&w->wheel);
+    wheel_close(&w->ctx.wheel);
     uv_close((uv_handle_t *)&w->decay, NULL);
     uv_mutex_lock(&w->wakeup_lock);
     w->stopping = true;
@@ -234,38 +240,31 @@ static void worker_on_wakeup(uv_async_t *a) {
     worker_apply_reload(w);
     int cmd = atomic_load(&w->command);
     if (cmd == WORKER_RUN || w->stopping) return;
-    if (!w->draining) {
-        w->draining = true;
+    if (!w->ctx.draining) {
+        w->ctx.draining = true;
         for (size_t i = 0; i < w->nlisteners; i++) {
             if (w->listeners[i]) listener_close(w->listeners[i]);
             w->listeners[i] = NULL;
         }
-        conn_close_idle(w);
-        log_debug("worker %u: draining %zu connections", w->id, w->nconns);
+        conn_close_idle(&w->ctx);
+        log_debug("worker %u: draining %zu connections", w->id, w->ctx.nconns);
     }
-    if (cmd == WORKER_FORCE_STOP && w->nconns > 0) {
-        log_warn("worker %u: shutdown timeout: closing %zu connections", w->id, w->nconns);
-        conn_close_all(w, "shutdown timeout");
+    if (cmd == WORKER_FORCE_STOP && w->ctx.nconns > 0) {
+        log_warn("worker %u: shutdown timeout: closing %zu connections", w->id, w->ctx.nconns);
+        conn_close_all(&w->ctx, "shutdown timeout");
     }
     worker_maybe_exit(w);
 }
 
 static void worker_on_decay(uv_timer_t *t) {
     struct worker *w = t->data;
-    buffer_pool_decay(&w->pool, WORKER_KEEP_BUFFERS);
-    slab_pool_decay(&w->conn_slab, 1);
-    slab_pool_decay(&w->exchange_slab, 1);
+    buffer_pool_decay(&w->ctx.pool, WORKER_KEEP_BUFFERS);
+    slab_pool_decay(&w->ctx.conn_slab, 1);
+    slab_pool_decay(&w->ctx.exchange_slab, 1);
 }
 
-void worker_conn_add(struct worker *w, struct list_node *link) {
-    list_push_front(&w->conns, link);
-    w->nconns++;
-}
-
-void worker_conn_remove(struct worker *w, struct list_node *link) {
-    list_remove(link);
-    w->nconns--;
-    worker_maybe_exit(w);
+static void worker_on_conn_gone(struct worker_ctx *ctx) {
+    worker_maybe_exit(container_of(ctx, struct worker, ctx));
 }
 
 static void worker_on_leftover(uv_handle_t *h, void *arg) {
@@ -283,8 +282,8 @@ static void worker_run(void *arg) {
 
 void worker_join(struct worker *w) {
     uv_thread_join(&w->thread);
-    view_unref(w->view);
-    w->view = NULL;
+    view_unref(w->ctx.view);
+    w->ctx.view = NULL;
     if (w->pending_gen) { /* a reload that arrived as the worker ended */
         for (size_t i = 0; i < w->pending_gen->cfg->nlisteners; i++)
             if (w->pending_fds[i] >= 0) close(w->pending_fds[i]);
@@ -292,13 +291,13 @@ void worker_join(struct worker *w) {
         generation_unref(w->pending_gen);
     }
     free(w->listeners);
-    buffer_pool_destroy(&w->pool);
-    slab_pool_destroy(&w->conn_slab);
-    slab_pool_destroy(&w->exchange_slab);
+    buffer_pool_destroy(&w->ctx.pool);
+    slab_pool_destroy(&w->ctx.conn_slab);
+    slab_pool_destroy(&w->ctx.exchange_slab);
     uv_mutex_destroy(&w->wakeup_lock);
     stats_free(&w->stats);
 }
 
 uint64_t worker_freed_bytes(const struct worker *w) {
-    return memtrim_read(&w->freed) + memtrim_read(&w->pool.freed);
+    return memtrim_read(&w->ctx.freed) + memtrim_read(&w->ctx.pool.freed);
 }

@@ -4,7 +4,7 @@
 #define FERRY_CONN_H
 
 struct listener;
-struct worker;
+struct worker_ctx;
 
 #include <stddef.h>
 
@@ -20,11 +20,11 @@ size_t conn_exchange_size(void);
  * still pending then, and the caller must take it off the listener. */
 int conn_accept(struct listener *l) FERRY_MUSTCHECK;
 
-/* Closes every connection of W (shutdown timeout reached). */
-void conn_close_all(struct worker *w, const char *why);
+/* Closes every connection of CTX (shutdown timeout reached). */
+void conn_close_all(struct worker_ctx *ctx, const char *why);
 
-/* Closes W's keep-alive connections that wait for a request (draining);
+/* Closes CTX's keep-alive connections that wait for a request (draining);
  * busy ones end after their response, which says Connection: close. */
-void conn_close_idle(struct worker *w);
+void conn_close_idle(struct worker_ctx *ctx);
 
 #endif

@@ -17,7 +17,7 @@
 #include "ferry/util.h"
 
 struct config_listener;
-struct worker;
+struct worker_ctx;
 struct stats_node;
 
 struct listener {
@@ -28,7 +28,7 @@ struct listener {
         uv_handle_t handle;
     } h;                                /* the listening handle */
     const struct config_listener *cfg;  /* what it is; replaced on reload (same address) */
-    struct worker *w;                   /* owner */
+    struct worker_ctx *ctx;             /* the worker that owns it */
     struct stats_node *stats;           /* the owner's counters for this listener's name */
     union {
         uv_tcp_t tcp;
@@ -56,9 +56,9 @@ struct config_addr;
 int listener_resolve(const struct config_addr *a, struct sockaddr_storage *ss,
                      socklen_t *len) FERRY_MUSTCHECK;
 
-/* Wraps FD (ownership passes) in a new listener accepting on W's loop.
+/* Wraps FD (ownership passes) in a new listener accepting on CTX's loop.
  * Returns NULL (logged, FD closed) on failure. */
-struct listener *listener_start(struct worker *w, const struct config_listener *cl,
+struct listener *listener_start(struct worker_ctx *ctx, const struct config_listener *cl,
                                 int fd) FERRY_MUSTCHECK;
 /* Stops accepting; the listener is freed once its handle has closed. */
 void listener_close(struct listener *l);

@@ -20,6 +20,7 @@
 #include "ferry/stats.h"
 #include "ferry/wheel.h"
 #include "ferry/util.h"
+#include "ferry/worker_ctx.h"
 
 struct config;
 struct config_listener;
@@ -38,25 +39,13 @@ struct runtime {
     void *data;                        /* for the main thread's use */
 };
 
-/* A worker's view of one generation: the generation plus this worker's
- * upstream objects built from it. Connections hold a reference for their
- * lifetime, so a reload never pulls the config or an upstream from under a
- * request in flight; a retired view's pools are closed at once and the view
- * is freed with its last connection. */
-struct view {
-    struct generation *gen;            /* holds one reference */
-    struct upstream **upstreams;       /* one per gen->cfg->upstreams entry, same index */
-    struct stats_node **route_stats;   /* one per route, same index; last: no route ("-") */
-    unsigned refs;                     /* connections using it, +1 while current */
-};
-
 enum worker_command { WORKER_RUN = 0, WORKER_DRAIN, WORKER_FORCE_STOP };
 
 struct worker {
     unsigned id;                       /* 0..n-1, for logs */
     struct runtime *rt;                /* shared state */
-    struct view *view;                 /* current config view: new connections use it */
     uv_loop_t loop;                    /* owned; closed when the thread ends */
+    struct worker_ctx ctx;             /* what its connections and listeners see */
     uv_thread_t thread;
     uv_async_t wakeup;                 /* main thread -> worker commands */
     uv_mutex_t wakeup_lock;            /* orders uv_async_send against closing wakeup,
@@ -64,24 +53,12 @@ struct worker {
     atomic_int command;                /* enum worker_command, the latest wins */
     struct generation *pending_gen;    /* reload hand-over (under wakeup_lock) */
     int *pending_fds;                  /* its new listeners' sockets, -1 = keep (under lock) */
-    struct buffer_pool pool;           /* read buffers for every connection here */
-    struct slab_pool conn_slab;        /* every connection object here */
-    struct slab_pool exchange_slab;    /* every HTTP exchange here */
-    struct memtrim_counter freed;      /* relays freed (bytes) */
     uv_timer_t decay;                  /* lets unused buffers and slabs go, every second */
-    struct wheel wheel;                /* every connection's timeout */
     struct listener **listeners;       /* nlisteners entries; NULL where closed */
     size_t nlisteners;
-    struct list_node conns;            /* every live connection (conn.link) */
-    size_t nconns;                     /* entries in that list */
-    bool draining;                     /* listeners closed; exit when nconns hits 0 */
     bool stopping;                     /* the wakeup handle is closed: the loop is ending
                                         * (written under wakeup_lock) */
     struct stats stats;                /* this worker's counters; read by the admin endpoint */
-    struct stats_node *wstats;         /* its unlabelled node (bytes in/out) */
-    unsigned held;                     /* requests waiting out `hold` now */
-    uint64_t rid_seed;                 /* random at start: request ids differ across runs */
-    uint64_t rid_counter;              /* request ids made by this worker */
 };
 
 /* GEN gains a reference held by the worker. LISTEN_FDS holds one descriptor
@@ -103,16 +80,8 @@ uint64_t worker_freed_bytes(const struct worker *w);
 /* Waits for the thread and frees what the worker owns. */
 void worker_join(struct worker *w);
 
-/* Loop-thread only. */
-struct upstream *view_upstream(struct view *v, const struct config_upstream *cu);
-void view_ref(struct view *v);
-void view_unref(struct view *v);
-const struct config *view_config(const struct view *v);
-/* The worker's listening socket for the listener named like CL, or NULL. */
+/* Loop-thread only: the worker's listening socket for the listener named
+ * like CL, or NULL. */
 struct listener *worker_find_listener(struct worker *w, const struct config_listener *cl);
-
-/* The worker's list of live connections; conn.c owns the listed objects. */
-void worker_conn_add(struct worker *w, struct list_node *link);
-void worker_conn_remove(struct worker *w, struct list_node *link);
 
 #endif

@@ -22,22 +22,26 @@
 
 #include "ferry/config.h"
 #include "ferry/listener.h"
-#include "ferry/worker.h"
+#include "ferry/stats.h"
+#include "ferry/worker_ctx.h"
 
-static struct worker w;
+static uv_loop_t loop;
+static struct stats stats;
+static struct worker_ctx ctx;
 
 static int setup(void **state) {
     (void)state;
-    memset(&w, 0, sizeof(w));
-    assert_int_equal(uv_loop_init(&w.loop), 0);
+    memset(&stats, 0, sizeof(stats));
+    ctx = (struct worker_ctx){.loop = &loop, .stats = &stats};
+    assert_int_equal(uv_loop_init(&loop), 0);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    uv_run(&w.loop, UV_RUN_DEFAULT); /* close callbacks */
-    assert_int_equal(uv_loop_close(&w.loop), 0);
-    stats_free(&w.stats);
+    uv_run(&loop, UV_RUN_DEFAULT); /* close callbacks */
+    assert_int_equal(uv_loop_close(&loop), 0);
+    stats_free(&stats);
     return 0;
 }
 
@@ -76,14 +80,14 @@ static void start_once(bool unix_socket, bool inject_failure) {
     cl.bind.kind = unix_socket ? ADDR_UNIX : ADDR_INET;
     uv_poll_t poll;
     if (inject_failure) {
-        assert_int_equal(uv_poll_init(&w.loop, &poll, fd), 0);
+        assert_int_equal(uv_poll_init(&loop, &poll, fd), 0);
         assert_int_equal(uv_poll_start(&poll, UV_READABLE, on_poll), 0);
     }
-    struct listener *l = listener_start(&w, &cl, fd);
+    struct listener *l = listener_start(&ctx, &cl, fd);
     if (inject_failure) {
         bool leaked = fd_open(fd); /* nobody else holds it: it must be closed at once */
         uv_close((uv_handle_t *)&poll, NULL);
-        uv_run(&w.loop, UV_RUN_DEFAULT);
+        uv_run(&loop, UV_RUN_DEFAULT);
         if (leaked) close(fd); /* so that the failure below is the only one */
         assert_null(l);
         if (leaked) fail_msg("listener_start leaked fd %d after a failed open", fd);
@@ -91,7 +95,7 @@ static void start_once(bool unix_socket, bool inject_failure) {
         assert_non_null(l);
         assert_true(fd_open(fd));
         listener_close(l);
-        uv_run(&w.loop, UV_RUN_DEFAULT);
+        uv_run(&loop, UV_RUN_DEFAULT);
         assert_false(fd_open(fd)); /* the handle's close closed it */
     }
     if (path[0]) unlink(path);
