@@ -54,16 +54,11 @@ struct conn_write_req {
 };
 
 _Static_assert(sizeof(struct conn_write_req) <= CONN_HEADROOM, "headroom too small");
-static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status);
-static void conn_on_pipe(struct pipe_dir *d, enum pipe_event ev, int err);
-static void conn_on_idle_timer(struct wheel_timer *t);
 static void conn_on_handle_closed(uv_handle_t *h);
 static void conn_on_upstream_closed(void *arg);
 static void conn_release(struct conn *c);
 static void conn_unlist(struct conn *c);
-static void conn_begin(struct conn *c);
 static bool conn_input_waiting(struct conn *c);
-static void conn_read_proxy_header(struct conn *c);
 
 static const char *const conn_state_names[] = {"accepted", "proxy-header", "connecting",
                                                "relaying", "idle",         "head",
@@ -119,7 +114,7 @@ struct upstream_want conn_want(const struct conn *c, bool fresh) {
     return w;
 }
 
-static void conn_set_peer_addr(struct conn *c, const struct sockaddr_storage *ss) {
+void conn_set_peer_addr(struct conn *c, const struct sockaddr_storage *ss) {
     memset(&c->peer_addr, 0, sizeof(c->peer_addr));
     if (ss->ss_family == AF_INET)
         c->peer_addr.in = *(const struct sockaddr_in *)ss;
@@ -211,7 +206,7 @@ int conn_accept(struct listener *l) {
 }
 
 /* The client is known (PROXY header read, if any): serve it. */
-static void conn_begin(struct conn *c) {
+void conn_begin(struct conn *c) {
     if (c->lcfg->mode == MODE_HTTP) {
         conn_http_start(c);
         return;
@@ -229,228 +224,6 @@ static void conn_begin(struct conn *c) {
                  err == UV_EAI_NONAME ? "no server available" : uv_strerror(err));
         conn_close(c, "no upstream server available");
     }
-}
-
-/* --- PROXY protocol in ------------------------------------------------------ */
-
-static void conn_proxy_alloc(uv_handle_t *h, size_t n, uv_buf_t *out) {
-    FERRY_UNUSED(n);
-    struct conn *c = container_of(h, struct conn, client.handle);
-    if (!c->in) c->in = buffer_get(&c->ctx->pool);
-    *out = c->in ? uv_buf_init(conn_block_data(c->in) + c->in_len,
-                               (unsigned)(PROXY_HEADER_MAX - c->in_len))
-                 : uv_buf_init(NULL, 0);
-}
-
-/* Reads the header byte by byte as it comes (never past it: reads are
- * capped at the longest header, and what follows it is kept in c->in for
- * the protocol that comes next). */
-static void conn_proxy_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-    FERRY_UNUSED(buf);
-    struct conn *c = container_of(s, struct conn, client.stream);
-    if (nread == 0) return;
-    if (nread < 0) {
-        conn_close(c, nread == UV_EOF ? "client closed before its PROXY header" : uv_strerror((int)nread));
-        return;
-    }
-    c->in_len += (uint32_t)nread;
-    struct proxy_header h;
-    int r = proxy_header_parse(conn_block_data(c->in), c->in_len, &h);
-    if (r == PROXY_NEED_MORE && c->in_len < PROXY_HEADER_MAX) return;
-    if (r <= 0) {
-        log_warn("listener %s: malformed PROXY header from %s", c->lcfg->name, CONN_PEER(c));
-        conn_close(c, "malformed PROXY header");
-        return;
-    }
-    uv_read_stop(s);
-    wheel_stop(&c->ctx->wheel, &c->timer);
-    if (!h.local) conn_set_peer_addr(c, &h.src);
-    c->in_len -= (uint32_t)r;
-    memmove(conn_block_data(c->in), conn_block_data(c->in) + r, c->in_len);
-    conn_begin(c);
-}
-
-static void conn_on_proxy_timeout(struct wheel_timer *t) {
-    conn_close(container_of(t, struct conn, timer), "no PROXY header in time");
-}
-
-/* The socket peer's address as IPv6 bytes, IPv4 as v4-mapped (which is how
- * a dual-stack socket reports a v4 client already). False: it has none. */
-static bool conn_peer_v6(const struct conn *c, uint8_t a[16]) {
-    memset(a, 0, 16);
-    if (c->peer_addr.sa.sa_family == AF_INET6) {
-        memcpy(a, &c->peer_addr.in6.sin6_addr, 16);
-        return true;
-    }
-    if (c->peer_addr.sa.sa_family != AF_INET) return false;
-    a[10] = a[11] = 0xff;
-    memcpy(a + 12, &c->peer_addr.in.sin_addr, 4);
-    return true;
-}
-
-/* proxy_protocol_from: only the balancers listed may say who the client
- * is; anyone else could claim any address (and with it X-Forwarded-For,
- * an ip_hash bucket, the log's client). Such a connection is closed before
- * a byte of it is read. A scan must not flood the error log: each refusal
- * is logged at debug, and a warning at most once a minute per worker says
- * how many there were since the last one. Returns false after closing C. */
-#define CONN_REFUSED_REPORT_MS (60 * 1000)
-
-static bool conn_proxy_source_allowed(struct conn *c) {
-    static _Thread_local uint64_t refused, reported_at; /* this worker's */
-    const struct config_listener *l = c->lcfg;
-    uint8_t a[16];
-    if (l->nproxy_from == 0) return true;
-    if (conn_peer_v6(c, a) && config_cidr_match(l->proxy_from, l->nproxy_from, a)) return true;
-    refused++;
-    log_debug("listener %s: %s is not in proxy_protocol_from: closed", l->name, CONN_PEER(c));
-    uint64_t now = uv_now(c->ctx->loop);
-    if (reported_at == 0 || now - reported_at >= CONN_REFUSED_REPORT_MS) {
-        log_warn("listener %s: closed %llu connection%s from sources not in proxy_protocol_from "
-                 "(last from %s); further ones are counted here at most once a minute",
-                 l->name, (unsigned long long)refused, refused == 1 ? "" : "s", CONN_PEER(c));
-        refused = 0;
-        reported_at = now;
-    }
-    conn_close(c, "source not in proxy_protocol_from");
-    return false;
-}
-
-static void conn_read_proxy_header(struct conn *c) {
-    if (!conn_proxy_source_allowed(c)) return;
-    conn_set_state(c, CONN_PROXY_HDR);
-    uint64_t limit = c->lcfg->mode == MODE_HTTP ? c->lcfg->header_timeout_ms
-                                                : c->lcfg->idle_timeout_ms;
-    conn_arm(c, limit, conn_on_proxy_timeout);
-    if (uv_read_start(&c->client.stream, conn_proxy_alloc, conn_proxy_read) < 0)
-        conn_close(c, "read failed");
-}
-
-/* --- PROXY protocol out ----------------------------------------------------- */
-
-/* Rewrites an IPv4 address as v4-mapped IPv6 when the other one is IPv6,
- * so a header can carry both (a v6 client behind a v4 listener, say). */
-static void conn_map_v4(struct sockaddr_storage *ss) {
-    struct sockaddr_in v4 = *(struct sockaddr_in *)ss;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-    memset(ss, 0, sizeof(*ss));
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = v4.sin_port;
-    v6->sin6_addr.s6_addr[10] = v6->sin6_addr.s6_addr[11] = 0xff;
-    memcpy(v6->sin6_addr.s6_addr + 12, &v4.sin_addr, 4);
-}
-
-static void conn_same_family(struct sockaddr_storage *a, struct sockaddr_storage *b) {
-    if (a->ss_family == AF_INET && b->ss_family == AF_INET6) conn_map_v4(a);
-    if (a->ss_family == AF_INET6 && b->ss_family == AF_INET) conn_map_v4(b);
-}
-
-int conn_send_proxy_header(struct conn *c) {
-    enum proxy_protocol_version v = c->up->server->up->cfg->proxy_protocol;
-    if (v == PROXY_PROTOCOL_OFF) return 0;
-    struct sockaddr_storage local = {0};
-    int len = sizeof(local);
-    if (c->lcfg->bind.kind != ADDR_UNIX)
-        uv_tcp_getsockname(&c->client.tcp, (struct sockaddr *)&local, &len);
-    struct sockaddr_storage src = {0};
-    memcpy(&src, &c->peer_addr, sizeof(c->peer_addr));
-    conn_same_family(&src, &local);
-    char *blk = buffer_get(&c->ctx->pool);
-    if (!blk) return UV_ENOMEM;
-    char *out = conn_block_data(blk);
-    size_t n = v == PROXY_PROTOCOL_V1
-                   ? proxy_header_write_v1(out, CONN_BLOCK_DATA_SIZE,
-                                           (struct sockaddr *)&src,
-                                           (struct sockaddr *)&local)
-                   : proxy_header_write_v2(out, CONN_BLOCK_DATA_SIZE,
-                                           (struct sockaddr *)&src,
-                                           (struct sockaddr *)&local);
-    return conn_write(c, false, blk, out, n, false);
-}
-
-static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status) {
-    struct conn *c = container_of(co, struct relay, checkout)->c;
-    if (!uc) {
-        log_debug("listener %s: upstream %s failed for %s: %s", c->lcfg->name,
-                 c->lcfg->upstream->name, CONN_PEER(c), uv_strerror(status));
-        conn_close(c, "upstream connect failed");
-        return;
-    }
-    c->up = uc;
-    c->relay->upstream_text = uc->server->cfg->addr.text;
-    stat_add(&uc->server->stats->u.server.requests, 1);
-    int err = conn_send_proxy_header(c);
-    uint32_t early = c->in_len;
-    if (err == 0 && early > 0) { /* bytes that came right behind a PROXY header */
-        err = conn_write(c, false, c->in, conn_block_data(c->in), early, false);
-        c->in = NULL;
-        c->in_len = 0;
-    }
-    if (err < 0) {
-        conn_close(c, uv_strerror(err));
-        return;
-    }
-    buffer_put(&c->ctx->pool, c->in);
-    c->in = NULL;
-    conn_relay_start(c);
-    if (c->relay) c->relay->to_up.bytes += early;
-}
-
-struct relay *conn_relay_new(struct conn *c) {
-    if (!c->relay && (c->relay = calloc(1, sizeof(*c->relay)))) {
-        c->relay->c = c;
-        c->relay->upstream_text = "-";
-    }
-    return c->relay;
-}
-
-void conn_relay_start(struct conn *c) {
-    conn_set_state(c, CONN_RELAYING);
-    struct relay *r = conn_relay_new(c);
-    if (!r) {
-        conn_close(c, "out of memory");
-        return;
-    }
-    uv_stream_t *up = upstream_conn_stream(c->up);
-    pipe_init(&r->to_up, &c->client.stream, up, &c->ctx->pool, conn_on_pipe, c);
-    pipe_init(&r->to_client, up, &c->client.stream, &c->ctx->pool, conn_on_pipe, c);
-    int err = pipe_start(&r->to_up);
-    if (err == 0) err = pipe_start(&r->to_client);
-    if (err == 0)
-        conn_arm(c, c->lcfg->idle_timeout_ms, conn_on_idle_timer);
-    if (err < 0) conn_close(c, uv_strerror(err));
-}
-
-static void conn_on_pipe(struct pipe_dir *d, enum pipe_event ev, int err) {
-    struct conn *c = d->owner;
-    if (ev == PIPE_ERROR) {
-        /* An upstream that reset is passed on as a reset: a FIN would make
-         * a cut-short stream look like one that ended. */
-        bool upstream_reset = err == UV_ECONNRESET && d == &c->relay->to_client;
-        if (upstream_reset)
-            conn_abort(c, uv_strerror(err));
-        else
-            conn_close(c, uv_strerror(err));
-        return;
-    }
-    if (c->relay->to_up.state == PIPE_FINISHED && c->relay->to_client.state == PIPE_FINISHED)
-        conn_close(c, "both sides finished");
-}
-
-/* The timer is armed for the full idle_timeout and, when it fires, re-armed
- * for whatever is left since the last byte: no timer call per read. */
-static void conn_on_idle_timer(struct wheel_timer *t) {
-    struct conn *c = container_of(t, struct conn, timer);
-    const struct relay *r = c->relay;
-    uint64_t last = r->to_up.last_active > r->to_client.last_active ? r->to_up.last_active
-                                                                     : r->to_client.last_active;
-    uint64_t deadline = last + c->lcfg->idle_timeout_ms;
-    uint64_t now = uv_now(c->ctx->loop);
-    if (now < deadline) {
-        conn_arm(c, deadline - now, conn_on_idle_timer);
-        return;
-    }
-    conn_close(c, "idle timeout");
 }
 
 /* --- writes ------------------------------------------------------------ */
@@ -625,19 +398,6 @@ void conn_linger(struct conn *c, bool after_error) {
 }
 
 /* --- the one exit ------------------------------------------------------ */
-
-static void conn_log_access(struct conn *c) {
-    if (c->lcfg->mode != MODE_TCP || !c->relay) return;
-    struct access_tcp_entry e = {
-        .client = CONN_PEER(c),
-        .listener = c->lcfg->name,
-        .upstream = c->relay->upstream_text,
-        .bytes_in = c->relay->to_up.bytes,
-        .bytes_out = c->relay->to_client.bytes,
-        .duration_s = (double)(uv_now(c->ctx->loop) - c->started) / 1000.0,
-    };
-    access_log_tcp(&e);
-}
 
 void conn_abort(struct conn *c, const char *why) {
     c->reset = true;

@@ -148,6 +148,19 @@ void conn_linger(struct conn *c, bool after_error);
  * on c->up. Returns 0 or a UV_E* code. */
 int conn_send_proxy_header(struct conn *c) FERRY_MUSTCHECK;
 
+/* conn.c: the client is known (PROXY header read, if any): serve it. */
+void conn_begin(struct conn *c);
+/* conn.c: records SS as the client's address (AF_UNSPEC for unix). */
+void conn_set_peer_addr(struct conn *c, const struct sockaddr_storage *ss);
+
+/* conn_proxy.c: reads the PROXY header a balancer in front sends first,
+ * then conn_begin(). */
+void conn_read_proxy_header(struct conn *c);
+
+/* conn_tcp.c */
+void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status);
+void conn_log_access(struct conn *c);
+
 /* conn_http.c */
 void conn_http_start(struct conn *c);
 void conn_http_refuse(struct conn *c, int status, const char *detail);
