@@ -165,6 +165,7 @@ int conn_accept(struct listener *l) {
     stat_add(&c->lstats->u.listener.connections_active, 1);
     c->started = uv_now(ctx->loop);
     c->state = CONN_ACCEPTED;
+    c->proto = l->cfg->mode == MODE_HTTP ? &conn_proto_http : &conn_proto_tcp;
     list_push_front(&ctx->conns, &c->link);
     ctx->nconns++;
     wheel_timer_init(&c->timer);
@@ -190,12 +191,8 @@ int conn_accept(struct listener *l) {
     if (over)
         log_warn("listener %s: max_connections (%u) reached, refusing %s", c->lcfg->name,
                  cfg->global.max_connections, CONN_PEER(c));
-    if (c->lcfg->mode == MODE_HTTP) c->routes = c->view->gen->routes[c->lcfg - cfg->listeners];
     if (over) {
-        if (c->lcfg->mode == MODE_HTTP)
-            conn_http_refuse(c, 503, "max_connections reached");
-        else
-            conn_close(c, "max_connections reached");
+        c->proto->refuse(c, "max_connections reached");
         return 0;
     }
     if (c->lcfg->proxy_protocol)
@@ -205,25 +202,33 @@ int conn_accept(struct listener *l) {
     return 0;
 }
 
-/* The client is known (PROXY header read, if any): serve it. */
 void conn_begin(struct conn *c) {
-    if (c->lcfg->mode == MODE_HTTP) {
-        conn_http_start(c);
-        return;
-    }
-    conn_set_state(c, CONN_CONNECTING);
-    if (!conn_relay_new(c)) {
-        conn_close(c, "out of memory");
-        return;
-    }
-    struct upstream_want want = conn_want(c, true);
-    int err = upstream_checkout(view_upstream(c->view, c->lcfg->upstream), &c->relay->checkout,
-                                conn_on_checkout, &want);
-    if (err < 0) {
-        log_debug("listener %s: no upstream server for %s: %s", c->lcfg->name, CONN_PEER(c),
-                 err == UV_EAI_NONAME ? "no server available" : uv_strerror(err));
-        conn_close(c, "no upstream server available");
-    }
+    c->proto->start(c);
+}
+
+/* --- reads ------------------------------------------------------------- */
+
+static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
+    FERRY_UNUSED(suggested);
+    struct conn *c = container_of(h, struct conn, client.handle);
+    c->proto->alloc(c, out);
+}
+
+static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    struct conn *c = container_of(s, struct conn, client.stream);
+    c->proto->on_read(c, nread, buf);
+}
+
+int conn_read_start(struct conn *c) {
+    if (c->client_reading) return 0;
+    int err = uv_read_start(&c->client.stream, conn_on_alloc, conn_on_read);
+    c->client_reading = err == 0;
+    return err;
+}
+
+void conn_read_stop(struct conn *c) {
+    if (c->client_reading) uv_read_stop(&c->client.stream);
+    c->client_reading = false;
 }
 
 /* --- writes ------------------------------------------------------------ */
@@ -242,12 +247,11 @@ static void conn_on_write(uv_write_t *req, int status) {
         c->client_progress = uv_now(c->ctx->loop);
         c->client_unsent = UINT32_MAX; /* the next check takes a fresh reading */
     }
-    bool http = c->lcfg->mode == MODE_HTTP && c->state != CONN_RELAYING;
-    if (status < 0 && (to_client || !http)) {
-        conn_close(c, to_client ? "client write failed" : "upstream write failed");
+    if (status < 0 && to_client) {
+        conn_close(c, "client write failed");
         return;
     }
-    if (http) conn_http_on_write_done(c, to_client, status);
+    c->proto->on_write_done(c, to_client, status);
 }
 
 int conn_write(struct conn *c, bool to_client, char *block, const char *data, size_t len,
@@ -358,8 +362,7 @@ static void conn_on_shutdown(uv_shutdown_t *req, int status) {
         conn_close(c, status < 0 ? uv_strerror(status) : "done");
         return;
     }
-    uv_read_stop(&c->client.stream);
-    c->client_reading = false;
+    conn_read_stop(c);
     if (uv_read_start(&c->client.stream, conn_linger_alloc, conn_linger_read) < 0) {
         conn_close(c, "done");
         return;
@@ -381,8 +384,7 @@ void conn_linger(struct conn *c, bool after_error) {
     conn_set_state(c, CONN_LINGER);
     c->client_progress = uv_now(c->ctx->loop);
     conn_arm(c, c->lcfg->idle_timeout_ms, conn_on_flush_timer);
-    if (c->client_reading) uv_read_stop(&c->client.stream);
-    c->client_reading = false;
+    conn_read_stop(c);
     uv_shutdown_t *req = malloc(sizeof(*req));
     if (!req) {
         conn_close(c, "done");
@@ -416,18 +418,9 @@ void conn_close(struct conn *c, const char *why) {
     log_debug("conn %p (%s): close in state %s: %s (age %llums)", (void *)c, CONN_PEER(c),
               conn_state_names[c->state], why,
               (unsigned long long)(uv_now(c->ctx->loop) - c->started));
-    conn_log_access(c);
     conn_set_state(c, CONN_CLOSED);
     c->closing = true;
-    struct relay *r = c->relay;
-    if (r) {
-        stat_add(&c->ctx->wstats->u.worker.bytes_in, r->to_up.bytes);
-        stat_add(&c->ctx->wstats->u.worker.bytes_out, r->to_client.bytes);
-        pipe_stop(&r->to_up);
-        pipe_stop(&r->to_client);
-        upstream_checkout_cancel(&r->checkout);
-    }
-    if (c->lcfg->mode == MODE_HTTP) conn_http_on_close(c);
+    c->proto->on_close(c);
     conn_drop_upstream(c);
     buffer_put(&c->ctx->pool, c->in);
     c->in = NULL;
@@ -451,9 +444,7 @@ static void conn_release(struct conn *c) {
     if (--c->refs > 0) return;
     struct worker_ctx *ctx = c->ctx;
     if (c->counted) atomic_fetch_sub(ctx->connections, 1);
-    conn_http_free(c);
-    if (c->relay) memtrim_note(&ctx->freed, sizeof(*c->relay));
-    free(c->relay); /* its pipes' writes have all called back by now */
+    c->proto->free(c);
     view_unref(c->view);
     stat_sub(&c->lstats->u.listener.connections_active, 1);
     conn_unlist(c);

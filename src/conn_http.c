@@ -96,7 +96,7 @@ struct exchange {
     uint8_t log_minor;
 };
 
-static void http_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void http_on_client_read(struct conn *c, ssize_t nread, const uv_buf_t *buf);
 static void http_on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void http_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status);
 static void http_on_timer(struct wheel_timer *t);
@@ -232,9 +232,7 @@ static void http_exchange_end(struct conn *c, bool reusable) {
 
 /* --- reading: the one place that starts and stops reads ---------------- */
 
-static void http_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
-    FERRY_UNUSED(suggested);
-    struct conn *c = container_of(h, struct conn, client.handle);
+static void http_client_alloc(struct conn *c, uv_buf_t *out) {
     struct exchange *x = c->x;
     if (x && x->dispatched && !x->req_done) {
         x->client_rblock = http_block(c);
@@ -277,7 +275,7 @@ static bool http_want_client(const struct conn *c) {
     if (c->client_eof || c->state == CONN_LINGER || c->closing) return false;
     /* A client that does not read its responses gets no more requests read:
      * each would queue another response behind the ones it ignores. */
-    if (c->client.stream.write_queue_size >= PIPE_HIGH_WATER) return false;
+    if (conn_client_queued(c) >= PIPE_HIGH_WATER) return false;
     if (!x || !x->dispatched) return c->in_len < CONN_BLOCK_DATA_SIZE;
     if (!x->head_sent) return false; /* c->in holds the request until it goes */
     if (!x->req_done)
@@ -291,19 +289,17 @@ static bool http_want_up(const struct conn *c) {
     const struct exchange *x = c->x;
     return x && c->up && !x->connecting && !x->resp_done && !c->closing &&
            c->client_writes < PIPE_MAX_WRITES &&
-           c->client.stream.write_queue_size < PIPE_HIGH_WATER;
+           conn_client_queued(c) < PIPE_HIGH_WATER;
 }
 
 static void http_update_reading(struct conn *c) {
     if (c->closing || c->state == CONN_RELAYING || c->state == CONN_LINGER) return;
     bool want = http_want_client(c);
-    if (want != c->client_reading) {
-        if (want)
-            want = uv_read_start(&c->client.stream, http_client_alloc, http_on_client_read) == 0;
-        else
-            uv_read_stop(&c->client.stream);
-        c->client_reading = want;
+    if (want && conn_read_start(c) < 0) {
+        conn_close(c, "read failed");
+        return;
     }
+    if (!want) conn_read_stop(c);
     struct exchange *x = c->x;
     if (!x || !c->up) return;
     want = http_want_up(c);
@@ -322,7 +318,9 @@ static void http_update_reading(struct conn *c) {
 
 /* --- start, refuse, fail ----------------------------------------------- */
 
-void conn_http_start(struct conn *c) {
+static void http_start(struct conn *c) {
+    const struct config *cfg = view_config(c->view);
+    c->routes = c->view->gen->routes[c->lcfg - cfg->listeners];
     http_arm(c, c->lcfg->header_timeout_ms); /* a new connection owes us a head */
     if (c->in_len > 0) { /* bytes that came behind a PROXY header */
         conn_set_state(c, CONN_HTTP_HEAD);
@@ -368,8 +366,9 @@ static void http_send_error(struct conn *c, int status, const char *detail, bool
         log_debug("conn %s: could not send %d", CONN_PEER(c), status);
 }
 
-void conn_http_refuse(struct conn *c, int status, const char *detail) {
-    http_send_error(c, status, detail, true);
+/* Over max_connections: a 503 (not a bare close) tells a client to back off. */
+static void http_refuse(struct conn *c, const char *why) {
+    http_send_error(c, 503, why, true);
     conn_linger(c, true);
 }
 
@@ -429,9 +428,8 @@ static void http_on_client_eof(struct conn *c) {
     x->close_client = true; /* answer what was asked, then close */
 }
 
-static void http_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+static void http_on_client_read(struct conn *c, ssize_t nread, const uv_buf_t *buf) {
     FERRY_UNUSED(buf);
-    struct conn *c = container_of(s, struct conn, client.stream);
     struct exchange *x = c->x;
     char *block = x ? x->client_rblock : NULL;
     if (x) x->client_rblock = NULL;
@@ -920,13 +918,17 @@ static void http_start_tunnel(struct conn *c, const char *up_rest, size_t up_res
     }
     http_put(c, &c->in);
     http_record(c, x);
+    struct relay *r = conn_relay_new(c);
+    if (!r) {
+        conn_close(c, "out of memory");
+        return;
+    }
     struct upstream_conn *up = c->up;
     upstream_conn_pause(up); /* the pipe reads it from now on */
-    if (c->client_reading) uv_read_stop(&c->client.stream);
-    c->client_reading = false;
+    conn_read_stop(c);
     c->up = NULL; /* keep the connection: the exchange must not release it */
     if (c->up_writes > 0) { /* the head may still be queued: its block must outlive the write */
-        c->orphan = x->up_head;
+        r->held_block = x->up_head;
         x->up_head = NULL;
     }
     http_exchange_end(c, false);
@@ -1059,8 +1061,8 @@ static void http_finish_exchange(struct conn *c) {
         conn_set_state(c, CONN_HTTP_HEAD);
         http_arm(c, c->lcfg->header_timeout_ms);
         /* Pipelined: the next request waits until the client has taken
-         * most of what it was sent (conn_http_on_write_done resumes). */
-        if (c->client.stream.write_queue_size < PIPE_HIGH_WATER) http_try_head(c);
+         * most of what it was sent (http_on_write_done resumes). */
+        if (conn_client_queued(c) < PIPE_HIGH_WATER) http_try_head(c);
     } else {
         conn_set_state(c, CONN_HTTP_IDLE);
         http_put(c, &c->in);
@@ -1078,7 +1080,7 @@ static void http_response_done(struct conn *c) {
     c->requests++;
     http_release_upstream(c);
     if (!x->release_pending) http_finish_exchange(c);
-    /* else: conn_http_on_write_done() finishes once the upstream writes are out */
+    /* else: http_on_write_done() finishes once the upstream writes are out */
 }
 
 /* BUSY has two clocks: read_timeout for upstream silence (while we read
@@ -1089,7 +1091,7 @@ static void http_busy_timer(struct conn *c, struct exchange *x) {
     uint64_t limit = x->upstream ? x->upstream->cfg->read_timeout_ms : 1000;
     uint64_t now = uv_now(c->ctx->loop);
     uint64_t next = now + limit;
-    if (c->client.stream.write_queue_size > 0) {
+    if (conn_client_queued(c) > 0) {
         uint64_t stall = conn_client_stall_deadline(c);
         if (now >= stall) {
             conn_abort(c, "client stopped reading");
@@ -1135,7 +1137,7 @@ static void http_on_timer(struct wheel_timer *t) {
     }
 }
 
-void conn_http_on_write_done(struct conn *c, bool to_client, int status) {
+static void http_on_write_done(struct conn *c, bool to_client, int status) {
     struct exchange *x = c->x;
     if (status < 0) { /* the upstream went away while we were sending */
         if (x && !x->resp_head_sent)
@@ -1145,7 +1147,7 @@ void conn_http_on_write_done(struct conn *c, bool to_client, int status) {
         return;
     }
     if (to_client && !x && c->state == CONN_HTTP_HEAD && c->in_len > 0 &&
-        c->client.stream.write_queue_size < PIPE_LOW_WATER) {
+        conn_client_queued(c) < PIPE_LOW_WATER) {
         http_try_head(c); /* a pipelined request held back by a slow reader */
         if (c->closing) return;
     }
@@ -1160,7 +1162,7 @@ void conn_http_on_write_done(struct conn *c, bool to_client, int status) {
         http_update_reading(c);
 }
 
-void conn_http_on_close(struct conn *c) {
+static void http_on_close(struct conn *c) {
     struct exchange *x = c->x;
     if (!x) return;
     http_unhold(c, false);
@@ -1171,18 +1173,28 @@ void conn_http_on_close(struct conn *c) {
     upstream_checkout_cancel(&x->checkout);
     /* Blocks referenced by queued writes are freed by those writes; the
      * kept up_head may still be queued on c->up, so it waits for conn
-     * release: conn_http_free(). */
+     * release: http_free(). */
     buffer_put(&c->ctx->pool, x->rblock);
     buffer_put(&c->ctx->pool, x->client_rblock);
     x->rblock = x->client_rblock = NULL;
     http_put(c, &x->resp_buf);
 }
 
-void conn_http_free(struct conn *c) {
-    http_put(c, &c->orphan);
+static void http_free(struct conn *c) {
     struct exchange *x = c->x;
     if (!x) return;
     http_put(c, &x->up_head);
     slab_free(&c->ctx->exchange_slab, x);
     c->x = NULL;
 }
+
+const struct conn_proto conn_proto_http = {
+    .name = "http/1",
+    .start = http_start,
+    .refuse = http_refuse,
+    .alloc = http_client_alloc,
+    .on_read = http_on_client_read,
+    .on_write_done = http_on_write_done,
+    .on_close = http_on_close,
+    .free = http_free,
+};

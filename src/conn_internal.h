@@ -39,10 +39,40 @@ struct relay {
     const char *upstream_text;         /* server address for the access log, or "-" */
     struct pipe_dir to_up;             /* client -> upstream */
     struct pipe_dir to_client;         /* upstream -> client */
+    char *held_block;                  /* a block an HTTP write queued before the switch
+                                        * may still use (freed with the relay) */
 };
+
+/* What a connection speaks, chosen at accept from the listener's mode: the
+ * byte relay (tcp mode), HTTP/1.x; HTTP/2 is the next. conn.c calls these
+ * and never asks for the mode. An HTTP connection that switches protocols
+ * (101 to a websocket) becomes a relay: conn_relay_start() swaps `proto`.
+ *   start          the client is known (PROXY header read, if any): serve it
+ *   refuse         too many connections: answer in the protocol's way, close
+ *   alloc, on_read the client's bytes, while conn_read_start() is in force
+ *                  (NULL: the protocol reads the client some other way)
+ *   on_write_done  a write to the client (TO_CLIENT) or to c->up completed;
+ *                  a failed client write never gets here (it closes the conn)
+ *   on_close       conn_close() ran: stop everything, free nothing that a
+ *                  queued write or a late callback may still use
+ *   free           the last callback has run: free the rest */
+struct conn_proto {
+    const char *name;
+    void (*start)(struct conn *c);
+    void (*refuse)(struct conn *c, const char *why);
+    void (*alloc)(struct conn *c, uv_buf_t *out);
+    void (*on_read)(struct conn *c, ssize_t nread, const uv_buf_t *buf);
+    void (*on_write_done)(struct conn *c, bool to_client, int status);
+    void (*on_close)(struct conn *c);
+    void (*free)(struct conn *c);
+};
+
+extern const struct conn_proto conn_proto_tcp;  /* conn_tcp.c */
+extern const struct conn_proto conn_proto_http; /* conn_http.c */
 
 struct conn {
     struct list_node link;              /* in the worker's list of live connections */
+    const struct conn_proto *proto;     /* what it speaks now */
     struct worker_ctx *ctx;             /* the worker it lives on */
     struct view *view;                  /* the config it serves under (one reference) */
     const struct config_listener *lcfg; /* the listener it came in on */
@@ -59,7 +89,6 @@ struct conn {
     struct relay *relay;               /* tcp mode, or http after a 101; NULL otherwise */
     struct exchange *x;                /* http: the request in flight, if any */
     char *in;                          /* http: unparsed client bytes (a pool block), or NULL */
-    char *orphan;                      /* a block a queued write may still use (freed at release) */
     uint64_t client_progress;          /* uv_now() of the last sign the client reads */
     uint64_t started;                  /* uv_now() at accept */
     uint64_t requests;                 /* http requests served on this connection */
@@ -126,6 +155,16 @@ static inline char *conn_block_data(char *block) {
 int conn_write(struct conn *c, bool to_client, char *block, const char *data, size_t len,
                bool keep) FERRY_MUSTCHECK;
 
+/* Starts or stops delivering the client's bytes to c->proto's alloc and
+ * on_read; idempotent. Returns 0 or a UV_E* code. */
+int conn_read_start(struct conn *c) FERRY_MUSTCHECK;
+void conn_read_stop(struct conn *c);
+
+/* Bytes queued for the client and not yet taken by the kernel. */
+static inline size_t conn_client_queued(const struct conn *c) {
+    return c->client.stream.write_queue_size;
+}
+
 /* What a checkout wants for this client: ip_hash keys on its address
  * bytes (a v4-mapped v6 address counts as v4). */
 struct upstream_want conn_want(const struct conn *c, bool fresh);
@@ -157,17 +196,5 @@ void conn_set_peer_addr(struct conn *c, const struct sockaddr_storage *ss);
  * then conn_begin(). */
 void conn_read_proxy_header(struct conn *c);
 
-/* conn_tcp.c */
-void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status);
-void conn_log_access(struct conn *c);
-
-/* conn_http.c */
-void conn_http_start(struct conn *c);
-void conn_http_refuse(struct conn *c, int status, const char *detail);
-/* A write to the client (TO_CLIENT) or the upstream completed with STATUS
- * (upstream failures only: a client write failure closes the conn). */
-void conn_http_on_write_done(struct conn *c, bool to_client, int status);
-void conn_http_on_close(struct conn *c);
-void conn_http_free(struct conn *c);
 
 #endif

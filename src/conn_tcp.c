@@ -17,8 +17,25 @@
 
 static void conn_on_pipe(struct pipe_dir *d, enum pipe_event ev, int err);
 static void conn_on_idle_timer(struct wheel_timer *t);
+static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status);
 
-void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status) {
+static void tcp_start(struct conn *c) {
+    conn_set_state(c, CONN_CONNECTING);
+    if (!conn_relay_new(c)) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    struct upstream_want want = conn_want(c, true);
+    int err = upstream_checkout(view_upstream(c->view, c->lcfg->upstream), &c->relay->checkout,
+                                conn_on_checkout, &want);
+    if (err < 0) {
+        log_debug("listener %s: no upstream server for %s: %s", c->lcfg->name, CONN_PEER(c),
+                 err == UV_EAI_NONAME ? "no server available" : uv_strerror(err));
+        conn_close(c, "no upstream server available");
+    }
+}
+
+static void conn_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status) {
     struct conn *c = container_of(co, struct relay, checkout)->c;
     if (!uc) {
         log_debug("listener %s: upstream %s failed for %s: %s", c->lcfg->name,
@@ -61,6 +78,7 @@ void conn_relay_start(struct conn *c) {
         conn_close(c, "out of memory");
         return;
     }
+    c->proto = &conn_proto_tcp; /* an HTTP connection after a 101 is a relay now */
     uv_stream_t *up = upstream_conn_stream(c->up);
     pipe_init(&r->to_up, &c->client.stream, up, &c->ctx->pool, conn_on_pipe, c);
     pipe_init(&r->to_client, up, &c->client.stream, &c->ctx->pool, conn_on_pipe, c);
@@ -103,7 +121,7 @@ static void conn_on_idle_timer(struct wheel_timer *t) {
     conn_close(c, "idle timeout");
 }
 
-void conn_log_access(struct conn *c) {
+static void conn_log_access(struct conn *c) {
     if (c->lcfg->mode != MODE_TCP || !c->relay) return;
     struct access_tcp_entry e = {
         .client = CONN_PEER(c),
@@ -115,3 +133,42 @@ void conn_log_access(struct conn *c) {
     };
     access_log_tcp(&e);
 }
+
+static void tcp_refuse(struct conn *c, const char *why) {
+    conn_close(c, why);
+}
+
+static void tcp_on_write_done(struct conn *c, bool to_client, int status) {
+    FERRY_UNUSED(to_client);
+    if (status < 0) conn_close(c, "upstream write failed");
+}
+
+static void tcp_on_close(struct conn *c) {
+    conn_log_access(c);
+    struct relay *r = c->relay;
+    if (!r) return;
+    stat_add(&c->ctx->wstats->u.worker.bytes_in, r->to_up.bytes);
+    stat_add(&c->ctx->wstats->u.worker.bytes_out, r->to_client.bytes);
+    pipe_stop(&r->to_up);
+    pipe_stop(&r->to_client);
+    upstream_checkout_cancel(&r->checkout);
+}
+
+/* Its pipes' writes have all called back by now. */
+static void tcp_free(struct conn *c) {
+    struct relay *r = c->relay;
+    if (!r) return;
+    buffer_put(&c->ctx->pool, r->held_block);
+    memtrim_note(&c->ctx->freed, sizeof(*r));
+    free(r);
+    c->relay = NULL;
+}
+
+const struct conn_proto conn_proto_tcp = {
+    .name = "tcp",
+    .start = tcp_start,
+    .refuse = tcp_refuse,
+    .on_write_done = tcp_on_write_done,
+    .on_close = tcp_on_close,
+    .free = tcp_free,
+};
