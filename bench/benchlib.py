@@ -18,29 +18,51 @@ FERRY = os.path.join(BUILD, "ferry")
 UPSTREAM = os.path.join(BUILD, "tests", "upstream", "ferry-upstream")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+BUILD_ARGS = "-DCMAKE_BUILD_TYPE=RelWithDebInfo '-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g -DNDEBUG'"
 
 
 def log(msg):
     print("[bench] " + msg, file=sys.stderr, flush=True)
 
 
-def sh_lib(cmd):
-    """Runs `cmd` in bash with scripts/lib.sh sourced."""
-    return subprocess.run(["bash", "-c", 'source "$1/scripts/lib.sh" && ' + cmd, "bash", ROOT])
+def run_own_session(argv, **kw):
+    """subprocess.run(argv).returncode, but in a session of its own: on Ctrl-C or
+    SIGTERM (any exception while waiting) the whole process group it leads (a
+    build's cmake, make and compilers) is stopped, by that child's PID as the
+    group id, before the exception goes on."""
+    p = subprocess.Popen(argv, start_new_session=True, **kw)
+    try:
+        return p.wait()
+    except BaseException:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            os.killpg(p.pid, signal.SIGKILL)  # whatever of the group is left
+        except ProcessLookupError:
+            pass
+        p.wait()
+        raise
+
+
+def sh_lib(cmd, *args):
+    """Runs `cmd` in bash, in the tree's root, with scripts/lib.sh sourced; $2... are args."""
+    return run_own_session(["bash", "-c", 'source "$1/scripts/lib.sh" && ' + cmd, "bash", ROOT]
+                           + list(args), cwd=ROOT)
 
 
 def build():
     """ferry and ferry-upstream, RelWithDebInfo (-O2 -g), into build-bench/."""
     log("building ferry (RelWithDebInfo, -O2) in build-bench/")
-    args = ("-DCMAKE_BUILD_TYPE=RelWithDebInfo "
-            "'-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g -DNDEBUG' -DFERRY_TESTS=ON")
-    r = sh_lib("ferry_build build-bench " + args + " >&2")
-    if r.returncode != 0:
+    rc = sh_lib("ferry_build build-bench " + BUILD_ARGS + " -DFERRY_TESTS=ON >&2")
+    if rc != 0:
         # the whole tree (tests included) may be mid-edit: the two binaries are enough
         log("full build failed; building only ferry and ferry-upstream")
-        r = subprocess.run(["cmake", "--build", BUILD, "-j", str(os.cpu_count() or 1),
-                            "--target", "ferry", "ferry-upstream"], stdout=sys.stderr)
-    if r.returncode != 0 or not os.path.exists(FERRY) or not os.path.exists(UPSTREAM):
+        rc = run_own_session(["cmake", "--build", BUILD, "-j", str(os.cpu_count() or 1),
+                              "--target", "ferry", "ferry-upstream"], stdout=sys.stderr)
+    if rc != 0 or not os.path.exists(FERRY) or not os.path.exists(UPSTREAM):
         sys.exit("bench: build failed")
 
 
