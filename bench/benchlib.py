@@ -66,6 +66,67 @@ def build():
         sys.exit("bench: build failed")
 
 
+BASE_BUILD = os.path.join(ROOT, "build-bench-base")
+
+
+def git(*args):
+    r = subprocess.run(["git", "-C", ROOT] + list(args), capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def resolve_commit(ref):
+    """The full commit id `ref` names in this repository; exits when none."""
+    commit = git("rev-parse", "--verify", "--quiet", ref + "^{commit}")
+    if not commit:
+        sys.exit("bench: --baseline %s: not a commit of this repository" % ref)
+    return commit
+
+
+def build_baseline(ref, commit):
+    """ferry as of `commit` (which `ref` names), built like build() (scripts/lib.sh's
+    ferry_build, the same flags; tests off, which does not change how ferry is
+    compiled) into build-bench-base/build/. Returns the path of the binary.
+
+    The sources come from `git archive` (the commit as stored, nothing of the
+    working tree) into build-bench-base/src/, removed once built; on a failed
+    build, Ctrl-C or SIGTERM all of build-bench-base/ goes. A build of the same commit with the same
+    flags (build-bench-base/stamp) is reused; any other commit is built from
+    scratch, since archived files carry the commit's time, not an edit's."""
+    bdir = os.path.join(BASE_BUILD, "build")
+    binary = os.path.join(bdir, "ferry")
+    stamp_path = os.path.join(BASE_BUILD, "stamp")
+    stamp = commit + " " + BUILD_ARGS + "\n"
+    try:
+        with open(stamp_path) as f:
+            if f.read() == stamp and os.path.exists(binary):
+                log("baseline %s (%s): reusing build-bench-base/" % (ref, commit[:12]))
+                return binary
+    except OSError:
+        pass
+    log("building baseline %s (%s) in build-bench-base/" % (ref, commit[:12]))
+    shutil.rmtree(BASE_BUILD, ignore_errors=True)
+    src = os.path.join(BASE_BUILD, "src")
+    os.makedirs(src)
+    ok = False
+    try:
+        rc = run_own_session(["bash", "-c", 'set -o pipefail; git -C "$1" archive --format=tar "$2" '
+                              '| tar -x -C "$3"', "bash", ROOT, commit, src])
+        if rc == 0:
+            # lib.sh's own FERRY_ROOT is this tree; its ferry_build builds the archive instead
+            rc = sh_lib('FERRY_ROOT="$2" && ferry_build "$3" ' + BUILD_ARGS + " -DFERRY_TESTS=OFF >&2",
+                        src, bdir)
+        ok = rc == 0 and os.path.exists(binary)
+        if ok:
+            with open(stamp_path, "w") as f:
+                f.write(stamp)
+    finally:
+        # the sources always go; a build that did not complete goes with them
+        shutil.rmtree(src if ok else BASE_BUILD, ignore_errors=True)
+    if not ok:
+        sys.exit("bench: the baseline %s (%s) did not build" % (ref, commit[:12]))
+    return binary
+
+
 def ensure_packages(pkgs):
     """apt-get install (as root) the Debian packages that are missing."""
     missing = [p for p in pkgs if subprocess.run(
