@@ -164,15 +164,10 @@ static bool is_ctl(char c) {
     return (unsigned char)c < 0x20 || c == 0x7f;
 }
 
-/* RFC 9110 tchar. */
-static bool is_tchar(char c) {
-    return is_alnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 static bool token_ok(const char *s) {
     if (*s == '\0') return false;
     for (; *s; s++)
-        if (!is_tchar(*s)) return false;
+        if (!util_is_tchar((unsigned char)*s)) return false;
     return true;
 }
 

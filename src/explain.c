@@ -66,7 +66,6 @@ enum explain_rule {
     RULE_NAME,      /* route.c's last tie-break: the smaller name */
 };
 
-static bool is_tchar(unsigned char c);
 static int req_parse(struct explain_req *q, const char *text, const char **why);
 static int req_url(struct explain_req *q, const char *url, const char **why);
 static int req_authority(struct explain_req *q, const char *a, size_t n, const char **why);
@@ -100,12 +99,6 @@ static void print_miss(FILE *out, const struct route_verdict *v, const struct ex
 
 /* ---- the request text ---------------------------------------------------- */
 
-/* RFC 9110 token characters, as a method must be. */
-static bool is_tchar(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 /* "METHOD URL", blanks around and between allowed (it comes from a shell).
  * Returns 0, or -1 with *WHY set (Q then holds nothing to free). */
 static int req_parse(struct explain_req *q, const char *text, const char **why) {
@@ -113,7 +106,7 @@ static int req_parse(struct explain_req *q, const char *text, const char **why) 
     while (*text == ' ' || *text == '\t')
         text++;
     size_t m = 0;
-    while (is_tchar((unsigned char)text[m]))
+    while (util_is_tchar((unsigned char)text[m]))
         m++;
     const char *rest = text + m;
     if (m == 0 || (*rest != ' ' && *rest != '\t' && *rest != '\0')) {

@@ -23,13 +23,6 @@
 #include "ferry/config.h"
 #include "ferry/http_path.h"
 
-/* RFC 9110 tchar. */
-static bool http_is_tchar(unsigned char c) {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr(extra, c));
-}
-
 static bool http_span_eq(const struct http_msg *m, struct http_span s, const char *lit) {
     size_t n = strlen(lit);
     return s.len == n && strncasecmp(m->base + s.off, lit, n) == 0;
@@ -201,7 +194,7 @@ static int http_check_lines(struct http_msg *m) {
         } else {
             if (*p == ' ' || *p == '\t') return http_fail(m, http_bad(m), "obs-fold in header");
             const char *q = p;
-            while (q < eol && http_is_tchar((unsigned char)*q)) q++;
+            while (q < eol && util_is_tchar((unsigned char)*q)) q++;
             if (q == p || q == eol || *q != ':')
                 return http_fail(m, http_bad(m), q == p ? "empty header name" : "bad header name");
         }
@@ -217,7 +210,7 @@ static int http_check_request_line(struct http_msg *m) {
     if (m->method_text.off != m->head_start || *method_end != ' ')
         return http_fail(m, 400, "malformed request line");
     for (const char *q = line; q < method_end; q++)
-        if (!http_is_tchar((unsigned char)*q)) return http_fail(m, 400, "bad method");
+        if (!util_is_tchar((unsigned char)*q)) return http_fail(m, 400, "bad method");
     if (m->target.off != (uint32_t)(method_end - m->base) + 1 || m->target.len == 0)
         return http_fail(m, 400, "malformed request line");
     const char *v = m->base + m->target.off + m->target.len;
@@ -583,13 +576,13 @@ static int http_chunk_step(struct http_msg *m, int st, unsigned char c) {
         return c == ';' ? CK_EXT_NAME0 : c == '\r' ? CK_SIZE_LF : -1;
     case CK_EXT_NAME0:
     case CK_EXT_NAME:
-        if (http_is_tchar(c)) return CK_EXT_NAME;
+        if (util_is_tchar(c)) return CK_EXT_NAME;
         if (st == CK_EXT_NAME0) return -1;
         return c == '=' ? CK_EXT_VAL0 : c == ';' ? CK_EXT_NAME0 : c == '\r' ? CK_SIZE_LF : -1;
     case CK_EXT_VAL0:
-        return c == '"' ? CK_EXT_QUOTED : http_is_tchar(c) ? CK_EXT_TOKEN : -1;
+        return c == '"' ? CK_EXT_QUOTED : util_is_tchar(c) ? CK_EXT_TOKEN : -1;
     case CK_EXT_TOKEN:
-        if (http_is_tchar(c)) return CK_EXT_TOKEN;
+        if (util_is_tchar(c)) return CK_EXT_TOKEN;
         return c == ';' ? CK_EXT_NAME0 : c == '\r' ? CK_SIZE_LF : -1;
     case CK_EXT_QUOTED:
         if (c == '"') return CK_EXT_END;
@@ -607,9 +600,9 @@ static int http_chunk_step(struct http_msg *m, int st, unsigned char c) {
         return CK_SIZE0;
     case CK_TRAILER0:
         if (c == '\r') return CK_END_LF;
-        return http_is_tchar(c) ? CK_TRAILER_NAME : -1; /* SP/HT here is obs-fold */
+        return util_is_tchar(c) ? CK_TRAILER_NAME : -1; /* SP/HT here is obs-fold */
     case CK_TRAILER_NAME:
-        if (http_is_tchar(c)) return CK_TRAILER_NAME;
+        if (util_is_tchar(c)) return CK_TRAILER_NAME;
         return c == ':' ? CK_TRAILER_VALUE : -1;
     case CK_TRAILER_VALUE:
         if (c == '\r') return CK_TRAILER_LF;

@@ -3,6 +3,7 @@
 #ifndef FERRY_UTIL_H
 #define FERRY_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,14 @@ static inline int util_hex_digit(unsigned char c) {
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
+}
+
+/* RFC 9110 tchar, the bytes of a token (methods, header names, chunk
+ * extensions): one table for http.c's hot path, the loader and --explain. */
+extern const uint8_t util_tchar[256];
+
+static inline bool util_is_tchar(unsigned char c) {
+    return util_tchar[c] != 0;
 }
 
 /* An intrusive doubly-linked list: a node embedded in the listed object,
