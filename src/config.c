@@ -47,6 +47,8 @@
 #include <strings.h>
 #include <sys/un.h>
 
+#include "ferry/strbuf.h"
+
 #define CONFIG_MAX_KEYS    16          /* keys of the largest section */
 #define CONFIG_MAX_FILE    (16u << 20) /* a bigger "config" is a mistake (/dev/zero) */
 #define CONFIG_MAX_WORKERS 1024
@@ -128,12 +130,6 @@ struct loader {
     size_t nerrors;
 };
 
-/* A growing string for messages and ${VAR} expansion. */
-struct strbuf {
-    char *s;         /* NUL-terminated once anything was added, else NULL */
-    size_t len, cap; /* bytes used (without the NUL) and allocated */
-};
-
 /* One word of an enumerated value ("least_conn") and the enum it means. */
 struct keyword {
     const char *word;
@@ -197,33 +193,10 @@ static void strv_free(char **v, size_t n) {
     free(v);
 }
 
-static void sb_add(struct strbuf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->s = xrealloc(b->s, b->cap);
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void sb_adds(struct strbuf *b, const char *s) {
-    sb_add(b, s, strlen(s));
-}
-
-static char *sb_take(struct strbuf *b) {
-    return b->s ? b->s : xstrdup("");
-}
-
 static char *vformat(const char *fmt, va_list ap) {
-    va_list ap2;
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    char *s = xmalloc(n > 0 ? (size_t)n + 1 : 1);
-    s[0] = '\0';
-    if (n > 0) vsnprintf(s, (size_t)n + 1, fmt, ap2);
-    va_end(ap2);
-    return s;
+    struct strbuf b = STRBUF_INIT;
+    strbuf_vprintf(&b, fmt, ap);
+    return strbuf_take(&b);
 }
 
 /* The next word of a space-separated list at *CURSOR, or NULL at the end.
@@ -478,9 +451,9 @@ static int expand_one(struct loader *ld, const char *key, const char *in, const 
     char *name = xstrndup(in, (size_t)(p - in));
     const char *val = getenv(name);
     if (has_default && (!val || *val == '\0')) {
-        sb_add(out, p + 2, (size_t)(close - p - 2));
+        strbuf_add(out, p + 2, (size_t)(close - p - 2));
     } else if (val) {
-        sb_adds(out, val);
+        strbuf_adds(out, val);
     } else {
         ld_key_error(ld, key, "environment variable '%s' is not set", name);
         free(name);
@@ -493,26 +466,26 @@ static int expand_one(struct loader *ld, const char *key, const char *in, const 
 /* VALUE with every ${VAR} and ${VAR:-default} replaced, newly allocated,
  * or NULL after recording an error. A '$' not followed by '{' is literal. */
 static char *expand_env(struct loader *ld, const char *key, const char *value) {
-    struct strbuf out = {0};
+    struct strbuf out = STRBUF_INIT;
     const char *p = value;
     while (*p) {
         if (p[0] != '$' || p[1] != '{') {
-            sb_add(&out, p++, 1);
+            strbuf_add(&out, p++, 1);
             continue;
         }
         const char *close = strchr(p + 2, '}');
         if (!close) {
             ld_key_error(ld, key, "unterminated '${' in '%s'", value);
-            free(out.s);
+            strbuf_free(&out);
             return NULL;
         }
         if (expand_one(ld, key, p + 2, close, &out) < 0) {
-            free(out.s);
+            strbuf_free(&out);
             return NULL;
         }
         p = close + 1;
     }
-    return sb_take(&out);
+    return strbuf_take(&out);
 }
 
 /* ---- keyword values --------------------------------------------------- */
@@ -530,13 +503,13 @@ static int keyword_find(const struct keyword *kw, size_t n, const char *v, int *
 /* "KEY: expected a, b or c, got 'V'". */
 static void keyword_error(struct loader *ld, const char *key, const struct keyword *kw, size_t n,
                           const char *v) {
-    struct strbuf list = {0};
+    struct strbuf list = STRBUF_INIT;
     for (size_t i = 0; i < n; i++) {
-        if (i > 0) sb_adds(&list, i + 1 == n ? " or " : ", ");
-        sb_adds(&list, kw[i].word);
+        if (i > 0) strbuf_adds(&list, i + 1 == n ? " or " : ", ");
+        strbuf_adds(&list, kw[i].word);
     }
-    ld_key_error(ld, key, "expected %s, got '%s'", list.s, v);
-    free(list.s);
+    ld_key_error(ld, key, "expected %s, got '%s'", strbuf_cstr(&list), v);
+    strbuf_free(&list);
 }
 
 /* Parses V as one of KW into *OUT; records an error and returns -1 if not. */
@@ -1366,16 +1339,16 @@ static void section_open(struct loader *ld, const char *inside) {
         def = section_check(ld, words[0], words[1], words[2]);
     void *obj = def ? def->open(ld, words[1]) : NULL;
     if (obj) {
-        struct strbuf label = {0};
-        sb_adds(&label, words[0]);
+        struct strbuf label = STRBUF_INIT;
+        strbuf_adds(&label, words[0]);
         if (words[1]) {
-            sb_adds(&label, " ");
-            sb_adds(&label, words[1]);
+            strbuf_adds(&label, " ");
+            strbuf_adds(&label, words[1]);
         }
         ld->sect = def;
         ld->obj = obj;
         ld->skipping = false;
-        ld->label = label.s;
+        ld->label = strbuf_take(&label);
     }
     for (size_t i = 0; i < 3; i++)
         free(words[i]);
@@ -1505,8 +1478,8 @@ static void add_sorted(struct strbuf *out, char **v, size_t n) {
     memcpy(tmp, v, n * sizeof *tmp);
     qsort(tmp, n, sizeof *tmp, str_cmp);
     for (size_t i = 0; i < n; i++) {
-        sb_adds(out, tmp[i]);
-        sb_adds(out, "\n");
+        strbuf_adds(out, tmp[i]);
+        strbuf_adds(out, "\n");
     }
     free(tmp);
 }
@@ -1516,15 +1489,15 @@ static void add_sorted(struct strbuf *out, char **v, size_t n) {
  * set (already lower-cased), path kind and value, method set. Sections are
  * separated by bytes no value may contain. */
 static char *route_key(const struct config_route *r, const struct route_refs *refs) {
-    struct strbuf key = {0};
-    sb_adds(&key, refs->listener ? refs->listener : "*");
-    sb_adds(&key, "\x01");
+    struct strbuf key = STRBUF_INIT;
+    strbuf_adds(&key, refs->listener ? refs->listener : "*");
+    strbuf_adds(&key, "\x01");
     add_sorted(&key, r->hosts, r->nhosts);
-    sb_adds(&key, r->path_exact ? "\x01=" : "\x01^");
-    sb_adds(&key, r->path);
-    sb_adds(&key, "\x01");
+    strbuf_adds(&key, r->path_exact ? "\x01=" : "\x01^");
+    strbuf_adds(&key, r->path);
+    strbuf_adds(&key, "\x01");
     add_sorted(&key, r->methods, r->nmethods);
-    return sb_take(&key);
+    return strbuf_take(&key);
 }
 
 struct route_match {
@@ -1592,16 +1565,12 @@ static void errors_flush(struct loader *ld, struct config_errors *errs) {
     qsort(order, ld->nerrors, sizeof *order, error_ref_cmp);
     for (size_t i = 0; i < ld->nerrors; i++) {
         const struct load_error *e = &ld->errors[order[i].index];
-        struct strbuf msg = {0};
-        sb_adds(&msg, ld->file);
-        if (e->line > 0) {
-            char num[24];
-            snprintf(num, sizeof num, ":%d", e->line);
-            sb_adds(&msg, num);
-        }
-        sb_adds(&msg, ": ");
-        sb_adds(&msg, e->msg);
-        errs_add(errs, msg.s);
+        struct strbuf msg = STRBUF_INIT;
+        strbuf_adds(&msg, ld->file);
+        if (e->line > 0) strbuf_printf(&msg, ":%d", e->line);
+        strbuf_adds(&msg, ": ");
+        strbuf_adds(&msg, e->msg);
+        errs_add(errs, strbuf_take(&msg));
         free(e->msg);
     }
     free(order);
@@ -1663,26 +1632,26 @@ struct config *config_load_string(const char *name, const char *text, struct con
 /* Reads all of PATH into memory. Returns -1 after adding "PATH: reason". */
 static int read_file(const char *path, char **text, size_t *len, struct config_errors *errs) {
     FILE *f = fopen(path, "rb");
-    struct strbuf buf = {0};
+    struct strbuf buf = STRBUF_INIT;
     char chunk[8192];
     size_t n;
     int err = 0;
     if (!f) err = errno;
     while (f && (n = fread(chunk, 1, sizeof chunk, f)) > 0 && buf.len <= CONFIG_MAX_FILE)
-        sb_add(&buf, chunk, n);
+        strbuf_add(&buf, chunk, n);
     if (f && ferror(f)) err = errno ? errno : EIO;
     if (f) fclose(f);
     if (err || buf.len > CONFIG_MAX_FILE) {
-        struct strbuf msg = {0};
-        sb_adds(&msg, path);
-        sb_adds(&msg, ": ");
-        sb_adds(&msg, err ? strerror(err) : "file too large (over 16 MiB)");
-        errs_add(errs, msg.s);
-        free(buf.s);
+        struct strbuf msg = STRBUF_INIT;
+        strbuf_adds(&msg, path);
+        strbuf_adds(&msg, ": ");
+        strbuf_adds(&msg, err ? strerror(err) : "file too large (over 16 MiB)");
+        errs_add(errs, strbuf_take(&msg));
+        strbuf_free(&buf);
         return -1;
     }
     *len = buf.len;
-    *text = sb_take(&buf);
+    *text = strbuf_take(&buf);
     return 0;
 }
 
