@@ -6,7 +6,6 @@
  * which is what Prometheus expects of any exporter. */
 #include "ferry/admin.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 #include "ferry/log.h"
 #include "ferry/ports.h"
 #include "ferry/stats.h"
+#include "ferry/strbuf.h"
 #include "ferry/worker.h"
 
 #define ADMIN_REQUEST_MAX 8192
@@ -46,40 +46,18 @@ struct admin_conn {
     bool closing;
 };
 
-/* --- a growable string ------------------------------------------------- */
-
-struct sb {
-    char *p;
-    size_t len, cap;
-};
-
-static void sb_printf(struct sb *b, const char *fmt, ...) FERRY_PRINTF(2, 3);
-static void sb_printf(struct sb *b, const char *fmt, ...) {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) return;
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        b->cap = (b->cap + (size_t)n + 1) * 2;
-        b->p = xrealloc(b->p, b->cap);
-    }
-}
+/* --- escaping ------------------------------------------------------------ */
 
 /* Prometheus label values and JSON strings escape the same three bytes;
  * names come from the config loader, which allows no control bytes. */
-static void sb_escaped(struct sb *b, const char *s) {
+static void sb_escaped(struct strbuf *b, const char *s) {
     for (; *s; s++) {
         if (*s == '"' || *s == '\\')
-            sb_printf(b, "\\%c", *s);
+            strbuf_printf(b, "\\%c", *s);
         else if (*s == '\n')
-            sb_printf(b, "\\n");
+            strbuf_printf(b, "\\n");
         else
-            sb_printf(b, "%c", *s);
+            strbuf_printf(b, "%c", *s);
     }
 }
 
@@ -154,11 +132,11 @@ static struct sum sum_of(const struct admin_source *src, enum stats_kind kind, s
 
 /* --- /metrics ---------------------------------------------------------- */
 
-static void metric_head(struct sb *b, const char *name, const char *type, const char *help) {
-    sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+static void metric_head(struct strbuf *b, const char *name, const char *type, const char *help) {
+    strbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void metrics_listeners(struct sb *b, const struct admin_source *src) {
+static void metrics_listeners(struct strbuf *b, const struct admin_source *src) {
     struct key *keys;
     size_t n = keys_of(src, STATS_LISTENER, &keys);
     const char *names[2] = {"ferry_connections_active", "ferry_connections_total"};
@@ -168,15 +146,15 @@ static void metrics_listeners(struct sb *b, const struct admin_source *src) {
         metric_head(b, names[m], types[m], help[m]);
         for (size_t i = 0; i < n; i++) {
             struct sum s = sum_of(src, STATS_LISTENER, keys[i], NVAL(struct stats_listener));
-            sb_printf(b, "%s{listener=\"", names[m]);
+            strbuf_printf(b, "%s{listener=\"", names[m]);
             sb_escaped(b, keys[i].name);
-            sb_printf(b, "\"} %llu\n", (unsigned long long)s.v[m == 0 ? 1 : 0]);
+            strbuf_printf(b, "\"} %llu\n", (unsigned long long)s.v[m == 0 ? 1 : 0]);
         }
     }
     free(keys);
 }
 
-static void metrics_routes(struct sb *b, const struct admin_source *src) {
+static void metrics_routes(struct strbuf *b, const struct admin_source *src) {
     struct key *keys;
     size_t n = keys_of(src, STATS_ROUTE, &keys);
     metric_head(b, "ferry_requests_total", "counter", "HTTP requests answered, by route and status.");
@@ -185,9 +163,10 @@ static void metrics_routes(struct sb *b, const struct admin_source *src) {
         sums[i] = sum_of(src, STATS_ROUTE, keys[i], NVAL(struct stats_route));
         for (int code = 0; code < STATS_CODES; code++) {
             if (!sums[i].v[code]) continue;
-            sb_printf(b, "ferry_requests_total{route=\"");
+            strbuf_printf(b, "ferry_requests_total{route=\"");
             sb_escaped(b, keys[i].name);
-            sb_printf(b, "\",code=\"%d\"} %llu\n", code + 100, (unsigned long long)sums[i].v[code]);
+            strbuf_printf(b, "\",code=\"%d\"} %llu\n", code + 100,
+                          (unsigned long long)sums[i].v[code]);
         }
     }
     metric_head(b, "ferry_request_duration_seconds", "histogram",
@@ -197,33 +176,34 @@ static void metrics_routes(struct sb *b, const struct admin_source *src) {
         uint64_t cum = 0;
         for (int k = 0; k < STATS_BUCKETS; k++) {
             cum += bk[k];
-            sb_printf(b, "ferry_request_duration_seconds_bucket{route=\"");
+            strbuf_printf(b, "ferry_request_duration_seconds_bucket{route=\"");
             sb_escaped(b, keys[i].name);
             if (k < STATS_BUCKETS - 1)
-                sb_printf(b, "\",le=\"%g\"} %llu\n", stats_bucket_bounds[k], (unsigned long long)cum);
+                strbuf_printf(b, "\",le=\"%g\"} %llu\n", stats_bucket_bounds[k],
+                              (unsigned long long)cum);
             else
-                sb_printf(b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+                strbuf_printf(b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
         }
-        sb_printf(b, "ferry_request_duration_seconds_sum{route=\"");
+        strbuf_printf(b, "ferry_request_duration_seconds_sum{route=\"");
         sb_escaped(b, keys[i].name);
-        sb_printf(b, "\"} %.6f\nferry_request_duration_seconds_count{route=\"",
-                  (double)sums[i].v[STATS_CODES + STATS_BUCKETS] / 1e6);
+        strbuf_printf(b, "\"} %.6f\nferry_request_duration_seconds_count{route=\"",
+                      (double)sums[i].v[STATS_CODES + STATS_BUCKETS] / 1e6);
         sb_escaped(b, keys[i].name);
-        sb_printf(b, "\"} %llu\n", (unsigned long long)cum);
+        strbuf_printf(b, "\"} %llu\n", (unsigned long long)cum);
     }
     free(sums);
     free(keys);
 }
 
-static void server_labels(struct sb *b, const char *metric, struct key k) {
-    sb_printf(b, "%s{upstream=\"", metric);
+static void server_labels(struct strbuf *b, const char *metric, struct key k) {
+    strbuf_printf(b, "%s{upstream=\"", metric);
     sb_escaped(b, k.name);
-    sb_printf(b, "\",server=\"");
+    strbuf_printf(b, "\",server=\"");
     sb_escaped(b, k.name2);
-    sb_printf(b, "\"}");
+    strbuf_printf(b, "\"}");
 }
 
-static void metrics_servers(struct sb *b, const struct admin_source *src) {
+static void metrics_servers(struct strbuf *b, const struct admin_source *src) {
     static const struct {
         const char *name, *type, *help;
     } m[] = {
@@ -240,7 +220,7 @@ static void metrics_servers(struct sb *b, const struct admin_source *src) {
             struct sum s = sum_of(src, STATS_SERVER, keys[i], NVAL(struct stats_server));
             s.v[2] -= s.v[2] >= s.v[3] ? s.v[3] : s.v[2]; /* open - idle = in use */
             server_labels(b, m[j].name, keys[i]);
-            sb_printf(b, " %llu\n", (unsigned long long)s.v[j]);
+            strbuf_printf(b, " %llu\n", (unsigned long long)s.v[j]);
         }
     }
     metric_head(b, "ferry_upstream_server_up", "gauge",
@@ -252,13 +232,13 @@ static void metrics_servers(struct sb *b, const struct admin_source *src) {
             struct key k = {cfg->upstreams[u].name, cfg->upstreams[u].servers[i].addr.text};
             struct server_state *st = health_find(k.name, k.name2);
             server_labels(b, "ferry_upstream_server_up", k);
-            sb_printf(b, " %d\n", st && health_usable(st, now) ? 1 : 0);
+            strbuf_printf(b, " %d\n", st && health_usable(st, now) ? 1 : 0);
         }
     }
     free(keys);
 }
 
-static void metrics_upstreams(struct sb *b, const struct admin_source *src) {
+static void metrics_upstreams(struct strbuf *b, const struct admin_source *src) {
     struct key *keys;
     size_t n = keys_of(src, STATS_UPSTREAM, &keys);
     metric_head(b, "ferry_upstream_connect_errors_total", "counter",
@@ -266,10 +246,10 @@ static void metrics_upstreams(struct sb *b, const struct admin_source *src) {
     for (size_t i = 0; i < n; i++) {
         struct sum s = sum_of(src, STATS_UPSTREAM, keys[i], NVAL(struct stats_upstream));
         for (int r = 0; r < STATS_ERR_REASONS; r++) {
-            sb_printf(b, "ferry_upstream_connect_errors_total{upstream=\"");
+            strbuf_printf(b, "ferry_upstream_connect_errors_total{upstream=\"");
             sb_escaped(b, keys[i].name);
-            sb_printf(b, "\",reason=\"%s\"} %llu\n", stats_reason_names[r],
-                      (unsigned long long)s.v[r]);
+            strbuf_printf(b, "\",reason=\"%s\"} %llu\n", stats_reason_names[r],
+                          (unsigned long long)s.v[r]);
         }
     }
     metric_head(b, "ferry_requests_held_total", "counter",
@@ -277,10 +257,10 @@ static void metrics_upstreams(struct sb *b, const struct admin_source *src) {
     for (size_t i = 0; i < n; i++) {
         struct sum s = sum_of(src, STATS_UPSTREAM, keys[i], NVAL(struct stats_upstream));
         for (int o = 0; o < 2; o++) {
-            sb_printf(b, "ferry_requests_held_total{upstream=\"");
+            strbuf_printf(b, "ferry_requests_held_total{upstream=\"");
             sb_escaped(b, keys[i].name);
-            sb_printf(b, "\",outcome=\"%s\"} %llu\n", o ? "expired" : "served",
-                      (unsigned long long)s.v[STATS_ERR_REASONS + o]);
+            strbuf_printf(b, "\",outcome=\"%s\"} %llu\n", o ? "expired" : "served",
+                          (unsigned long long)s.v[STATS_ERR_REASONS + o]);
         }
     }
     free(keys);
@@ -299,15 +279,15 @@ static void metrics_upstreams(struct sb *b, const struct admin_source *src) {
         }
         static const char *const result[3] = {"changed", "same", "failed"};
         for (int k = 0; k < 3; k++) {
-            sb_printf(b, "ferry_upstream_resolves_total{upstream=\"");
+            strbuf_printf(b, "ferry_upstream_resolves_total{upstream=\"");
             sb_escaped(b, cfg->upstreams[u].name);
-            sb_printf(b, "\",result=\"%s\"} %llu\n", result[k], (unsigned long long)r[k]);
+            strbuf_printf(b, "\",result=\"%s\"} %llu\n", result[k], (unsigned long long)r[k]);
         }
     }
 }
 
 char *admin_metrics_text(const struct admin_source *src, size_t *len) {
-    struct sb b = {0};
+    struct strbuf b = STRBUF_INIT;
     metrics_listeners(&b, src);
     metrics_routes(&b, src);
     metrics_servers(&b, src);
@@ -315,98 +295,101 @@ char *admin_metrics_text(const struct admin_source *src, size_t *len) {
     struct sum bytes = sum_of(src, STATS_WORKER, (struct key){NULL, NULL},
                               NVAL(struct stats_worker));
     metric_head(&b, "ferry_bytes_total", "counter", "Bytes from (in) and to (out) clients.");
-    sb_printf(&b, "ferry_bytes_total{direction=\"in\"} %llu\n", (unsigned long long)bytes.v[0]);
-    sb_printf(&b, "ferry_bytes_total{direction=\"out\"} %llu\n", (unsigned long long)bytes.v[1]);
+    strbuf_printf(&b, "ferry_bytes_total{direction=\"in\"} %llu\n", (unsigned long long)bytes.v[0]);
+    strbuf_printf(&b, "ferry_bytes_total{direction=\"out\"} %llu\n",
+                  (unsigned long long)bytes.v[1]);
     const struct ports_sample *ps = ports_sample();
     metric_head(&b, "ferry_ephemeral_ports_in_use", "gauge",
                 "Local ports (TIME_WAIT included) from each local address to its busiest server.");
     for (size_t i = 0; i < ps->nsources; i++)
-        sb_printf(&b, "ferry_ephemeral_ports_in_use{source=\"%s\"} %u\n", ps->sources[i].name,
-                  ps->sources[i].in_use);
+        strbuf_printf(&b, "ferry_ephemeral_ports_in_use{source=\"%s\"} %u\n", ps->sources[i].name,
+                      ps->sources[i].in_use);
     metric_head(&b, "ferry_ephemeral_ports_available", "gauge",
                 "Ephemeral ports left towards the upstream servers (sampled every 5 s).");
-    sb_printf(&b, "ferry_ephemeral_ports_available %llu\n", (unsigned long long)ps->available);
+    strbuf_printf(&b, "ferry_ephemeral_ports_available %llu\n", (unsigned long long)ps->available);
     metric_head(&b, "ferry_config_reloads_total", "counter", "Config reloads (SIGHUP), by result.");
-    sb_printf(&b, "ferry_config_reloads_total{result=\"ok\"} %lu\n",
-              atomic_load(&src->rt->reloads_ok));
-    sb_printf(&b, "ferry_config_reloads_total{result=\"error\"} %lu\n",
-              atomic_load(&src->rt->reloads_error));
+    strbuf_printf(&b, "ferry_config_reloads_total{result=\"ok\"} %lu\n",
+                  atomic_load(&src->rt->reloads_ok));
+    strbuf_printf(&b, "ferry_config_reloads_total{result=\"error\"} %lu\n",
+                  atomic_load(&src->rt->reloads_error));
     *len = b.len;
-    return b.p;
+    return strbuf_take(&b);
 }
 
 /* --- /status ----------------------------------------------------------- */
 
-static void status_strings(struct sb *b, char **v, size_t n) {
-    sb_printf(b, "[");
+static void status_strings(struct strbuf *b, char **v, size_t n) {
+    strbuf_printf(b, "[");
     for (size_t i = 0; i < n; i++) {
-        sb_printf(b, "%s\"", i ? "," : "");
+        strbuf_printf(b, "%s\"", i ? "," : "");
         sb_escaped(b, v[i]);
-        sb_printf(b, "\"");
+        strbuf_printf(b, "\"");
     }
-    sb_printf(b, "]");
+    strbuf_printf(b, "]");
 }
 
-static void status_upstreams(struct sb *b, const struct admin_source *src, const struct config *cfg) {
+static void status_upstreams(struct strbuf *b, const struct admin_source *src,
+                             const struct config *cfg) {
     uint64_t now = health_now_ms();
-    sb_printf(b, "\"upstreams\":[");
+    strbuf_printf(b, "\"upstreams\":[");
     for (size_t u = 0; u < cfg->nupstreams; u++) {
         const struct config_upstream *up = &cfg->upstreams[u];
-        sb_printf(b, "%s{\"name\":\"", u ? "," : "");
+        strbuf_printf(b, "%s{\"name\":\"", u ? "," : "");
         sb_escaped(b, up->name);
-        sb_printf(b, "\",\"servers\":[");
+        strbuf_printf(b, "\",\"servers\":[");
         for (size_t i = 0; i < up->nservers; i++) {
             struct key k = {up->name, up->servers[i].addr.text};
             struct sum s = sum_of(src, STATS_SERVER, k, NVAL(struct stats_server));
             struct server_state *st = health_find(k.name, k.name2);
-            sb_printf(b, "%s{\"address\":\"", i ? "," : "");
+            strbuf_printf(b, "%s{\"address\":\"", i ? "," : "");
             sb_escaped(b, k.name2);
-            sb_printf(b, "\",\"state\":\"%s\",\"active\":%llu,\"idle\":%llu,\"weight\":%u,"
-                         "\"backup\":%s}",
-                      st && health_usable(st, now) ? "up" : "down",
-                      (unsigned long long)(s.v[2] >= s.v[3] ? s.v[2] - s.v[3] : 0),
-                      (unsigned long long)s.v[3], up->servers[i].weight,
-                      up->servers[i].backup ? "true" : "false");
+            strbuf_printf(b,
+                          "\",\"state\":\"%s\",\"active\":%llu,\"idle\":%llu,\"weight\":%u,"
+                          "\"backup\":%s}",
+                          st && health_usable(st, now) ? "up" : "down",
+                          (unsigned long long)(s.v[2] >= s.v[3] ? s.v[2] - s.v[3] : 0),
+                          (unsigned long long)s.v[3], up->servers[i].weight,
+                          up->servers[i].backup ? "true" : "false");
         }
-        sb_printf(b, "]}");
+        strbuf_printf(b, "]}");
     }
-    sb_printf(b, "]");
+    strbuf_printf(b, "]");
 }
 
 char *admin_status_json(const struct admin_source *src, size_t *len) {
     const struct generation *gen = *src->gen;
     const struct config *cfg = gen->cfg;
-    struct sb b = {0};
-    sb_printf(&b, "{\"config_generation\":%u,\"workers\":%u,\"listeners\":[", gen->id,
-              src->nworkers);
+    struct strbuf b = STRBUF_INIT;
+    strbuf_printf(&b, "{\"config_generation\":%u,\"workers\":%u,\"listeners\":[", gen->id,
+                  src->nworkers);
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct config_listener *l = &cfg->listeners[i];
-        sb_printf(&b, "%s{\"name\":\"", i ? "," : "");
+        strbuf_printf(&b, "%s{\"name\":\"", i ? "," : "");
         sb_escaped(&b, l->name);
-        sb_printf(&b, "\",\"bind\":\"");
+        strbuf_printf(&b, "\",\"bind\":\"");
         sb_escaped(&b, l->bind.text);
-        sb_printf(&b, "\",\"mode\":\"%s\"}", l->mode == MODE_TCP ? "tcp" : "http");
+        strbuf_printf(&b, "\",\"mode\":\"%s\"}", l->mode == MODE_TCP ? "tcp" : "http");
     }
-    sb_printf(&b, "],\"routes\":[");
+    strbuf_printf(&b, "],\"routes\":[");
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const struct config_route *r = &cfg->routes[i];
-        sb_printf(&b, "%s{\"name\":\"", i ? "," : "");
+        strbuf_printf(&b, "%s{\"name\":\"", i ? "," : "");
         sb_escaped(&b, r->name);
-        sb_printf(&b, "\",\"hosts\":");
+        strbuf_printf(&b, "\",\"hosts\":");
         status_strings(&b, r->hosts, r->nhosts);
-        sb_printf(&b, ",\"%s\":\"", r->path_exact ? "path" : "path_prefix");
+        strbuf_printf(&b, ",\"%s\":\"", r->path_exact ? "path" : "path_prefix");
         sb_escaped(&b, r->path);
-        sb_printf(&b, "\",\"methods\":");
+        strbuf_printf(&b, "\",\"methods\":");
         status_strings(&b, r->methods, r->nmethods);
-        sb_printf(&b, ",\"upstream\":\"");
+        strbuf_printf(&b, ",\"upstream\":\"");
         sb_escaped(&b, r->upstream->name);
-        sb_printf(&b, "\",\"line\":%d}", r->line);
+        strbuf_printf(&b, "\",\"line\":%d}", r->line);
     }
-    sb_printf(&b, "],");
+    strbuf_printf(&b, "],");
     status_upstreams(&b, src, cfg);
-    sb_printf(&b, "}\n");
+    strbuf_printf(&b, "}\n");
     *len = b.len;
-    return b.p;
+    return strbuf_take(&b);
 }
 
 /* --- the tiny server ------------------------------------------------------ */
