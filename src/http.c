@@ -33,7 +33,7 @@ static int http_bad(const struct http_msg *m) {
     return m->is_request ? 400 : 502;
 }
 
-static int http_fail(struct http_msg *m, int status, const char *text) {
+static int http_msg_fail(struct http_msg *m, int status, const char *text) {
     if (!m->error_status) {
         m->error_status = status;
         m->error_text = text;
@@ -181,22 +181,25 @@ static int http_check_lines(struct http_msg *m) {
     bool first = true;
     while (p < end) {
         const char *lf = memchr(p, '\n', (size_t)(end - p));
-        if (!lf || lf == p || lf[-1] != '\r') return http_fail(m, http_bad(m), "bare LF in head");
+        if (!lf || lf == p || lf[-1] != '\r')
+            return http_msg_fail(m, http_bad(m), "bare LF in head");
         const char *eol = lf - 1;
         for (const char *q = p; q < eol; q++) {
             unsigned char c = (unsigned char)*q;
             if ((c < 0x20 && c != '\t') || c == 0x7f)
-                return http_fail(m, http_bad(m), c == '\r' ? "bare CR in head" : "control byte in head");
+                return http_msg_fail(m, http_bad(m),
+                                     c == '\r' ? "bare CR in head" : "control byte in head");
         }
         if (eol == p) break; /* the blank line */
         if (first) {
             first = false;
         } else {
-            if (*p == ' ' || *p == '\t') return http_fail(m, http_bad(m), "obs-fold in header");
+            if (*p == ' ' || *p == '\t') return http_msg_fail(m, http_bad(m), "obs-fold in header");
             const char *q = p;
             while (q < eol && util_is_tchar((unsigned char)*q)) q++;
             if (q == p || q == eol || *q != ':')
-                return http_fail(m, http_bad(m), q == p ? "empty header name" : "bad header name");
+                return http_msg_fail(m, http_bad(m),
+                                     q == p ? "empty header name" : "bad header name");
         }
         p = lf + 1;
     }
@@ -208,17 +211,17 @@ static int http_check_request_line(struct http_msg *m) {
     const char *line = m->base + m->head_start;
     const char *method_end = line + m->method_text.len;
     if (m->method_text.off != m->head_start || *method_end != ' ')
-        return http_fail(m, 400, "malformed request line");
+        return http_msg_fail(m, 400, "malformed request line");
     for (const char *q = line; q < method_end; q++)
-        if (!util_is_tchar((unsigned char)*q)) return http_fail(m, 400, "bad method");
+        if (!util_is_tchar((unsigned char)*q)) return http_msg_fail(m, 400, "bad method");
     if (m->target.off != (uint32_t)(method_end - m->base) + 1 || m->target.len == 0)
-        return http_fail(m, 400, "malformed request line");
+        return http_msg_fail(m, 400, "malformed request line");
     const char *v = m->base + m->target.off + m->target.len;
     if (memcmp(v, " HTTP/1.", 8) != 0 || (v[8] != '0' && v[8] != '1') || v[9] != '\r') {
         if (memcmp(v, " HTTP/", 6) == 0 && isdigit((unsigned char)v[6]) && v[7] == '.' &&
             isdigit((unsigned char)v[8]) && v[9] == '\r')
-            return http_fail(m, 505, "HTTP version not supported");
-        return http_fail(m, 400, "malformed request line");
+            return http_msg_fail(m, 505, "HTTP version not supported");
+        return http_msg_fail(m, 400, "malformed request line");
     }
     return 0;
 }
@@ -303,7 +306,7 @@ static int http_mark_hop(struct http_msg *m, struct http_span tok) {
         if (!http_end_to_end(f))
             f->hop = true;
         else if (m->is_request)
-            return http_fail(m, 400, "Connection lists a framing header");
+            return http_msg_fail(m, 400, "Connection lists a framing header");
     }
     return 0;
 }
@@ -382,25 +385,25 @@ static int http_check_framing(struct http_msg *m) {
     for (unsigned i = 0; i < m->nfields; i++) {
         struct http_field *f = &m->fields[i];
         if (f->id == HTTP_F_TRANSFER_ENCODING) {
-            if (te >= 0) return http_fail(m, http_bad(m), "repeated Transfer-Encoding");
+            if (te >= 0) return http_msg_fail(m, http_bad(m), "repeated Transfer-Encoding");
             te = (int)i;
         } else if (f->id == HTTP_F_CONTENT_LENGTH) {
-            if (cl >= 0) return http_fail(m, http_bad(m), "repeated Content-Length");
+            if (cl >= 0) return http_msg_fail(m, http_bad(m), "repeated Content-Length");
             cl = (int)i;
         }
     }
     if (te >= 0 && cl >= 0)
-        return http_fail(m, http_bad(m), "Content-Length with Transfer-Encoding");
+        return http_msg_fail(m, http_bad(m), "Content-Length with Transfer-Encoding");
     if (te >= 0) {
         if (m->is_request && m->minor == 0)
-            return http_fail(m, 400, "Transfer-Encoding in HTTP/1.0");
+            return http_msg_fail(m, 400, "Transfer-Encoding in HTTP/1.0");
         if (!http_span_eq(m, m->fields[te].value, "chunked"))
-            return http_fail(m, m->is_request ? 400 : 502, "Transfer-Encoding is not chunked");
+            return http_msg_fail(m, m->is_request ? 400 : 502, "Transfer-Encoding is not chunked");
         m->chunked = true;
     }
     if (cl >= 0) {
         if (http_parse_length(m, m->fields[cl].value, &m->content_length) < 0)
-            return http_fail(m, m->is_request ? 400 : 502, "bad Content-Length");
+            return http_msg_fail(m, m->is_request ? 400 : 502, "bad Content-Length");
         m->has_length = true;
     }
     /* ferry and llhttp must agree on the framing, or the bytes ferry
@@ -409,7 +412,7 @@ static int http_check_framing(struct http_msg *m) {
     if (m->chunked != ((flags & F_CHUNKED) != 0) ||
         m->has_length != ((flags & F_CONTENT_LENGTH) != 0) ||
         (m->has_length && m->content_length != m->parser.content_length))
-        return http_fail(m, http_bad(m), "ambiguous message framing");
+        return http_msg_fail(m, http_bad(m), "ambiguous message framing");
     return 0;
 }
 
@@ -420,10 +423,10 @@ static int http_check_target(struct http_msg *m) {
     uint32_t n = m->target.len;
     for (uint32_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)t[i];
-        if (c <= 0x20 || c == 0x7f || c == '#') return http_fail(m, 400, "bad byte in target");
+        if (c <= 0x20 || c == 0x7f || c == '#') return http_msg_fail(m, 400, "bad byte in target");
     }
     if (n == 1 && t[0] == '*') {
-        if (m->method != HTTP_OPTIONS) return http_fail(m, 400, "'*' target without OPTIONS");
+        if (m->method != HTTP_OPTIONS) return http_msg_fail(m, 400, "'*' target without OPTIONS");
         m->path = m->target;
         return 0;
     }
@@ -432,14 +435,14 @@ static int http_check_target(struct http_msg *m) {
         uint32_t scheme = n > 7 && strncasecmp(t, "http://", 7) == 0    ? 7
                           : n > 8 && strncasecmp(t, "https://", 8) == 0 ? 8
                                                                         : 0;
-        if (!scheme) return http_fail(m, 400, "bad target");
+        if (!scheme) return http_msg_fail(m, 400, "bad target");
         const char *auth = t + scheme;
         const char *slash = memchr(auth, '/', n - scheme);
         const char *auth_end = slash ? slash : t + n;
         const char *q = memchr(auth, '?', (size_t)(auth_end - auth));
         if (q) auth_end = q;
         m->authority = (struct http_span){m->target.off + scheme, (uint32_t)(auth_end - auth)};
-        if (!http_valid_host(auth, m->authority.len)) return http_fail(m, 400, "bad authority");
+        if (!http_valid_host(auth, m->authority.len)) return http_msg_fail(m, 400, "bad authority");
         path_off = (uint32_t)(auth_end - t);
     }
     const char *path = t + path_off;
@@ -455,20 +458,20 @@ static int http_check_host(struct http_msg *m) {
     int host = -1;
     for (unsigned i = 0; i < m->nfields; i++) {
         if (m->fields[i].id != HTTP_F_HOST) continue;
-        if (host >= 0) return http_fail(m, 400, "more than one Host");
+        if (host >= 0) return http_msg_fail(m, 400, "more than one Host");
         host = (int)i;
     }
     m->host = host;
     if (host < 0) {
-        if (m->minor == 1) return http_fail(m, 400, "missing Host");
-        if (m->authority.len) return http_fail(m, 400, "absolute target without Host");
+        if (m->minor == 1) return http_msg_fail(m, 400, "missing Host");
+        if (m->authority.len) return http_msg_fail(m, 400, "absolute target without Host");
         return 0;
     }
     struct http_span v = m->fields[host].value;
-    if (!http_valid_host(m->base + v.off, v.len)) return http_fail(m, 400, "bad Host");
+    if (!http_valid_host(m->base + v.off, v.len)) return http_msg_fail(m, 400, "bad Host");
     if (m->authority.len && (m->authority.len != v.len ||
                              strncasecmp(m->base + v.off, m->base + m->authority.off, v.len) != 0))
-        return http_fail(m, 400, "target authority differs from Host");
+        return http_msg_fail(m, 400, "target authority differs from Host");
     return 0;
 }
 
@@ -514,14 +517,14 @@ static int http_scan_fields(struct http_msg *m) {
 
 static int http_check_request(struct http_msg *m) {
     if (http_check_request_line(m) < 0 || http_check_target(m) < 0) return -1;
-    if (m->method == HTTP_CONNECT) return http_fail(m, 400, "CONNECT is not supported");
+    if (m->method == HTTP_CONNECT) return http_msg_fail(m, 400, "CONNECT is not supported");
     if (http_check_framing(m) < 0 || http_check_host(m) < 0) return -1;
     return http_scan_fields(m);
 }
 
 static int http_check_response(struct http_msg *m) {
-    if (m->minor > 1) return http_fail(m, 502, "bad response version");
-    if (m->status < 100 || m->status > 599) return http_fail(m, 502, "bad response status");
+    if (m->minor > 1) return http_msg_fail(m, 502, "bad response version");
+    if (m->status < 100 || m->status > 599) return http_msg_fail(m, 502, "bad response status");
     if (http_check_framing(m) < 0) return -1;
     return http_scan_fields(m);
 }
@@ -638,14 +641,14 @@ static long http_chunk_scan(struct http_msg *m, const char *data, size_t len) {
 /* Turns an llhttp error into a status. Requests: 400, or 505 for a version
  * llhttp does not know; responses: 502. */
 static int http_llhttp_error(struct http_msg *m, llhttp_errno_t err) {
-    if (!m->is_request) return http_fail(m, 502, "malformed response from upstream");
-    if (err == HPE_INVALID_VERSION) return http_fail(m, 505, "HTTP version not supported");
-    if (err == HPE_INVALID_METHOD) return http_fail(m, 400, "unknown method");
+    if (!m->is_request) return http_msg_fail(m, 502, "malformed response from upstream");
+    if (err == HPE_INVALID_VERSION) return http_msg_fail(m, 505, "HTTP version not supported");
+    if (err == HPE_INVALID_METHOD) return http_msg_fail(m, 400, "unknown method");
     /* llhttp's reason is a static string that names the cause in words
      * ("Content-Length can't be present with Transfer-Encoding"); its
      * error name (HPE_...) is only the fallback. */
     const char *why = llhttp_get_error_reason(&m->parser);
-    return http_fail(m, 400, why && *why ? why : llhttp_errno_name(err));
+    return http_msg_fail(m, 400, why && *why ? why : llhttp_errno_name(err));
 }
 
 int http_parse_head(struct http_msg *m, const char *base, size_t from, size_t to) {
@@ -659,7 +662,7 @@ int http_parse_head(struct http_msg *m, const char *base, size_t from, size_t to
     const char *stop = llhttp_get_error_pos(&m->parser);
     m->head_end = (uint32_t)(stop - base);
     if (m->too_many)
-        return http_fail(m, m->is_request ? 431 : 502, "too many header fields"), HTTP_ERROR;
+        return http_msg_fail(m, m->is_request ? 431 : 502, "too many header fields"), HTTP_ERROR;
     m->head_start = 0;
     while (m->head_start + 1 < m->head_end && base[m->head_start] == '\r' &&
            base[m->head_start + 1] == '\n')
@@ -668,7 +671,8 @@ int http_parse_head(struct http_msg *m, const char *base, size_t from, size_t to
     m->method = llhttp_get_method(&m->parser);
     m->status = (uint16_t)llhttp_get_status_code(&m->parser);
     if (llhttp_get_http_major(&m->parser) != 1)
-        return http_fail(m, m->is_request ? 505 : 502, "HTTP version not supported"), HTTP_ERROR;
+        return http_msg_fail(m, m->is_request ? 505 : 502, "HTTP version not supported"),
+               HTTP_ERROR;
     for (unsigned i = 0; i < m->nfields; i++) {
         http_trim(m, &m->fields[i].value);
         http_classify(m, &m->fields[i]);
@@ -686,14 +690,14 @@ int http_parse_body(struct http_msg *m, const char *data, size_t len, size_t *co
     bool chunked = m->chunked && !(m->parser.flags & F_SKIPBODY);
     long own = chunked ? http_chunk_scan(m, data, len) : 0;
     if (own < 0)
-        return http_fail(m, http_bad(m), m->is_request ? "bad chunked framing in request body"
+        return http_msg_fail(m, http_bad(m), m->is_request ? "bad chunked framing in request body"
                                                        : "bad chunked framing in response body"),
                HTTP_ERROR;
     llhttp_errno_t err = llhttp_execute(&m->parser, data, len);
     if (err == HPE_OK) {
         *consumed = len;
         if (chunked && (size_t)own != len) /* ferry saw the end, llhttp did not */
-            return http_fail(m, http_bad(m), "ambiguous chunked framing"), HTTP_ERROR;
+            return http_msg_fail(m, http_bad(m), "ambiguous chunked framing"), HTTP_ERROR;
         return HTTP_MORE;
     }
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
@@ -701,11 +705,11 @@ int http_parse_body(struct http_msg *m, const char *data, size_t len, size_t *co
         m->upgraded = err == HPE_PAUSED_UPGRADE;
         if (!m->message_done) m->message_done = true; /* upgrade without a message end */
         if (chunked && ((size_t)own != *consumed || m->chunk_state != CK_DONE))
-            return http_fail(m, http_bad(m), "ambiguous chunked framing"), HTTP_ERROR;
+            return http_msg_fail(m, http_bad(m), "ambiguous chunked framing"), HTTP_ERROR;
         return HTTP_DONE;
     }
     if (!m->error_status)
-        http_fail(m, m->is_request ? 400 : 502,
+        http_msg_fail(m, m->is_request ? 400 : 502,
                   m->is_request ? "bad request body framing" : "bad response body framing");
     return HTTP_ERROR;
 }
@@ -714,7 +718,7 @@ int http_parse_eof(struct http_msg *m) {
     if (m->message_done) return HTTP_DONE;
     llhttp_errno_t err = llhttp_finish(&m->parser);
     if ((err == HPE_OK || err == HPE_PAUSED) && m->message_done) return HTTP_DONE;
-    return http_fail(m, 502, "upstream closed mid-message"), HTTP_ERROR;
+    return http_msg_fail(m, 502, "upstream closed mid-message"), HTTP_ERROR;
 }
 
 bool http_msg_needs_eof(const struct http_msg *m) {
@@ -729,7 +733,7 @@ bool http_msg_has_body(const struct http_msg *m) {
 int http_normalise_path(struct http_msg *m, char *base) {
     size_t len = m->path.len;
     const char *why = http_path_normalise(base + m->path.off, &len);
-    if (why) return http_fail(m, 400, why);
+    if (why) return http_msg_fail(m, 400, why);
     m->path.len = (uint32_t)len;
     return 0;
 }
