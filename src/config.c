@@ -136,31 +136,49 @@ struct keyword {
     int value;
 };
 
-static void ld_error(struct loader *ld, int line, const char *fmt, ...) FERRY_PRINTF(3, 4);
-static void ld_key_error(struct loader *ld, const char *key, const char *fmt, ...)
-    FERRY_PRINTF(3, 4);
+/* What the value parsers, the key schema and the loader share. */
+
+/* value parsers (pure functions on text) */
+int config_parse_uint(const char *text, uint64_t *value);
+const char *config_next_word(const char **cursor, size_t *len);
+bool config_token_ok(const char *s);
+bool config_name_ok(const char *s);
+void config_lower(char *s);
+bool config_url_path_ok(const char *p);
+bool config_ip_literal_ok(const char *s);
+bool config_route_host_ok(const char *h);
+int config_parse_cidr(const char *word, struct config_cidr *out);
+
+/* key schema: the sections, their keys and setters */
+extern const struct section_def config_sections[];
+extern const size_t config_nsections;
+void config_key_apply(struct loader *ld, const struct key_def *k, const char *v);
+
+/* loader: errors, each with its line */
+void loader_error(struct loader *ld, int line, const char *fmt, ...) FERRY_PRINTF(3, 4);
+void loader_key_error(struct loader *ld, const char *key, const char *fmt, ...) FERRY_PRINTF(3, 4);
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static bool is_digit(char c) {
+static inline bool is_digit(char c) {
     return c >= '0' && c <= '9';
 }
 
-static bool is_alnum(char c) {
+static inline bool is_alnum(char c) {
     return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-static bool is_space(char c) {
+static inline bool is_space(char c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
 }
 
 /* Control bytes never belong in a value: an env variable could smuggle a
  * CR LF into a header otherwise. */
-static bool is_ctl(char c) {
+static inline bool is_ctl(char c) {
     return (unsigned char)c < 0x20 || c == 0x7f;
 }
 
-static bool token_ok(const char *s) {
+bool config_token_ok(const char *s) {
     if (*s == '\0') return false;
     for (; *s; s++)
         if (!util_is_tchar((unsigned char)*s)) return false;
@@ -168,26 +186,26 @@ static bool token_ok(const char *s) {
 }
 
 /* Section names: what fits in a metric label and a log line unquoted. */
-static bool name_ok(const char *s) {
+bool config_name_ok(const char *s) {
     if (*s == '\0') return false;
     for (; *s; s++)
         if (!is_alnum(*s) && *s != '_' && *s != '.' && *s != '-') return false;
     return true;
 }
 
-static void lower(char *s) {
+void config_lower(char *s) {
     for (; *s; s++)
         if (*s >= 'A' && *s <= 'Z') *s = (char)(*s - 'A' + 'a');
 }
 
 /* Room for one more element at the end of ARR (N in use), zeroed. */
-static void *grow(void *arr, size_t n, size_t size) {
+static inline void *grow(void *arr, size_t n, size_t size) {
     char *p = xrealloc(arr, (n + 1) * size);
     memset(p + n * size, 0, size);
     return p;
 }
 
-static void strv_free(char **v, size_t n) {
+static inline void strv_free(char **v, size_t n) {
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
@@ -201,7 +219,7 @@ static char *vformat(const char *fmt, va_list ap) {
 
 /* The next word of a space-separated list at *CURSOR, or NULL at the end.
  * *LEN is its length; *CURSOR moves past it. */
-static const char *next_word(const char **cursor, size_t *len) {
+const char *config_next_word(const char **cursor, size_t *len) {
     const char *p = *cursor;
     while (is_space(*p))
         p++;
@@ -216,7 +234,7 @@ static const char *next_word(const char **cursor, size_t *len) {
 
 /* ---- errors ----------------------------------------------------------- */
 
-static void ld_error(struct loader *ld, int line, const char *fmt, ...) {
+void loader_error(struct loader *ld, int line, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     ld->errors = grow(ld->errors, ld->nerrors, sizeof *ld->errors);
@@ -228,12 +246,12 @@ static void ld_error(struct loader *ld, int line, const char *fmt, ...) {
 }
 
 /* A bad value on the current line: "KEY: message". */
-static void ld_key_error(struct loader *ld, const char *key, const char *fmt, ...) {
+void loader_key_error(struct loader *ld, const char *key, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     char *msg = vformat(fmt, ap);
     va_end(ap);
-    ld_error(ld, ld->line, "%s: %s", key, msg);
+    loader_error(ld, ld->line, "%s: %s", key, msg);
     free(msg);
 }
 
@@ -260,7 +278,7 @@ static int parse_digits(const char *text, uint64_t *value, const char **end) {
     return 0;
 }
 
-static int parse_uint(const char *text, uint64_t *value) {
+int config_parse_uint(const char *text, uint64_t *value) {
     const char *end;
     uint64_t n;
     if (parse_digits(text, &n, &end) < 0 || *end != '\0') return -1;
@@ -350,14 +368,14 @@ static bool ipv6_ok(const char *s) {
     return inet_pton(AF_INET6, s, &a6) == 1;
 }
 
-static bool ip_literal_ok(const char *s) {
+bool config_ip_literal_ok(const char *s) {
     struct in_addr a4;
     return inet_pton(AF_INET, s, &a4) == 1 || ipv6_ok(s);
 }
 
 static int parse_port(const char *text, uint16_t *port) {
     uint64_t n;
-    if (parse_uint(text, &n) < 0 || n > 65535) return -1;
+    if (config_parse_uint(text, &n) < 0 || n > 65535) return -1;
     *port = (uint16_t)n;
     return 0;
 }
@@ -423,7 +441,7 @@ void config_addr_free(struct config_addr *addr) {
 /* A path to match or probe: '/' first, printable ASCII, no space, no query
  * or fragment (a request path never contains them, so the rule could never
  * match). */
-static bool url_path_ok(const char *p) {
+bool config_url_path_ok(const char *p) {
     if (p[0] != '/') return false;
     for (; *p; p++) {
         unsigned char c = (unsigned char)*p;
@@ -445,7 +463,7 @@ static int expand_one(struct loader *ld, const char *key, const char *in, const 
             p++;
     bool has_default = close - p >= 2 && p[0] == ':' && p[1] == '-';
     if (p == in || (p != close && !has_default)) {
-        ld_key_error(ld, key, "bad variable reference '${%.*s}'", (int)(close - in), in);
+        loader_key_error(ld, key, "bad variable reference '${%.*s}'", (int)(close - in), in);
         return -1;
     }
     char *name = xstrndup(in, (size_t)(p - in));
@@ -455,7 +473,7 @@ static int expand_one(struct loader *ld, const char *key, const char *in, const 
     } else if (val) {
         strbuf_adds(out, val);
     } else {
-        ld_key_error(ld, key, "environment variable '%s' is not set", name);
+        loader_key_error(ld, key, "environment variable '%s' is not set", name);
         free(name);
         return -1;
     }
@@ -475,7 +493,7 @@ static char *expand_env(struct loader *ld, const char *key, const char *value) {
         }
         const char *close = strchr(p + 2, '}');
         if (!close) {
-            ld_key_error(ld, key, "unterminated '${' in '%s'", value);
+            loader_key_error(ld, key, "unterminated '${' in '%s'", value);
             strbuf_free(&out);
             return NULL;
         }
@@ -508,7 +526,7 @@ static void keyword_error(struct loader *ld, const char *key, const struct keywo
         if (i > 0) strbuf_adds(&list, i + 1 == n ? " or " : ", ");
         strbuf_adds(&list, kw[i].word);
     }
-    ld_key_error(ld, key, "expected %s, got '%s'", strbuf_cstr(&list), v);
+    loader_key_error(ld, key, "expected %s, got '%s'", strbuf_cstr(&list), v);
     strbuf_free(&list);
 }
 
@@ -553,13 +571,13 @@ static int parse_words(struct loader *ld, const char *key, const char *v, bool (
     char **list = NULL;
     size_t n = 0, len;
     const char *w, *cursor = v;
-    while ((w = next_word(&cursor, &len))) {
+    while ((w = config_next_word(&cursor, &len))) {
         char *word = xstrndup(w, len);
         bool dup = false;
         for (size_t i = 0; i < n && !dup; i++)
             dup = strcmp(list[i], word) == 0;
         if (!ok(word) || dup) {
-            ld_key_error(ld, key, dup ? "%s '%s' listed twice" : "bad %s '%s'", what, word);
+            loader_key_error(ld, key, dup ? "%s '%s' listed twice" : "bad %s '%s'", what, word);
             free(word);
             strv_free(list, n);
             return -1;
@@ -568,7 +586,7 @@ static int parse_words(struct loader *ld, const char *key, const char *v, bool (
         list[n++] = word;
     }
     if (n == 0) {
-        ld_key_error(ld, key, "expected at least one %s", what);
+        loader_key_error(ld, key, "expected at least one %s", what);
         return -1;
     }
     *out = list;
@@ -583,11 +601,11 @@ static void set_workers(struct loader *ld, void *obj, const char *key, const cha
     uint64_t n;
     if (strcasecmp(v, "auto") == 0) {
         g->workers = 0;
-    } else if (parse_uint(v, &n) == 0 && n >= 1 && n <= CONFIG_MAX_WORKERS) {
+    } else if (config_parse_uint(v, &n) == 0 && n >= 1 && n <= CONFIG_MAX_WORKERS) {
         g->workers = (unsigned)n;
     } else {
-        ld_key_error(ld, key, "expected auto or a number from 1 to %d, got '%s'",
-                     CONFIG_MAX_WORKERS, v);
+        loader_key_error(ld, key, "expected auto or a number from 1 to %d, got '%s'",
+                         CONFIG_MAX_WORKERS, v);
     }
 }
 
@@ -616,7 +634,8 @@ static void set_access_log(struct loader *ld, void *obj, const char *key, const 
     for (const char *p = v; *p; p++)
         printable = printable && !is_ctl(*p);
     if (!strchr(v, '/') || !printable) {
-        ld_key_error(ld, key, "expected off, stdout, stderr or a path containing '/', got '%s'", v);
+        loader_key_error(ld, key, "expected off, stdout, stderr or a path containing '/', got '%s'",
+                         v);
         return;
     }
     g->access_log = ACCESS_LOG_FILE;
@@ -640,7 +659,7 @@ static void set_admin(struct loader *ld, void *obj, const char *key, const char 
         g->admin = a;
         return;
     }
-    ld_key_error(ld, key, "expected off or HOST:PORT, got '%s'", v);
+    loader_key_error(ld, key, "expected off or HOST:PORT, got '%s'", v);
     if (err == 0) config_addr_free(&a);
 }
 
@@ -649,7 +668,7 @@ static void set_admin(struct loader *ld, void *obj, const char *key, const char 
 static void set_bind(struct loader *ld, void *obj, const char *key, const char *v) {
     struct config_listener *l = obj;
     if (config_parse_addr(v, &l->bind) < 0)
-        ld_key_error(ld, key, "bad address '%s' (expected %s)", v, CONFIG_ADDR_HINT);
+        loader_key_error(ld, key, "bad address '%s' (expected %s)", v, CONFIG_ADDR_HINT);
 }
 
 static void set_mode(struct loader *ld, void *obj, const char *key, const char *v) {
@@ -668,7 +687,7 @@ static void set_listener_upstream(struct loader *ld, void *obj, const char *key,
 /* One word of proxy_protocol_from: ADDR or ADDR/PREFIX, IPv4 or IPv6 (no
  * brackets). Returns 0, -1 when it is not one, -2 when bits past the
  * prefix are set (then *OUT is the block the user probably meant). */
-static int parse_cidr(const char *word, struct config_cidr *out) {
+int config_parse_cidr(const char *word, struct config_cidr *out) {
     struct config_cidr c = {.addr = {0}};
     const char *slash = strchr(word, '/');
     char *ip = xstrndup(word, slash ? (size_t)(slash - word) : strlen(word));
@@ -679,7 +698,8 @@ static int parse_cidr(const char *word, struct config_cidr *out) {
         prefix = max = 32;
     }
     free(ip);
-    if (ok != 1 || (slash && (parse_uint(slash + 1, &prefix) < 0 || prefix > max))) return -1;
+    if (ok != 1 || (slash && (config_parse_uint(slash + 1, &prefix) < 0 || prefix > max)))
+        return -1;
     c.prefix = (uint8_t)(prefix + (max == 32 ? 96 : 0));
     bool clean = true;
     for (unsigned bit = c.prefix; bit < 128; bit++) {
@@ -699,20 +719,22 @@ static void set_proxy_protocol_from(struct loader *ld, void *obj, const char *ke
     struct config_listener *l = obj;
     const char *w, *cursor = v;
     size_t len, added = 0;
-    while ((w = next_word(&cursor, &len))) {
+    while ((w = config_next_word(&cursor, &len))) {
         char *word = xstrndup(w, len);
         struct config_cidr c;
-        int rc = parse_cidr(word, &c);
+        int rc = config_parse_cidr(word, &c);
         if (rc == -1)
-            ld_key_error(ld, key, "bad address or CIDR '%s' (expected e.g. 10.0.0.0/8, 192.0.2.7, "
-                         "2001:db8::/32)", word);
+            loader_key_error(ld, key,
+                             "bad address or CIDR '%s' (expected e.g. 10.0.0.0/8, 192.0.2.7, "
+                             "2001:db8::/32)",
+                             word);
         if (rc == -2) {
             static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
             bool v4 = c.prefix >= 96 && memcmp(c.addr, v4mapped, sizeof v4mapped) == 0;
             char net[INET6_ADDRSTRLEN];
             inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? c.addr + 12 : c.addr, net, sizeof net);
-            ld_key_error(ld, key, "'%s' has bits set past its prefix (the block is %s/%u)", word,
-                         net, c.prefix - (v4 ? 96u : 0u));
+            loader_key_error(ld, key, "'%s' has bits set past its prefix (the block is %s/%u)",
+                             word, net, c.prefix - (v4 ? 96u : 0u));
         }
         free(word);
         if (rc < 0) return;
@@ -720,7 +742,7 @@ static void set_proxy_protocol_from(struct loader *ld, void *obj, const char *ke
         l->proxy_from[l->nproxy_from++] = c;
         added++;
     }
-    if (added == 0) ld_key_error(ld, key, "expected at least one address or CIDR");
+    if (added == 0) loader_key_error(ld, key, "expected at least one address or CIDR");
 }
 
 bool config_cidr_match(const struct config_cidr *list, size_t n, const uint8_t addr[16]) {
@@ -744,9 +766,9 @@ static int server_option(struct loader *ld, const char *key, const char *opt,
         return 0;
     }
     if (strncmp(opt, "weight=", 7) == 0 && !*weighted) {
-        if (parse_uint(opt + 7, &n) < 0 || n < 1 || n > CONFIG_MAX_WEIGHT) {
-            ld_key_error(ld, key, "weight must be a number from 1 to %d, got '%s'",
-                         CONFIG_MAX_WEIGHT, opt + 7);
+        if (config_parse_uint(opt + 7, &n) < 0 || n < 1 || n > CONFIG_MAX_WEIGHT) {
+            loader_key_error(ld, key, "weight must be a number from 1 to %d, got '%s'",
+                             CONFIG_MAX_WEIGHT, opt + 7);
             return -1;
         }
         s->weight = (unsigned)n;
@@ -754,9 +776,9 @@ static int server_option(struct loader *ld, const char *key, const char *opt,
         return 0;
     }
     if (strcmp(opt, "backup") == 0 || strncmp(opt, "weight=", 7) == 0)
-        ld_key_error(ld, key, "option '%s' given twice", opt);
+        loader_key_error(ld, key, "option '%s' given twice", opt);
     else
-        ld_key_error(ld, key, "unknown option '%s' (expected weight=N or backup)", opt);
+        loader_key_error(ld, key, "unknown option '%s' (expected weight=N or backup)", opt);
     return -1;
 }
 
@@ -765,12 +787,12 @@ static int server_option(struct loader *ld, const char *key, const char *opt,
 static int server_addr(struct loader *ld, const char *key, const char *text,
                        struct config_addr *a) {
     if (config_parse_addr(text, a) < 0) {
-        ld_key_error(ld, key, "bad address '%s' (expected HOST:PORT, [IPV6]:PORT or unix:/path)",
-                     text);
+        loader_key_error(ld, key,
+                         "bad address '%s' (expected HOST:PORT, [IPV6]:PORT or unix:/path)", text);
         return -1;
     }
     if (a->kind == ADDR_INET && (a->host[0] == '\0' || a->port == 0)) {
-        ld_key_error(ld, key, "'%s' needs a host and a port from 1 to 65535", text);
+        loader_key_error(ld, key, "'%s' needs a host and a port from 1 to 65535", text);
         config_addr_free(a);
         return -1;
     }
@@ -784,10 +806,10 @@ static void set_server(struct loader *ld, void *obj, const char *key, const char
     const char *w, *cursor = v;
     size_t len;
     bool weighted = false;
-    w = next_word(&cursor, &len);
+    w = config_next_word(&cursor, &len);
     char *word = xstrndup(w ? w : "", w ? len : 0);
     int err = server_addr(ld, key, word, &s.addr);
-    while (err == 0 && (w = next_word(&cursor, &len))) {
+    while (err == 0 && (w = config_next_word(&cursor, &len))) {
         free(word);
         word = xstrndup(w, len);
         err = server_option(ld, key, word, &s, &weighted);
@@ -813,11 +835,11 @@ static void set_health_check(struct loader *ld, void *obj, const char *key, cons
         u->health_check = HEALTH_OFF;
     } else if (strcasecmp(v, "tcp") == 0) {
         u->health_check = HEALTH_TCP;
-    } else if (strncasecmp(v, "http:", 5) == 0 && url_path_ok(v + 5)) {
+    } else if (strncasecmp(v, "http:", 5) == 0 && config_url_path_ok(v + 5)) {
         u->health_check = HEALTH_HTTP;
         u->health_path = xstrdup(v + 5);
     } else {
-        ld_key_error(ld, key, "expected off, tcp or http:/path, got '%s'", v);
+        loader_key_error(ld, key, "expected off, tcp or http:/path, got '%s'", v);
     }
 }
 
@@ -830,14 +852,14 @@ static void set_upstream_proxy_protocol(struct loader *ld, void *obj, const char
 
 static void set_source(struct loader *ld, void *obj, const char *key, const char *v) {
     struct config_upstream *u = obj;
-    parse_words(ld, key, v, ip_literal_ok, "IP address", &u->sources, &u->nsources);
+    parse_words(ld, key, v, config_ip_literal_ok, "IP address", &u->sources, &u->nsources);
 }
 
 /* ---- [route NAME] ----------------------------------------------------- */
 
 /* Exact name, "*.suffix", or a bracketed IPv6 literal as it appears in a
  * Host header. No port: routes match the host whatever the port. */
-static bool route_host_ok(const char *h) {
+bool config_route_host_ok(const char *h) {
     if (strncmp(h, "*.", 2) == 0) return host_name_ok(h + 2);
     if (h[0] != '[') return host_name_ok(h);
     size_t len = strlen(h);
@@ -851,15 +873,15 @@ static bool route_host_ok(const char *h) {
 static void set_host(struct loader *ld, void *obj, const char *key, const char *v) {
     struct config_route *r = obj;
     char *h = xstrdup(v);
-    lower(h);
-    if (!route_host_ok(h)) {
-        ld_key_error(ld, key, "expected a host name, *.suffix or [IPv6], got '%s'", v);
+    config_lower(h);
+    if (!config_route_host_ok(h)) {
+        loader_key_error(ld, key, "expected a host name, *.suffix or [IPv6], got '%s'", v);
         free(h);
         return;
     }
     for (size_t i = 0; i < r->nhosts; i++) {
         if (strcmp(r->hosts[i], h) == 0) {
-            ld_key_error(ld, key, "'%s' listed twice", h);
+            loader_key_error(ld, key, "'%s' listed twice", h);
             free(h);
             return;
         }
@@ -879,13 +901,13 @@ static void set_path_common(struct loader *ld, struct config_route *r, const cha
                             const char *other, const char *v, bool exact) {
     int other_line = seen_line(ld, other);
     if (other_line) {
-        ld_key_error(ld, key, "path and path_prefix are mutually exclusive (%s at line %d)", other,
-                     other_line);
+        loader_key_error(ld, key, "path and path_prefix are mutually exclusive (%s at line %d)",
+                         other, other_line);
         return;
     }
-    if (!url_path_ok(v)) {
-        ld_key_error(ld, key, "expected a path starting with '/' (no spaces, '?' or '#'), got '%s'",
-                     v);
+    if (!config_url_path_ok(v)) {
+        loader_key_error(ld, key,
+                         "expected a path starting with '/' (no spaces, '?' or '#'), got '%s'", v);
         return;
     }
     free(r->path);
@@ -903,7 +925,7 @@ static void set_path_prefix(struct loader *ld, void *obj, const char *key, const
 
 static void set_methods(struct loader *ld, void *obj, const char *key, const char *v) {
     struct config_route *r = obj;
-    parse_words(ld, key, v, token_ok, "method", &r->methods, &r->nmethods);
+    parse_words(ld, key, v, config_token_ok, "method", &r->methods, &r->nmethods);
 }
 
 static void set_route_listener(struct loader *ld, void *obj, const char *key, const char *v) {
@@ -935,12 +957,12 @@ static bool header_managed(const char *name) {
 
 /* A header name given to add_* or remove_*: a token ferry does not own. */
 static bool header_name_check(struct loader *ld, const char *key, const char *name) {
-    if (!token_ok(name)) {
-        ld_key_error(ld, key, "bad header name '%s'", name);
+    if (!config_token_ok(name)) {
+        loader_key_error(ld, key, "bad header name '%s'", name);
         return false;
     }
     if (header_managed(name)) {
-        ld_key_error(ld, key, "header '%s' is managed by ferry and cannot be changed", name);
+        loader_key_error(ld, key, "header '%s' is managed by ferry and cannot be changed", name);
         return false;
     }
     return true;
@@ -951,7 +973,7 @@ static void add_header(struct loader *ld, const char *key, const char *v,
                        struct config_header **list, size_t *n) {
     const char *colon = strchr(v, ':');
     if (!colon) {
-        ld_key_error(ld, key, "expected 'Name: value', got '%s'", v);
+        loader_key_error(ld, key, "expected 'Name: value', got '%s'", v);
         return;
     }
     char *name = xstrndup(v, (size_t)(colon - v));
@@ -963,7 +985,7 @@ static void add_header(struct loader *ld, const char *key, const char *v,
     bool clean = true;
     for (const char *p = val; p < end; p++)
         clean = clean && (!is_ctl(*p) || *p == '\t');
-    if (!clean) ld_key_error(ld, key, "control character in the value of '%s'", name);
+    if (!clean) loader_key_error(ld, key, "control character in the value of '%s'", name);
     if (!clean || !header_name_check(ld, key, name)) {
         free(name);
         return;
@@ -988,8 +1010,9 @@ static void set_add_request_header(struct loader *ld, void *obj, const char *key
     struct config_route *r = obj;
     const char *colon = strchr(v, ':');
     if (colon && header_forwarding(v, (size_t)(colon - v))) {
-        ld_key_error(ld, key, "header '%.*s' is set by ferry on every request and cannot be added",
-                     (int)(colon - v), v);
+        loader_key_error(ld, key,
+                         "header '%.*s' is set by ferry on every request and cannot be added",
+                         (int)(colon - v), v);
         return;
     }
     add_header(ld, key, v, &r->add_request_headers, &r->nadd_request_headers);
@@ -1083,7 +1106,7 @@ _Static_assert(FERRY_ARRAY_LEN(route_keys) <= CONFIG_MAX_KEYS, "raise CONFIG_MAX
 _Static_assert(FERRY_ARRAY_LEN(global_keys) <= CONFIG_MAX_KEYS, "raise CONFIG_MAX_KEYS");
 
 /* Parses V for a table-driven key and stores it in the section's struct. */
-static void key_apply(struct loader *ld, const struct key_def *k, const char *v) {
+void config_key_apply(struct loader *ld, const struct key_def *k, const char *v) {
     char *field = (char *)ld->obj + k->offset;
     uint64_t n;
     bool b;
@@ -1091,33 +1114,34 @@ static void key_apply(struct loader *ld, const struct key_def *k, const char *v)
     case KEY_FUNC: k->set(ld, ld->obj, k->name, v); return;
     case KEY_BOOL:
         if (config_parse_bool(v, &b) < 0)
-            ld_key_error(ld, k->name, "expected on, off, yes, no, true or false, got '%s'", v);
+            loader_key_error(ld, k->name, "expected on, off, yes, no, true or false, got '%s'", v);
         else
             *(bool *)(void *)field = b;
         return;
     case KEY_UINT:
-        if (parse_uint(v, &n) < 0 || n < k->min || n > k->max)
-            ld_key_error(ld, k->name, "expected a number from %llu to %llu, got '%s'",
-                         (unsigned long long)k->min, (unsigned long long)k->max, v);
+        if (config_parse_uint(v, &n) < 0 || n < k->min || n > k->max)
+            loader_key_error(ld, k->name, "expected a number from %llu to %llu, got '%s'",
+                             (unsigned long long)k->min, (unsigned long long)k->max, v);
         else
             *(unsigned *)(void *)field = (unsigned)n;
         return;
     case KEY_DURATION:
         if (config_parse_duration(v, &n) < 0)
-            ld_key_error(ld, k->name, "bad duration '%s' (expected e.g. 250ms, 10s, 5m, 1h)", v);
+            loader_key_error(ld, k->name, "bad duration '%s' (expected e.g. 250ms, 10s, 5m, 1h)",
+                             v);
         else if (n < k->min)
-            ld_key_error(ld, k->name, "must be greater than 0");
+            loader_key_error(ld, k->name, "must be greater than 0");
         else if (n > CONFIG_MAX_DURATION_MS)
-            ld_key_error(ld, k->name, "must be at most 3650d (10 years), got '%s'", v);
+            loader_key_error(ld, k->name, "must be at most 3650d (10 years), got '%s'", v);
         else
             *(uint64_t *)(void *)field = n;
         return;
     case KEY_SIZE:
         if (config_parse_size(v, &n) < 0)
-            ld_key_error(ld, k->name, "bad size '%s' (expected e.g. 512, 16k, 1m)", v);
+            loader_key_error(ld, k->name, "bad size '%s' (expected e.g. 512, 16k, 1m)", v);
         else if (n < k->min || n > k->max)
-            ld_key_error(ld, k->name, "must be from %llu to %llu bytes, got '%s'",
-                         (unsigned long long)k->min, (unsigned long long)k->max, v);
+            loader_key_error(ld, k->name, "must be from %llu to %llu bytes, got '%s'",
+                             (unsigned long long)k->min, (unsigned long long)k->max, v);
         else
             *(uint64_t *)(void *)field = n;
         return;
@@ -1131,45 +1155,46 @@ static int loader_on_key(void *user, const char *section, const char *name, cons
     FERRY_UNUSED(section);      /* always "": section lines never reach inih */
     if (ld->skipping) return 1; /* the header's error says it all */
     if (!ld->sect) {
-        ld_error(ld, ld->line, "'%s' outside of any section", name);
+        loader_error(ld, ld->line, "'%s' outside of any section", name);
         return 1;
     }
     const struct key_def *k = NULL;
     for (size_t i = 0; i < ld->sect->nkeys && !k; i++)
         if (strcmp(ld->sect->keys[i].name, name) == 0) k = &ld->sect->keys[i];
     if (!k) {
-        ld_error(ld, ld->line, "unknown key '%s' in [%s]", name, ld->label);
+        loader_error(ld, ld->line, "unknown key '%s' in [%s]", name, ld->label);
         return 1;
     }
     int *seen = &ld->seen[k - ld->sect->keys];
     if (*seen && !k->repeat) {
-        ld_error(ld, ld->line, "duplicate key '%s' (first at line %d)", name, *seen);
+        loader_error(ld, ld->line, "duplicate key '%s' (first at line %d)", name, *seen);
         return 1;
     }
     if (!*seen) *seen = ld->line;
     char *v = expand_env(ld, name, value);
-    if (v) key_apply(ld, k, v);
+    if (v) config_key_apply(ld, k, v);
     free(v);
     return 1;
 }
 
 /* ---- sections --------------------------------------------------------- */
 
-static void *global_open(struct loader *ld, const char *name) {
+static void *global_section_open(struct loader *ld, const char *name) {
     FERRY_UNUSED(name);
     if (ld->global_line) {
-        ld_error(ld, ld->line, "duplicate [global] section (first at line %d)", ld->global_line);
+        loader_error(ld, ld->line, "duplicate [global] section (first at line %d)",
+                     ld->global_line);
         return NULL;
     }
     ld->global_line = ld->line;
     return &ld->cfg->global;
 }
 
-static void *listener_open(struct loader *ld, const char *name) {
+static void *listener_section_open(struct loader *ld, const char *name) {
     struct config *cfg = ld->cfg;
     struct config_listener *l = config_find_listener(cfg, name);
     if (l) {
-        ld_error(ld, ld->line, "duplicate listener '%s' (first at line %d)", name, l->line);
+        loader_error(ld, ld->line, "duplicate listener '%s' (first at line %d)", name, l->line);
         return NULL;
     }
     cfg->listeners = grow(cfg->listeners, cfg->nlisteners, sizeof *cfg->listeners);
@@ -1189,34 +1214,36 @@ static void *listener_open(struct loader *ld, const char *name) {
 /* Keys that mean nothing to this listener (http keys on a tcp one,
  * proxy_protocol_from without a PROXY header to check or on a unix socket)
  * are refused rather than silently ignored. */
-static void listener_finish(struct loader *ld, void *obj) {
+static void listener_section_finish(struct loader *ld, void *obj) {
     static const char *const http_only[] = {"header_timeout", "max_header_size", "max_body_size"};
     struct config_listener *l = obj;
     int from = seen_line(ld, "proxy_protocol_from");
-    if (!seen_line(ld, "bind")) ld_error(ld, l->line, "listener %s: missing 'bind'", l->name);
+    if (!seen_line(ld, "bind")) loader_error(ld, l->line, "listener %s: missing 'bind'", l->name);
     if (from && l->bind.kind == ADDR_UNIX)
-        ld_error(ld, from,
-                 "listener %s: proxy_protocol_from cannot apply to a unix listener (its clients "
-                 "have no address)",
-                 l->name);
+        loader_error(
+            ld, from,
+            "listener %s: proxy_protocol_from cannot apply to a unix listener (its clients "
+            "have no address)",
+            l->name);
     else if (from && !l->proxy_protocol)
-        ld_error(ld, from, "listener %s: proxy_protocol_from needs proxy_protocol = on", l->name);
+        loader_error(ld, from, "listener %s: proxy_protocol_from needs proxy_protocol = on",
+                     l->name);
     if (l->mode != MODE_TCP) return;
     if (!seen_line(ld, "upstream"))
-        ld_error(ld, l->line, "listener %s: mode tcp needs 'upstream'", l->name);
+        loader_error(ld, l->line, "listener %s: mode tcp needs 'upstream'", l->name);
     for (size_t i = 0; i < FERRY_ARRAY_LEN(http_only); i++) {
         int line = seen_line(ld, http_only[i]);
         if (line)
-            ld_error(ld, line, "listener %s: '%s' applies to mode http only", l->name,
-                     http_only[i]);
+            loader_error(ld, line, "listener %s: '%s' applies to mode http only", l->name,
+                         http_only[i]);
     }
 }
 
-static void *upstream_open(struct loader *ld, const char *name) {
+static void *upstream_section_open(struct loader *ld, const char *name) {
     struct config *cfg = ld->cfg;
     struct config_upstream *u = config_find_upstream(cfg, name);
     if (u) {
-        ld_error(ld, ld->line, "duplicate upstream '%s' (first at line %d)", name, u->line);
+        loader_error(ld, ld->line, "duplicate upstream '%s' (first at line %d)", name, u->line);
         return NULL;
     }
     cfg->upstreams = grow(cfg->upstreams, cfg->nupstreams, sizeof *cfg->upstreams);
@@ -1238,11 +1265,11 @@ static void *upstream_open(struct loader *ld, const char *name) {
     return u;
 }
 
-static void upstream_finish(struct loader *ld, void *obj) {
+static void upstream_section_finish(struct loader *ld, void *obj) {
     struct config_upstream *u = obj;
     /* a `server` line with a bad value was reported already */
     if (!seen_line(ld, "server"))
-        ld_error(ld, u->line, "upstream %s: needs at least one 'server'", u->name);
+        loader_error(ld, u->line, "upstream %s: needs at least one 'server'", u->name);
 }
 
 static struct config_route *find_route(const struct config *cfg, const char *name) {
@@ -1251,11 +1278,11 @@ static struct config_route *find_route(const struct config *cfg, const char *nam
     return NULL;
 }
 
-static void *route_open(struct loader *ld, const char *name) {
+static void *route_section_open(struct loader *ld, const char *name) {
     struct config *cfg = ld->cfg;
     struct config_route *r = find_route(cfg, name);
     if (r) {
-        ld_error(ld, ld->line, "duplicate route '%s' (first at line %d)", name, r->line);
+        loader_error(ld, ld->line, "duplicate route '%s' (first at line %d)", name, r->line);
         return NULL;
     }
     cfg->routes = grow(cfg->routes, cfg->nroutes, sizeof *cfg->routes);
@@ -1269,23 +1296,26 @@ static void *route_open(struct loader *ld, const char *name) {
     return r;
 }
 
-static void route_finish(struct loader *ld, void *obj) {
+static void route_section_finish(struct loader *ld, void *obj) {
     struct config_route *r = obj;
     int strip = seen_line(ld, "strip_prefix");
-    if (!seen_line(ld, "upstream")) ld_error(ld, r->line, "route %s: missing 'upstream'", r->name);
+    if (!seen_line(ld, "upstream"))
+        loader_error(ld, r->line, "route %s: missing 'upstream'", r->name);
     /* path_exact: `path` won, even if a refused path_prefix came after it */
     if (r->strip_prefix && (r->path_exact || !seen_line(ld, "path_prefix")))
-        ld_error(ld, strip, "route %s: strip_prefix needs path_prefix", r->name);
+        loader_error(ld, strip, "route %s: strip_prefix needs path_prefix", r->name);
 }
 
-static const struct section_def sections[] = {
-    {"global", false, global_keys, FERRY_ARRAY_LEN(global_keys), global_open, NULL},
-    {"listener", true, listener_keys, FERRY_ARRAY_LEN(listener_keys), listener_open,
-     listener_finish},
-    {"upstream", true, upstream_keys, FERRY_ARRAY_LEN(upstream_keys), upstream_open,
-     upstream_finish},
-    {"route", true, route_keys, FERRY_ARRAY_LEN(route_keys), route_open, route_finish},
+const struct section_def config_sections[] = {
+    {"global", false, global_keys, FERRY_ARRAY_LEN(global_keys), global_section_open, NULL},
+    {"listener", true, listener_keys, FERRY_ARRAY_LEN(listener_keys), listener_section_open,
+     listener_section_finish},
+    {"upstream", true, upstream_keys, FERRY_ARRAY_LEN(upstream_keys), upstream_section_open,
+     upstream_section_finish},
+    {"route", true, route_keys, FERRY_ARRAY_LEN(route_keys), route_section_open,
+     route_section_finish},
 };
+const size_t config_nsections = FERRY_ARRAY_LEN(config_sections);
 
 /* The section before a new header (or the end of the file) is complete:
  * check its required keys. */
@@ -1305,20 +1335,21 @@ static void section_end(struct loader *ld) {
 static const struct section_def *section_check(struct loader *ld, const char *type,
                                                const char *name, const char *extra) {
     const struct section_def *def = NULL;
-    for (size_t i = 0; i < FERRY_ARRAY_LEN(sections) && !def; i++)
-        if (strcmp(sections[i].type, type) == 0) def = &sections[i];
+    for (size_t i = 0; i < config_nsections && !def; i++)
+        if (strcmp(config_sections[i].type, type) == 0) def = &config_sections[i];
     if (!def)
-        ld_error(ld, ld->line,
-                 "unknown section type '%s' (expected global, listener, upstream or route)", type);
+        loader_error(ld, ld->line,
+                     "unknown section type '%s' (expected global, listener, upstream or route)",
+                     type);
     else if (!def->named && name)
-        ld_error(ld, ld->line, "[%s] takes no name", type);
+        loader_error(ld, ld->line, "[%s] takes no name", type);
     else if (def->named && !name)
-        ld_error(ld, ld->line, "[%s] needs a name: [%s NAME]", type, type);
+        loader_error(ld, ld->line, "[%s] needs a name: [%s NAME]", type, type);
     else if (extra)
-        ld_error(ld, ld->line, "[%s] takes one name, got '%s %s'", type, name, extra);
-    else if (name && !name_ok(name))
-        ld_error(ld, ld->line, "bad %s name '%s' (letters, digits, '_', '.' and '-' only)", type,
-                 name);
+        loader_error(ld, ld->line, "[%s] takes one name, got '%s %s'", type, name, extra);
+    else if (name && !config_name_ok(name))
+        loader_error(ld, ld->line, "bad %s name '%s' (letters, digits, '_', '.' and '-' only)",
+                     type, name);
     else
         return def;
     return NULL;
@@ -1330,11 +1361,11 @@ static void section_open(struct loader *ld, const char *inside) {
     char *words[3] = {NULL, NULL, NULL};
     size_t len;
     const char *w;
-    for (size_t i = 0; i < 3 && (w = next_word(&cursor, &len)); i++)
+    for (size_t i = 0; i < 3 && (w = config_next_word(&cursor, &len)); i++)
         words[i] = xstrndup(w, len);
     const struct section_def *def = NULL;
     if (!words[0])
-        ld_error(ld, ld->line, "empty section header");
+        loader_error(ld, ld->line, "empty section header");
     else
         def = section_check(ld, words[0], words[1], words[2]);
     void *obj = def ? def->open(ld, words[1]) : NULL;
@@ -1360,14 +1391,14 @@ static void section_line(struct loader *ld, const char *s, const char *e) {
     ld->skipping = true; /* until the header proves good */
     const char *close = memchr(s, ']', (size_t)(e - s));
     if (!close) {
-        ld_error(ld, ld->line, "missing ']' in section header");
+        loader_error(ld, ld->line, "missing ']' in section header");
         return;
     }
     const char *rest = close + 1;
     while (rest < e && is_space(*rest))
         rest++;
     if (rest < e && *rest != ';' && *rest != '#') {
-        ld_error(ld, ld->line, "unexpected text after ']'");
+        loader_error(ld, ld->line, "unexpected text after ']'");
         return;
     }
     char *inside = xstrndup(s + 1, (size_t)(close - s - 1));
@@ -1394,7 +1425,7 @@ static bool is_key_value(const char *s, const char *e) {
  * ("\n" unless it is a valid key = value line). */
 static void line_classify(struct loader *ld, const char *s, const char *e, char *buf, int size) {
     if (memchr(s, '\0', (size_t)(e - s))) {
-        ld_error(ld, ld->line, "line contains a NUL byte");
+        loader_error(ld, ld->line, "line contains a NUL byte");
         return;
     }
     while (s < e && is_space(*s))
@@ -1408,11 +1439,12 @@ static void line_classify(struct loader *ld, const char *s, const char *e, char 
     }
     /* room for the line, the '\n' that tells newer inih it is complete, NUL */
     if (e - s > size - 2) {
-        ld_error(ld, ld->line, "line too long (more than %d characters)", size - 2);
+        loader_error(ld, ld->line, "line too long (more than %d characters)", size - 2);
         return;
     }
     if (!is_key_value(s, e)) {
-        ld_error(ld, ld->line, "syntax error: expected 'key = value', '[section]' or a comment");
+        loader_error(ld, ld->line,
+                     "syntax error: expected 'key = value', '[section]' or a comment");
         return;
     }
     memcpy(buf, s, (size_t)(e - s));
@@ -1442,7 +1474,7 @@ static void resolve_listeners(struct loader *ld) {
         if (!refs->upstream) continue;
         cfg->listeners[i].upstream = config_find_upstream(cfg, refs->upstream);
         if (!cfg->listeners[i].upstream)
-            ld_error(ld, refs->upstream_line, "undefined upstream '%s'", refs->upstream);
+            loader_error(ld, refs->upstream_line, "undefined upstream '%s'", refs->upstream);
     }
 }
 
@@ -1454,16 +1486,17 @@ static void resolve_routes(struct loader *ld) {
         if (refs->upstream) {
             r->upstream = config_find_upstream(cfg, refs->upstream);
             if (!r->upstream)
-                ld_error(ld, refs->upstream_line, "undefined upstream '%s'", refs->upstream);
+                loader_error(ld, refs->upstream_line, "undefined upstream '%s'", refs->upstream);
         }
         if (!refs->listener) continue;
         r->listener = config_find_listener(cfg, refs->listener);
         if (!r->listener)
-            ld_error(ld, refs->listener_line, "undefined listener '%s'", refs->listener);
+            loader_error(ld, refs->listener_line, "undefined listener '%s'", refs->listener);
         else if (r->listener->mode == MODE_TCP)
-            ld_error(ld, refs->listener_line,
-                     "route %s: listener '%s' is a tcp listener; routes apply to http listeners",
-                     r->name, refs->listener);
+            loader_error(
+                ld, refs->listener_line,
+                "route %s: listener '%s' is a tcp listener; routes apply to http listeners",
+                r->name, refs->listener);
     }
 }
 
@@ -1533,8 +1566,9 @@ static void check_duplicate_routes(struct loader *ld) {
             first = i;
             continue;
         }
-        ld_error(ld, m[i].line, "route %s matches exactly the same requests as route %s (line %d)",
-                 cfg->routes[m[i].index].name, cfg->routes[m[first].index].name, m[first].line);
+        loader_error(ld, m[i].line,
+                     "route %s matches exactly the same requests as route %s (line %d)",
+                     cfg->routes[m[i].index].name, cfg->routes[m[first].index].name, m[first].line);
     }
     for (size_t i = 0; i < n; i++)
         free(m[i].key);
@@ -1612,12 +1646,12 @@ static struct config *load_text(const char *name, const char *text, size_t len,
     int rc = ini_parse_stream(loader_read, &ld, loader_on_key, &ld);
     section_end(&ld);
     if (rc != 0) /* cannot happen: inih only sees lines we checked */
-        ld_error(&ld, rc > 0 ? rc : 0, rc > 0 ? "syntax error" : "out of memory");
+        loader_error(&ld, rc > 0 ? rc : 0, rc > 0 ? "syntax error" : "out of memory");
     resolve_listeners(&ld);
     resolve_routes(&ld);
     check_duplicate_routes(&ld);
     if (ld.cfg->nlisteners == 0) /* it would start, bind nothing and serve nothing */
-        ld_error(&ld, 0, "no [listener NAME] section: nothing to serve");
+        loader_error(&ld, 0, "no [listener NAME] section: nothing to serve");
     loader_free(&ld);
     if (ld.nerrors == 0) return ld.cfg;
     errors_flush(&ld, errs);
