@@ -2,8 +2,8 @@
 # Builds ferry's libFuzzer targets with clang into OUTDIR.
 #   tests/fuzz/build.sh OUTDIR [TARGET...]     (default: every fuzz_*.c here)
 # Each target is tests/fuzz/fuzz_NAME.c -> OUTDIR/fuzz_NAME, compiled with the
-# pure modules it drives (http, http_path, config, route, proxy_proto, util,
-# strbuf)
+# pure modules it drives (http, http_path, config, config_keys, config_value,
+# route, proxy_proto, util, strbuf)
 # and llhttp from Debian's node-llhttp in strict mode, under libFuzzer + ASan
 # + UBSan.
 # A target is rebuilt only when one of its inputs is newer than it.
@@ -63,11 +63,11 @@ done
 
 # ferry's pure modules once, as objects shared by every target.
 objs=()
-for src in http http_path util strbuf config route proxy_proto; do
+for src in http http_path util strbuf config config_keys config_value route proxy_proto; do
     o="$out/ferry_$src.o"
     stale=0
     [ -f "$o" ] || stale=1
-    for dep in "$root/src/$src.c" "$root"/include/ferry/*.h; do
+    for dep in "$root/src/$src.c" "$root"/src/*.h "$root"/include/ferry/*.h; do
         [ $stale -eq 1 ] && break
         [ "$dep" -nt "$o" ] && stale=1
     done

@@ -15,7 +15,7 @@ engine is needed: ctest entries compose_NAME (tests/integration/compose.cmake).
                     reload; app2 restarts at the same address and a GET sent while it
                     was down waits (`hold`) and succeeds, a POST gets 502.
   readme_reference  README's config reference lists exactly the keys the loader
-                    accepts (src/config.c's key tables), and `ferry -t` accepts
+                    accepts (src/config_keys.c's key tables), and `ferry -t` accepts
                     every documented default and example value.
 """
 import json
@@ -474,16 +474,16 @@ SECTIONS = ("global", "listener", "upstream", "route")
 
 
 def loader_keys():
-    with open(os.path.join(ROOT, "src", "config.c")) as f:
+    with open(os.path.join(ROOT, "src", "config_keys.c")) as f:
         src = f.read()
     keys = {}
     for sec in SECTIONS:
         m = re.search(r"static const struct key_def %s_keys\[\]\s*=\s*\{(.*?)\n\};" % sec, src, re.S)
-        assert m, "src/config.c: no %s_keys table" % sec
+        assert m, "src/config_keys.c: no %s_keys table" % sec
         body = re.sub(r"/\*.*?\*/", "", m.group(1), flags=re.S)
         # Each entry is a macro call whose first argument is the key name.
         names = re.findall(r"^\s*[A-Z_]+\(\s*\"([a-z_0-9]+)\"", body, re.M)
-        assert names, "src/config.c: %s_keys parsed empty" % sec
+        assert names, "src/config_keys.c: %s_keys parsed empty" % sec
         keys[sec] = names
     return keys
 
@@ -570,7 +570,7 @@ def test_readme_reference(h):
                             "does not accept: %s; listed twice: %s" % (sec, missing, extra, dup))
         else:
             print("[%s]: %d keys, README and loader agree" % (sec, len(have)))
-    assert not problems, "README config reference vs src/config.c:\n  " + "\n  ".join(problems)
+    assert not problems, "README config reference vs src/config_keys.c:\n  " + "\n  ".join(problems)
 
     checked = 0
     for sec in SECTIONS:
