@@ -486,7 +486,7 @@ static void print_upstream(FILE *out, const struct config *cfg, const struct con
     fprintf(out, "\n");
 }
 
-/* The request line the upstream gets: http.c's own stripping rule, and
+/* The request line the upstream gets: http_write.c's own stripping rule, and
  * the path is never empty. */
 static void print_target(FILE *out, const struct explain_req *q, const struct config_route *r) {
     const char *path = q->path + http_strip_len(r, strlen(q->path));

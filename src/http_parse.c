@@ -1,4 +1,4 @@
-/* http: strict HTTP/1.x heads on top of llhttp; see http.h.
+/* http_parse: strict HTTP/1.x heads on top of llhttp; see http.h.
  *
  * How a head is read. llhttp runs over the bytes and reports spans through
  * its data callbacks; because the caller keeps the head contiguous in one

@@ -1,6 +1,6 @@
-/* Unit tests for http.c: the strict request parser against a corpus of raw
- * requests, and the heads ferry writes (upstream request, client response,
- * its own errors), byte for byte.
+/* Unit tests for http_parse.c and http_write.c: the strict request parser
+ * against a corpus of raw requests, and the heads ferry writes (upstream
+ * request, client response, its own errors), byte for byte.
  *
  * The corpus lives in tests/data/requests: one NNN-name.http file per case,
  * written by make_corpus.py, and MANIFEST giving each file's verdict: `ok`

@@ -1,5 +1,5 @@
 /* Unit tests for strbuf.c: the string builder the config loader, the
- * admin endpoint and http.c's head writers share. Growing builders must
+ * admin endpoint and http_write.c's head writers share. Growing builders must
  * hold whatever is appended (byte by byte or in one piece) and read back
  * NUL-terminated; fixed ones must take exactly what fits, refuse the rest
  * as a whole, and stay refused. */

@@ -1,4 +1,4 @@
-/* Unit tests for util.h's character classes: the tchar table that http.c,
+/* Unit tests for util.h's character classes: the tchar table that http_parse.c,
  * the config loader and --explain share, and the hex digit helper. Each is
  * checked against its definition on all 256 byte values. */
 #include <setjmp.h>
