@@ -67,10 +67,6 @@ struct key {
     const char *name, *name2;
 };
 
-static bool same(const char *a, const char *b) {
-    return a == b || (a && b && strcmp(a, b) == 0);
-}
-
 /* Calls FN for every node of KIND with labels K, in every worker. */
 static void each_node(const struct admin_source *src, enum stats_kind kind, struct key k,
                       void (*fn)(const struct stats_node *n, void *acc), void *acc) {
@@ -78,7 +74,9 @@ static void each_node(const struct admin_source *src, enum stats_kind kind, stru
         struct stats_node *n = atomic_load_explicit(&src->workers[w].stats.head,
                                                     memory_order_acquire);
         for (; n; n = n->next)
-            if (n->kind == kind && same(n->name, k.name) && same(n->name2, k.name2)) fn(n, acc);
+            if (n->kind == kind && stats_label_eq(n->name, k.name) &&
+                stats_label_eq(n->name2, k.name2))
+                fn(n, acc);
     }
 }
 
@@ -98,7 +96,9 @@ static size_t keys_of(const struct admin_source *src, enum stats_kind kind, stru
         for (; s; s = s->next) {
             if (s->kind != kind) continue;
             size_t i = 0;
-            while (i < n && !(same(keys[i].name, s->name) && same(keys[i].name2, s->name2))) i++;
+            while (i < n && !(stats_label_eq(keys[i].name, s->name) &&
+                              stats_label_eq(keys[i].name2, s->name2)))
+                i++;
             if (i < n) continue;
             if (n == cap) keys = xrealloc(keys, (cap *= 2) * sizeof(*keys));
             keys[n++] = (struct key){s->name, s->name2};

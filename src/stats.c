@@ -14,7 +14,7 @@ const double stats_bucket_bounds[STATS_BUCKETS - 1] = {0.001, 0.005, 0.01, 0.025
 const char *const stats_reason_names[STATS_ERR_REASONS] = {"refused", "timeout", "addrnotavail",
                                                            "unreachable", "other"};
 
-static bool same(const char *a, const char *b) {
+bool stats_label_eq(const char *a, const char *b) {
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
@@ -22,7 +22,8 @@ struct stats_node *stats_node(struct stats *s, enum stats_kind kind, const char 
                               const char *name2) {
     struct stats_node *head = atomic_load_explicit(&s->head, memory_order_relaxed);
     for (struct stats_node *n = head; n; n = n->next)
-        if (n->kind == kind && same(n->name, name) && same(n->name2, name2)) return n;
+        if (n->kind == kind && stats_label_eq(n->name, name) && stats_label_eq(n->name2, name2))
+            return n;
     struct stats_node *n = xcalloc(1, sizeof(*n));
     n->kind = kind;
     n->name = name ? xstrdup(name) : NULL;

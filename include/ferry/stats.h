@@ -13,6 +13,7 @@
 #define FERRY_STATS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef atomic_ullong stat_t;
@@ -105,6 +106,9 @@ struct stats {
 struct stats_node *stats_node(struct stats *s, enum stats_kind kind, const char *name,
                               const char *name2);
 void stats_free(struct stats *s);
+
+/* Two labels of a node are the same: both absent (NULL) or equal strings. */
+bool stats_label_eq(const char *a, const char *b);
 
 /* Records one finished request on ROUTE's node. */
 void stats_request(struct stats_node *route, int status, uint64_t duration_us);
