@@ -36,7 +36,7 @@ static void upstream_on_connect_timeout(uv_timer_t *t);
 static void upstream_on_handle_closed(uv_handle_t *h);
 static int upstream_attempt(struct upstream_checkout *co);
 static void upstream_unpool(struct upstream_conn *uc);
-static void upstream_on_idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void upstream_on_idle_read(struct transport *t, ssize_t nread, const uv_buf_t *buf);
 static void upstream_on_idle_timeout(uv_timer_t *t);
 
 struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *loop,
@@ -192,6 +192,7 @@ static int upstream_conn_connect(struct upstream_conn *uc) {
     uc->handles_open = 1;
     if (s->cfg->addr.kind == ADDR_UNIX) {
         uv_pipe_init(loop, &uc->h.pipe, 0);
+        transport_plain_init(&uc->tp, &uc->h.stream);
         uc->handles_open++;
         uv_pipe_connect(&uc->connect_req, &uc->h.pipe, s->cfg->addr.path, upstream_on_connect);
         err = 0;
@@ -202,6 +203,7 @@ static int upstream_conn_connect(struct upstream_conn *uc) {
          * no descriptor left this fails and there is no handle to close. */
         err = uv_tcp_init_ex(loop, &uc->h.tcp, known ? ss.ss_family : AF_UNSPEC);
         if (err == 0) {
+            transport_plain_init(&uc->tp, &uc->h.stream);
             uc->handles_open++;
             uv_tcp_nodelay(&uc->h.tcp, 1);
             err = known ? upstream_bind_source(s->up, &uc->h.tcp, ss.ss_family) : UV_EAI_NONAME;
@@ -275,29 +277,14 @@ static void upstream_unpool(struct upstream_conn *uc) {
     uv_timer_stop(&uc->timer);
 }
 
-static void upstream_trampoline_alloc(uv_handle_t *h, size_t n, uv_buf_t *out) {
-    struct upstream_conn *uc = container_of(h, struct upstream_conn, h.handle);
-    uc->user_alloc(h, n, out);
-}
-
-static void upstream_trampoline_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-    struct upstream_conn *uc = container_of(s, struct upstream_conn, h.stream);
-    uc->user_read(s, nread, buf);
-}
-
-void upstream_conn_read(struct upstream_conn *uc, uv_alloc_cb alloc, uv_read_cb read, void *data) {
-    uc->user_alloc = alloc;
-    uc->user_read = read;
-    uc->h.stream.data = data;
-    if (uc->reading) return;
-    uc->reading = uv_read_start(&uc->h.stream, upstream_trampoline_alloc,
-                                upstream_trampoline_read) == 0;
+int upstream_conn_read(struct upstream_conn *uc, transport_alloc_cb alloc, transport_read_cb read,
+                       void *data) {
+    uc->tp.data = data;
+    return transport_read_start(&uc->tp, alloc, read);
 }
 
 void upstream_conn_pause(struct upstream_conn *uc) {
-    if (!uc->reading) return;
-    uv_read_stop(&uc->h.stream);
-    uc->reading = false;
+    transport_read_stop(&uc->tp);
 }
 
 void upstream_checkout_cancel(struct upstream_checkout *co) {
@@ -341,19 +328,18 @@ static void upstream_on_connect_timeout(uv_timer_t *t) {
     upstream_attempt_done(uc, UV_ETIMEDOUT);
 }
 
-static void upstream_idle_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
-    FERRY_UNUSED(h);
-    FERRY_UNUSED(suggested);
+static void upstream_idle_alloc(struct transport *t, uv_buf_t *out) {
+    FERRY_UNUSED(t);
     /* Whatever arrives on an idle connection ends it; its content is never
      * used, so one small scratch buffer per thread serves every one. */
     static _Thread_local char scratch[64];
     *out = uv_buf_init(scratch, sizeof(scratch));
 }
 
-static void upstream_on_idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+static void upstream_on_idle_read(struct transport *t, ssize_t nread, const uv_buf_t *buf) {
     FERRY_UNUSED(buf);
     if (nread == 0) return;
-    struct upstream_conn *uc = container_of(s, struct upstream_conn, h.stream);
+    struct upstream_conn *uc = container_of(t, struct upstream_conn, tp);
     log_debug("upstream %s: idle connection to %s %s", uc->server->up->cfg->name,
               uc->server->cfg->addr.text, nread < 0 ? "closed by the server" : "sent stray bytes");
     upstream_conn_close(uc, NULL, NULL);
@@ -373,8 +359,7 @@ void upstream_release(struct upstream_conn *uc, bool reusable) {
     }
     uc->requests++;
     uc->reused = false;
-    upstream_conn_read(uc, upstream_idle_alloc, upstream_on_idle_read, uc);
-    if (!uc->reading) {
+    if (upstream_conn_read(uc, upstream_idle_alloc, upstream_on_idle_read, uc) < 0) {
         upstream_conn_close(uc, NULL, NULL);
         return;
     }
@@ -407,7 +392,7 @@ void upstream_conn_close(struct upstream_conn *uc, void (*on_closed)(void *arg),
     uc->server->active--;
     stat_sub(&uc->server->stats->u.server.open, 1);
     uv_close((uv_handle_t *)&uc->timer, upstream_on_handle_closed);
-    if (uc->handles_open > 1) uv_close(&uc->h.handle, upstream_on_handle_closed);
+    if (uc->handles_open > 1) transport_close(&uc->tp, false, upstream_on_handle_closed);
 }
 
 static void upstream_on_handle_closed(uv_handle_t *h) {

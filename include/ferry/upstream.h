@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "ferry/balance.h"
+#include "ferry/transport.h"
 #include "ferry/util.h"
 
 struct config_upstream;
@@ -70,6 +71,7 @@ struct upstream_conn {
         uv_stream_t stream;
         uv_handle_t handle;
     } h;                              /* tcp or unix; see server->cfg->addr.kind */
+    struct transport tp;              /* plain, on h: every read, write and close goes here */
     uv_connect_t connect_req;         /* in flight while connecting */
     uv_timer_t timer;                 /* connect timeout */
     struct upstream_server *server;   /* where it goes */
@@ -77,9 +79,6 @@ struct upstream_conn {
     void (*on_closed)(void *arg);     /* called once, after the memory is unusable */
     void *on_closed_arg;
     struct list_node link;            /* in server->idle while pooled */
-    uv_alloc_cb user_alloc;           /* where reads go now (the user's, or the pool's watch) */
-    uv_read_cb user_read;
-    bool reading;                     /* uv_read_start is active on the handle */
     int handles_open;                 /* close callbacks still to come */
     unsigned requests;                /* requests served on it, for reuse decisions */
     bool connected;                   /* connect completed successfully */
@@ -135,16 +134,19 @@ int upstream_checkout(struct upstream *up, struct upstream_checkout *co, upstrea
 /* Abandons a checkout in progress: its callback will not run. */
 void upstream_checkout_cancel(struct upstream_checkout *co);
 
-static inline uv_stream_t *upstream_conn_stream(struct upstream_conn *uc) {
-    return &uc->h.stream;
+/* The transport to read and write UC through. */
+static inline struct transport *upstream_conn_transport(struct upstream_conn *uc) {
+    return &uc->tp;
 }
 
-/* Delivers UC's incoming bytes to ALLOC/READ with the handle's data set to
- * DATA, starting to read if needed. Switching from the pool's EOF watch to
- * the user's callbacks (and back on release) costs no system call: the
- * handle keeps reading through one pair of trampolines. */
-void upstream_conn_read(struct upstream_conn *uc, uv_alloc_cb alloc, uv_read_cb read, void *data);
-/* Stops reading (backpressure, or the handle is handed to a byte pipe). */
+/* Delivers UC's incoming bytes to ALLOC/READ with the transport's data set
+ * to DATA, starting to read if needed. Switching from the pool's EOF watch
+ * to the user's callbacks (and back on release) costs no system call: the
+ * transport only swaps the callbacks while it reads. Returns 0 (reading
+ * now) or a UV_E* code. */
+int upstream_conn_read(struct upstream_conn *uc, transport_alloc_cb alloc, transport_read_cb read,
+                       void *data);
+/* Stops reading (backpressure, or the transport is handed to a byte pipe). */
 void upstream_conn_pause(struct upstream_conn *uc);
 
 /* Gives UC back. When REUSABLE (the last response ended exactly at its
