@@ -45,15 +45,6 @@
 
 #include "conn_internal.h"
 
-struct conn_write_req {
-    uv_write_t req;
-    struct conn *c;
-    char *block;    /* returned to the pool in the callback unless keep */
-    bool keep;
-    bool to_client;
-};
-
-_Static_assert(sizeof(struct conn_write_req) <= CONN_HEADROOM, "headroom too small");
 static void conn_on_handle_closed(uv_handle_t *h);
 static void conn_on_upstream_closed(void *arg);
 static void conn_release(struct conn *c);
@@ -145,8 +136,11 @@ static int conn_format_peer(struct conn *c) {
 }
 
 static int conn_init_client(struct conn *c, uv_loop_t *loop) {
-    if (c->lcfg->bind.kind == ADDR_UNIX) return uv_pipe_init(loop, &c->client.pipe, 0);
-    return uv_tcp_init(loop, &c->client.tcp); /* TCP_NODELAY comes from the listener */
+    int err = c->lcfg->bind.kind == ADDR_UNIX
+                  ? uv_pipe_init(loop, &c->client.pipe, 0)
+                  : uv_tcp_init(loop, &c->client.tcp); /* TCP_NODELAY comes from the listener */
+    if (err == 0) transport_plain_init(&c->client_tp, &c->client.stream);
+    return err;
 }
 
 int conn_accept(struct listener *l) {
@@ -233,15 +227,12 @@ void conn_read_stop(struct conn *c) {
 
 /* --- writes ------------------------------------------------------------ */
 
-static void conn_on_write(uv_write_t *req, int status) {
-    struct conn_write_req *wr = container_of(req, struct conn_write_req, req);
-    struct conn *c = wr->c;
-    bool to_client = wr->to_client;
+static void conn_on_write(void *owner, uint8_t to_client, int status) {
+    struct conn *c = owner;
     if (to_client)
         c->client_writes--;
     else
         c->up_writes--;
-    if (!wr->keep) buffer_put(&c->ctx->pool, wr->block);
     if (status == UV_ECANCELED || c->closing) return;
     if (to_client) {
         c->client_progress = uv_now(c->ctx->loop);
@@ -256,33 +247,17 @@ static void conn_on_write(uv_write_t *req, int status) {
 
 int conn_write(struct conn *c, bool to_client, char *block, const char *data, size_t len,
                bool keep) {
-    uv_stream_t *dst = to_client ? &c->client.stream : upstream_conn_stream(c->up);
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    struct transport *dst = to_client ? &c->client_tp : upstream_conn_transport(c->up);
     if (to_client) {
         stat_add(&c->ctx->wstats->u.worker.bytes_out, len);
         /* Stall time counts from when the client has something to take. */
-        if (dst->write_queue_size == 0) {
+        if (transport_queued(dst) == 0) {
             c->client_progress = uv_now(c->ctx->loop);
             c->client_unsent = UINT32_MAX;
         }
     }
-    int n = uv_try_write(dst, &b, 1);
-    if (n == (int)len) {
-        if (!keep) buffer_put(&c->ctx->pool, block);
-        return 0;
-    }
-    if (n < 0 && n != UV_EAGAIN) {
-        if (!keep) buffer_put(&c->ctx->pool, block);
-        return n;
-    }
-    if (n > 0) b = uv_buf_init((char *)data + n, (unsigned)(len - (size_t)n));
-    struct conn_write_req *wr = (struct conn_write_req *)(void *)block;
-    *wr = (struct conn_write_req){.c = c, .block = block, .keep = keep, .to_client = to_client};
-    int err = uv_write(&wr->req, dst, &b, 1, conn_on_write);
-    if (err < 0) {
-        if (!keep) buffer_put(&c->ctx->pool, block);
-        return err;
-    }
+    int r = transport_send(dst, &c->ctx->pool, block, data, len, keep, conn_on_write, c, to_client);
+    if (r <= 0) return r;
     if (to_client)
         c->client_writes++;
     else

@@ -97,7 +97,7 @@ struct exchange {
 };
 
 static void http_on_client_read(struct conn *c, ssize_t nread, const uv_buf_t *buf);
-static void http_on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void http_on_up_read(struct transport *t, ssize_t nread, const uv_buf_t *buf);
 static void http_on_checkout(struct upstream_checkout *co, struct upstream_conn *uc, int status);
 static void http_on_timer(struct wheel_timer *t);
 static void http_try_head(struct conn *c);
@@ -249,12 +249,9 @@ static void http_client_alloc(struct conn *c, uv_buf_t *out) {
     *out = uv_buf_init(http_in(c) + c->in_len, (unsigned)(CONN_BLOCK_DATA_SIZE - c->in_len));
 }
 
-static void http_up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
-    FERRY_UNUSED(suggested);
-    struct upstream_conn *uc = container_of(h, struct upstream_conn, h.handle);
-    struct conn *c = h->data;
+static void http_up_alloc(struct transport *t, uv_buf_t *out) {
+    struct conn *c = t->data;
     struct exchange *x = c->x;
-    FERRY_UNUSED(uc);
     if (!x->resp.head_done) {
         if (!x->resp_buf) x->resp_buf = http_block(c);
         if (!x->resp_buf || x->resp_len >= CONN_BLOCK_DATA_SIZE) {
@@ -280,7 +277,7 @@ static bool http_want_client(const struct conn *c) {
     if (!x->head_sent) return false; /* c->in holds the request until it goes */
     if (!x->req_done)
         return c->up && !x->connecting && c->up_writes < PIPE_MAX_WRITES &&
-               upstream_conn_stream(c->up)->write_queue_size < PIPE_HIGH_WATER;
+               transport_queued(upstream_conn_transport(c->up)) < PIPE_HIGH_WATER;
     /* The request is in: read ahead (pipelining) while there is room. */
     return c->in_len < CONN_BLOCK_DATA_SIZE;
 }
@@ -305,8 +302,7 @@ static void http_update_reading(struct conn *c) {
     want = http_want_up(c);
     if (want != x->up_reading) {
         if (want) {
-            upstream_conn_read(c->up, http_up_alloc, http_on_up_read, c);
-            want = c->up->reading;
+            want = upstream_conn_read(c->up, http_up_alloc, http_on_up_read, c) == 0;
             x->last_up = uv_now(c->ctx->loop); /* paused time is not upstream silence */
         } else {
             upstream_conn_pause(c->up);
@@ -790,8 +786,7 @@ static void http_on_checkout(struct upstream_checkout *co, struct upstream_conn 
     c->up = uc;
     /* Reads go to us from now on; a pooled connection keeps reading (no
      * stop and start: http_update_reading pauses it if it must). */
-    upstream_conn_read(uc, http_up_alloc, http_on_up_read, c);
-    x->up_reading = uc->reading;
+    x->up_reading = upstream_conn_read(uc, http_up_alloc, http_on_up_read, c) == 0;
     http_msg_init(&x->resp, false, x->req.method == HTTP_HEAD);
     x->last_up = uv_now(c->ctx->loop);
     http_send_request(c);
@@ -983,9 +978,9 @@ static void http_on_response_head(struct conn *c) {
     if (!c->closing && done) http_response_done(c);
 }
 
-static void http_on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+static void http_on_up_read(struct transport *t, ssize_t nread, const uv_buf_t *buf) {
     FERRY_UNUSED(buf);
-    struct conn *c = s->data;
+    struct conn *c = t->data;
     struct exchange *x = c->x;
     char *blk = x->rblock;
     x->rblock = NULL;

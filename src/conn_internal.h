@@ -11,6 +11,7 @@
 
 #include "ferry/buffer.h"
 #include "ferry/pipe.h"
+#include "ferry/transport.h"
 #include "ferry/upstream.h"
 #include "ferry/util.h"
 #include "ferry/wheel.h"
@@ -84,6 +85,7 @@ struct conn {
         uv_stream_t stream;
         uv_handle_t handle;
     } client;                          /* the downstream socket */
+    struct transport client_tp;        /* plain, on client: writes and relays go through it */
     struct wheel_timer timer;          /* idle, header, read and linger timeouts */
     struct upstream_conn *up;          /* the outbound connection, while one is attached */
     struct relay *relay;               /* tcp mode, or http after a 101; NULL otherwise */
@@ -140,7 +142,7 @@ void conn_abort(struct conn *c, const char *why);
 void conn_drop_upstream(struct conn *c);
 
 /* Write blocks: pool buffers with a write request in front of the data. */
-#define CONN_HEADROOM 256
+#define CONN_HEADROOM TRANSPORT_HEADROOM
 static inline char *conn_block_data(char *block) {
     return block + CONN_HEADROOM;
 }

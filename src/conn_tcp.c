@@ -79,9 +79,9 @@ void conn_relay_start(struct conn *c) {
         return;
     }
     c->proto = &conn_proto_tcp; /* an HTTP connection after a 101 is a relay now */
-    uv_stream_t *up = upstream_conn_stream(c->up);
-    pipe_init(&r->to_up, &c->client.stream, up, &c->ctx->pool, conn_on_pipe, c);
-    pipe_init(&r->to_client, up, &c->client.stream, &c->ctx->pool, conn_on_pipe, c);
+    struct transport *up = upstream_conn_transport(c->up);
+    pipe_init(&r->to_up, &c->client_tp, up, &c->ctx->pool, conn_on_pipe, c);
+    pipe_init(&r->to_client, up, &c->client_tp, &c->ctx->pool, conn_on_pipe, c);
     int err = pipe_start(&r->to_up);
     if (err == 0) err = pipe_start(&r->to_client);
     if (err == 0)
