@@ -202,27 +202,24 @@ void conn_begin(struct conn *c) {
 
 /* --- reads ------------------------------------------------------------- */
 
-static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
-    FERRY_UNUSED(suggested);
-    struct conn *c = container_of(h, struct conn, client.handle);
+static void conn_on_alloc(struct transport *t, uv_buf_t *out) {
+    struct conn *c = container_of(t, struct conn, client_tp);
     c->proto->alloc(c, out);
 }
 
-static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-    struct conn *c = container_of(s, struct conn, client.stream);
+static void conn_on_read(struct transport *t, ssize_t nread, const uv_buf_t *buf) {
+    struct conn *c = container_of(t, struct conn, client_tp);
     c->proto->on_read(c, nread, buf);
 }
 
+static const struct transport_reader conn_proto_reader = {conn_on_alloc, conn_on_read};
+
 int conn_read_start(struct conn *c) {
-    if (c->client_reading) return 0;
-    int err = uv_read_start(&c->client.stream, conn_on_alloc, conn_on_read);
-    c->client_reading = err == 0;
-    return err;
+    return transport_read_start(&c->client_tp, &conn_proto_reader);
 }
 
 void conn_read_stop(struct conn *c) {
-    if (c->client_reading) uv_read_stop(&c->client.stream);
-    c->client_reading = false;
+    transport_read_stop(&c->client_tp);
 }
 
 /* --- writes ------------------------------------------------------------ */
@@ -269,18 +266,19 @@ int conn_write(struct conn *c, bool to_client, char *block, const char *data, si
 
 #define CONN_LINGER_MS 2000
 
-static void conn_linger_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
-    FERRY_UNUSED(h);
-    FERRY_UNUSED(suggested);
+static void conn_linger_alloc(struct transport *t, uv_buf_t *out) {
+    FERRY_UNUSED(t);
     static _Thread_local char sink[4096]; /* discarded input: content never read */
     *out = uv_buf_init(sink, sizeof(sink));
 }
 
-static void conn_linger_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+static void conn_linger_read(struct transport *t, ssize_t nread, const uv_buf_t *buf) {
     FERRY_UNUSED(buf);
-    struct conn *c = container_of(s, struct conn, client.stream);
+    struct conn *c = container_of(t, struct conn, client_tp);
     if (nread < 0) conn_close(c, nread == UV_EOF ? "done" : uv_strerror((int)nread));
 }
+
+static const struct transport_reader conn_linger_reader = {conn_linger_alloc, conn_linger_read};
 
 static void conn_on_linger_timer(struct wheel_timer *t) {
     conn_close(container_of(t, struct conn, timer), "done (linger timeout)");
@@ -338,7 +336,7 @@ static void conn_on_shutdown(uv_shutdown_t *req, int status) {
         return;
     }
     conn_read_stop(c);
-    if (uv_read_start(&c->client.stream, conn_linger_alloc, conn_linger_read) < 0) {
+    if (transport_read_start(&c->client_tp, &conn_linger_reader) < 0) {
         conn_close(c, "done");
         return;
     }
@@ -367,7 +365,7 @@ void conn_linger(struct conn *c, bool after_error) {
     }
     req->data = c;
     c->refs++; /* the shutdown callback runs even after uv_close (UV_ECANCELED) */
-    if (uv_shutdown(req, &c->client.stream, conn_on_shutdown) < 0) {
+    if (transport_shutdown(&c->client_tp, req, conn_on_shutdown) < 0) {
         free(req);
         c->refs--;
         conn_close(c, "done");
@@ -400,10 +398,7 @@ void conn_close(struct conn *c, const char *why) {
     buffer_put(&c->ctx->pool, c->in);
     c->in = NULL;
     wheel_stop(&c->ctx->wheel, &c->timer);
-    if (c->reset && c->lcfg->bind.kind != ADDR_UNIX &&
-        uv_tcp_close_reset(&c->client.tcp, conn_on_handle_closed) == 0)
-        return;
-    uv_close(&c->client.handle, conn_on_handle_closed);
+    transport_close(&c->client_tp, c->reset, conn_on_handle_closed);
 }
 
 /* Takes C off its worker's list; the worker hears of it (it may be waiting

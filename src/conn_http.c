@@ -267,6 +267,8 @@ static void http_up_alloc(struct transport *t, uv_buf_t *out) {
                      : uv_buf_init(NULL, 0);
 }
 
+static const struct transport_reader http_up_reader = {http_up_alloc, http_on_up_read};
+
 static bool http_want_client(const struct conn *c) {
     const struct exchange *x = c->x;
     if (c->client_eof || c->state == CONN_LINGER || c->closing) return false;
@@ -302,7 +304,7 @@ static void http_update_reading(struct conn *c) {
     want = http_want_up(c);
     if (want != x->up_reading) {
         if (want) {
-            want = upstream_conn_read(c->up, http_up_alloc, http_on_up_read, c) == 0;
+            want = upstream_conn_read(c->up, &http_up_reader, c) == 0;
             x->last_up = uv_now(c->ctx->loop); /* paused time is not upstream silence */
         } else {
             upstream_conn_pause(c->up);
@@ -315,8 +317,6 @@ static void http_update_reading(struct conn *c) {
 /* --- start, refuse, fail ----------------------------------------------- */
 
 static void http_start(struct conn *c) {
-    const struct config *cfg = view_config(c->view);
-    c->routes = c->view->gen->routes[c->lcfg - cfg->listeners];
     http_arm(c, c->lcfg->header_timeout_ms); /* a new connection owes us a head */
     if (c->in_len > 0) { /* bytes that came behind a PROXY header */
         conn_set_state(c, CONN_HTTP_HEAD);
@@ -474,7 +474,6 @@ static void http_follow_reload(struct conn *c) {
         view_unref(c->view);
         c->view = now;
         c->lcfg = cl;
-        c->routes = now->gen->routes[i];
         return;
     }
 }
@@ -537,7 +536,9 @@ static void http_dispatch(struct conn *c) {
         http_fail(c, m->error_status, m->error_text);
         return;
     }
-    x->route = route_match(c->routes, http_span_ptr(m, host), host.len,
+    const struct config *cfg = view_config(c->view);
+    const struct route_table *routes = c->view->gen->routes[c->lcfg - cfg->listeners];
+    x->route = route_match(routes, http_span_ptr(m, host), host.len,
                            http_span_ptr(m, m->path), m->path.len,
                            http_span_ptr(m, m->method_text), m->method_text.len);
     http_make_request_id(c, x); /* after routing: the route may remove the client's */
@@ -786,7 +787,7 @@ static void http_on_checkout(struct upstream_checkout *co, struct upstream_conn 
     c->up = uc;
     /* Reads go to us from now on; a pooled connection keeps reading (no
      * stop and start: http_update_reading pauses it if it must). */
-    x->up_reading = upstream_conn_read(uc, http_up_alloc, http_on_up_read, c) == 0;
+    x->up_reading = upstream_conn_read(uc, &http_up_reader, c) == 0;
     http_msg_init(&x->resp, false, x->req.method == HTTP_HEAD);
     x->last_up = uv_now(c->ctx->loop);
     http_send_request(c);

@@ -77,7 +77,6 @@ struct conn {
     struct worker_ctx *ctx;             /* the worker it lives on */
     struct view *view;                  /* the config it serves under (one reference) */
     const struct config_listener *lcfg; /* the listener it came in on */
-    const struct route_table *routes;   /* http: that listener's routes */
     struct stats_node *lstats;          /* the listener's counters (connections) */
     union {
         uv_tcp_t tcp;
@@ -85,7 +84,7 @@ struct conn {
         uv_stream_t stream;
         uv_handle_t handle;
     } client;                          /* the downstream socket */
-    struct transport client_tp;        /* plain, on client: writes and relays go through it */
+    struct transport client_tp;        /* every read, write, shutdown and close of `client` */
     struct wheel_timer timer;          /* idle, header, read and linger timeouts */
     struct upstream_conn *up;          /* the outbound connection, while one is attached */
     struct relay *relay;               /* tcp mode, or http after a 101; NULL otherwise */
@@ -93,20 +92,19 @@ struct conn {
     char *in;                          /* http: unparsed client bytes (a pool block), or NULL */
     uint64_t client_progress;          /* uv_now() of the last sign the client reads */
     uint64_t started;                  /* uv_now() at accept */
-    uint64_t requests;                 /* http requests served on this connection */
     /* Small fields together: an idle connection's size is what a user with
      * ten thousand of them pays for. */
     uint32_t in_len;                   /* bytes in `in` */
     uint32_t client_unsent;            /* kernel send queue at the last stall check */
     uint32_t client_writes;            /* writes queued on the client */
     uint32_t up_writes;                /* writes queued on `up` */
-    int refs;                          /* close callbacks still to come */
+    uint32_t requests;                 /* http requests served on this connection */
+    uint8_t refs;                      /* close callbacks still to come (at most 3) */
     uint8_t state;                     /* enum conn_state; changed only by conn_set_state() */
     bool reset;                        /* close with RST (a response cut short) */
     bool linger_needed;                /* read and drop input before closing (after an error) */
     bool closing;                      /* conn_close() ran */
     bool counted;                      /* holds a slot of max_connections */
-    bool client_reading;               /* uv_read_start is active on the client */
     bool client_eof;                   /* the client shut its write side */
     union {
         struct sockaddr sa;
@@ -164,7 +162,7 @@ void conn_read_stop(struct conn *c);
 
 /* Bytes queued for the client and not yet taken by the kernel. */
 static inline size_t conn_client_queued(const struct conn *c) {
-    return c->client.stream.write_queue_size;
+    return transport_queued(&c->client_tp);
 }
 
 /* What a checkout wants for this client: ip_hash keys on its address

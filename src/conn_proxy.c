@@ -17,9 +17,8 @@
 
 /* --- PROXY protocol in ------------------------------------------------------ */
 
-static void conn_proxy_alloc(uv_handle_t *h, size_t n, uv_buf_t *out) {
-    FERRY_UNUSED(n);
-    struct conn *c = container_of(h, struct conn, client.handle);
+static void conn_proxy_alloc(struct transport *t, uv_buf_t *out) {
+    struct conn *c = container_of(t, struct conn, client_tp);
     if (!c->in) c->in = buffer_get(&c->ctx->pool);
     *out = c->in ? uv_buf_init(conn_block_data(c->in) + c->in_len,
                                (unsigned)(PROXY_HEADER_MAX - c->in_len))
@@ -29,9 +28,9 @@ static void conn_proxy_alloc(uv_handle_t *h, size_t n, uv_buf_t *out) {
 /* Reads the header byte by byte as it comes (never past it: reads are
  * capped at the longest header, and what follows it is kept in c->in for
  * the protocol that comes next). */
-static void conn_proxy_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+static void conn_proxy_read(struct transport *t, ssize_t nread, const uv_buf_t *buf) {
     FERRY_UNUSED(buf);
-    struct conn *c = container_of(s, struct conn, client.stream);
+    struct conn *c = container_of(t, struct conn, client_tp);
     if (nread == 0) return;
     if (nread < 0) {
         conn_close(c, nread == UV_EOF ? "client closed before its PROXY header" : uv_strerror((int)nread));
@@ -46,13 +45,15 @@ static void conn_proxy_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) 
         conn_close(c, "malformed PROXY header");
         return;
     }
-    uv_read_stop(s);
+    transport_read_stop(t);
     wheel_stop(&c->ctx->wheel, &c->timer);
     if (!h.local) conn_set_peer_addr(c, &h.src);
     c->in_len -= (uint32_t)r;
     memmove(conn_block_data(c->in), conn_block_data(c->in) + r, c->in_len);
     conn_begin(c);
 }
+
+static const struct transport_reader conn_proxy_reader = {conn_proxy_alloc, conn_proxy_read};
 
 static void conn_on_proxy_timeout(struct wheel_timer *t) {
     conn_close(container_of(t, struct conn, timer), "no PROXY header in time");
@@ -106,7 +107,7 @@ void conn_read_proxy_header(struct conn *c) {
     uint64_t limit = c->lcfg->mode == MODE_HTTP ? c->lcfg->header_timeout_ms
                                                 : c->lcfg->idle_timeout_ms;
     conn_arm(c, limit, conn_on_proxy_timeout);
-    if (uv_read_start(&c->client.stream, conn_proxy_alloc, conn_proxy_read) < 0)
+    if (transport_read_start(&c->client_tp, &conn_proxy_reader) < 0)
         conn_close(c, "read failed");
 }
 

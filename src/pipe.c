@@ -27,10 +27,12 @@ void pipe_init(struct pipe_dir *d, struct transport *src, struct transport *dst,
                            .owner = owner, .state = PIPE_IDLE};
 }
 
+static const struct transport_reader pipe_reader = {pipe_alloc, pipe_on_read};
+
 /* Makes this direction src's reader and reads. */
 static int pipe_read(struct pipe_dir *d) {
     d->src->data = d;
-    return transport_read_start(d->src, pipe_alloc, pipe_on_read);
+    return transport_read_start(d->src, &pipe_reader);
 }
 
 int pipe_start(struct pipe_dir *d) {

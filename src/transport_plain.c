@@ -2,7 +2,7 @@
  * every transport shares; see transport.h for the contract.
  *
  * Reads go through one pair of trampolines installed once by uv_read_start:
- * they call whatever t->alloc_cb/t->read_cb say now, so a reader can hand
+ * they call whatever t->reader says now, so a reader can hand
  * the stream to another reader (the keep-alive pool's EOF watch, an HTTP
  * exchange, a pipe) without a system call. Writes try uv_try_write first:
  * on a peer that keeps up, all bytes leave at once and nothing is queued;
@@ -17,12 +17,12 @@ _Static_assert(TRANSPORT_HEADROOM % 64 == 0, "data must stay aligned as malloc w
 static void plain_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
     FERRY_UNUSED(suggested);
     struct transport *t = h->data;
-    t->alloc_cb(t, out);
+    t->reader->alloc(t, out);
 }
 
 static void plain_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     struct transport *t = s->data;
-    t->read_cb(t, nread, buf);
+    t->reader->read(t, nread, buf);
 }
 
 static int plain_read_start(struct transport *t) {

@@ -277,10 +277,9 @@ static void upstream_unpool(struct upstream_conn *uc) {
     uv_timer_stop(&uc->timer);
 }
 
-int upstream_conn_read(struct upstream_conn *uc, transport_alloc_cb alloc, transport_read_cb read,
-                       void *data) {
+int upstream_conn_read(struct upstream_conn *uc, const struct transport_reader *r, void *data) {
     uc->tp.data = data;
-    return transport_read_start(&uc->tp, alloc, read);
+    return transport_read_start(&uc->tp, r);
 }
 
 void upstream_conn_pause(struct upstream_conn *uc) {
@@ -345,6 +344,9 @@ static void upstream_on_idle_read(struct transport *t, ssize_t nread, const uv_b
     upstream_conn_close(uc, NULL, NULL);
 }
 
+static const struct transport_reader upstream_idle_reader = {upstream_idle_alloc,
+                                                             upstream_on_idle_read};
+
 static void upstream_on_idle_timeout(uv_timer_t *t) {
     struct upstream_conn *uc = container_of(t, struct upstream_conn, timer);
     upstream_conn_close(uc, NULL, NULL);
@@ -359,7 +361,7 @@ void upstream_release(struct upstream_conn *uc, bool reusable) {
     }
     uc->requests++;
     uc->reused = false;
-    if (upstream_conn_read(uc, upstream_idle_alloc, upstream_on_idle_read, uc) < 0) {
+    if (upstream_conn_read(uc, &upstream_idle_reader, uc) < 0) {
         upstream_conn_close(uc, NULL, NULL);
         return;
     }

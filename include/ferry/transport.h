@@ -13,7 +13,7 @@
  *     uv_stream_t (tcp or unix), owned by whoever embeds it
  *
  * The contract every implementation keeps:
- * - Reads. read_start delivers bytes to t->alloc_cb and t->read_cb, with
+ * - Reads. read_start delivers bytes to t->reader's alloc and read, with
  *   the meaning of libuv's uv_alloc_cb and uv_read_cb (nread > 0 bytes;
  *   0 nothing, hand the buffer back; < 0 UV_EOF or an error; an empty
  *   buffer from alloc_cb becomes UV_ENOBUFS). The callbacks find their
@@ -57,6 +57,14 @@ typedef void (*transport_alloc_cb)(struct transport *t, uv_buf_t *out);
 typedef void (*transport_read_cb)(struct transport *t, ssize_t nread, const uv_buf_t *buf);
 typedef void (*transport_write_cb)(struct transport_write *req, int status);
 
+/* Who reads a transport now: a static table per kind of reader, so a
+ * transport carries one pointer for it (ten thousand idle connections
+ * each carry one). */
+struct transport_reader {
+    transport_alloc_cb alloc;
+    transport_read_cb read;
+};
+
 /* A queued write; the caller's memory until its callback has run. */
 struct transport_write {
     uv_write_t req;       /* the plain transport's libuv request */
@@ -66,8 +74,8 @@ struct transport_write {
 
 struct transport_ops {
     const char *name; /* "plain"; "tls" later */
-    /* Delivers to t->alloc_cb/t->read_cb; when already reading only the
-     * callbacks change. Returns 0 or a UV_E* code. */
+    /* Delivers to t->reader; when already reading only the reader
+     * changes. Returns 0 or a UV_E* code. */
     int (*read_start)(struct transport *t);
     void (*read_stop)(struct transport *t);
     /* 0: all LEN bytes taken now; 1: queued, CB runs once later; < 0: a
@@ -86,8 +94,7 @@ struct transport_ops {
 struct transport {
     const struct transport_ops *ops;
     uv_stream_t *stream;         /* the socket under it (owned by the embedder) */
-    transport_alloc_cb alloc_cb; /* the current reader's */
-    transport_read_cb read_cb;   /* the current reader's */
+    const struct transport_reader *reader; /* the current reader's callbacks */
     void *data;                  /* the current reader's: its callbacks find it here */
     bool reading;                /* read_start succeeded, no read_stop since */
 };
@@ -96,10 +103,8 @@ struct transport {
  * and must not move; its `data` now belongs to the transport. */
 void transport_plain_init(struct transport *t, uv_stream_t *stream);
 
-static inline int transport_read_start(struct transport *t, transport_alloc_cb alloc,
-                                       transport_read_cb read) {
-    t->alloc_cb = alloc;
-    t->read_cb = read;
+static inline int transport_read_start(struct transport *t, const struct transport_reader *r) {
+    t->reader = r;
     return t->ops->read_start(t);
 }
 

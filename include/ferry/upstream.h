@@ -139,13 +139,12 @@ static inline struct transport *upstream_conn_transport(struct upstream_conn *uc
     return &uc->tp;
 }
 
-/* Delivers UC's incoming bytes to ALLOC/READ with the transport's data set
+/* Delivers UC's incoming bytes to reader R with the transport's data set
  * to DATA, starting to read if needed. Switching from the pool's EOF watch
  * to the user's callbacks (and back on release) costs no system call: the
  * transport only swaps the callbacks while it reads. Returns 0 (reading
  * now) or a UV_E* code. */
-int upstream_conn_read(struct upstream_conn *uc, transport_alloc_cb alloc, transport_read_cb read,
-                       void *data);
+int upstream_conn_read(struct upstream_conn *uc, const struct transport_reader *r, void *data);
 /* Stops reading (backpressure, or the transport is handed to a byte pipe). */
 void upstream_conn_pause(struct upstream_conn *uc);
 
