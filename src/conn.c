@@ -1,24 +1,28 @@
 /* conn: a downstream connection, from accept to its one close.
  *
- * The path of a TCP-mode connection:
+ *   listener ──accept──> conn ──proto->start──> what it speaks (struct conn_proto)
+ *                         │                      tcp   (conn_tcp.c):  a relay of two pipes
+ *                         │                      http  (conn_http.c): exchanges, then
+ *                         │                                           maybe a relay (101)
+ *                         │ client_tp: the transport every client byte goes through
+ *                         └──── conn_close(c, why): the one exit
  *
- *     client ──accept──> conn ──checkout──> upstream_conn (connect, retries)
- *        │                 │                      │
- *        │     pipe to_up  │  client ───────────> upstream
- *        │     pipe to_client  client <────────── upstream
- *        │                 │
- *        └──── conn_close(c, why): the one exit ─────────┘
+ * This file owns what every protocol shares: accept (the client's address,
+ * max_connections, the PROXY header via conn_proxy.c), the client's reads
+ * (conn_read_start hands them to proto->alloc/on_read), writes of pool
+ * blocks to the client or to c->up (conn_write, counted here), the
+ * lingering close (shut the write side, drain input for a while), and the
+ * close and free. It never asks the listener's mode: c->proto decides.
  *
- *   CONN_CONNECTING  the client is accepted but not read; a checkout is in
- *                    flight (connect_timeout and retries live in upstream.c)
- *   CONN_RELAYING    two pipes run; a FIN on one side becomes a shutdown of
- *                    the other's write half; the idle timer watches both
- *   CONN_CLOSED      conn_close() ran: handles are closing, the upstream
- *                    connection is closing, the conn waits for callbacks
+ *   CONN_ACCEPTED, CONN_PROXY_HDR   before the protocol starts
+ *   CONN_CONNECTING, CONN_RELAYING  the relay (conn_tcp.c)
+ *   CONN_HTTP_IDLE/HEAD/BUSY        HTTP/1.x (conn_http.c)
+ *   CONN_LINGER                     last response written, write side shut
+ *   CONN_CLOSED                     conn_close() ran: waiting for callbacks
  *
  * The conn is freed only when every close callback that can still point
  * into it has run: its client handle, its timer, and its upstream
- * connection (whose queued writes reference the pipe embedded here). `refs`
+ * connection (whose queued writes reference blocks the conn counts). `refs`
  * counts them. Every error path calls conn_close(); it is idempotent and the
  * first reason wins, so a callback that may have closed the conn checks
  * `closing` before touching it again. */
