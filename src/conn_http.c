@@ -22,6 +22,7 @@
  * above PIPE_HIGH_WATER and the upstream not while the client's is;
  * whether each side should be read is recomputed after every event by
  * http_update_reading(), the one place that starts and stops reads. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -506,6 +507,7 @@ static void http1_send_head(struct exchange *x, const char *body, size_t len) {
 }
 
 static int http1_send_body(struct exchange *x, char *block, const char *data, size_t len) {
+    assert(x->state == EXCHANGE_STREAMING); /* a body only follows its head */
     if (conn_write(x->c, true, block, data, len, false) < 0) {
         conn_close(x->c, "client write failed");
         return -1;

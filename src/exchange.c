@@ -83,6 +83,7 @@ struct exchange *exchange_new(struct conn *c, const struct exchange_downstream *
 
 void exchange_free(struct exchange *x) {
     struct conn *c = x->c;
+    assert(c->x == x);
     exchange_unhold(x, false);
     upstream_checkout_cancel(&x->checkout);
     struct buffer_pool *pool = &c->ctx->pool;

@@ -9,6 +9,7 @@
  * for one retry); x->resp_buf the response head as it arrives; body bytes
  * are read into fresh pool blocks and passed on as they are (raw, chunk
  * framing included, already checked), so a body is never buffered whole. */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -109,6 +110,7 @@ static void upstream_http_send_request(struct exchange *x) {
 
 void upstream_http_attach(struct exchange *x, struct upstream_conn *uc) {
     struct conn *c = x->c;
+    assert(x->state == EXCHANGE_WAITING && !c->up);
     x->down->arm(x, x->upstream->cfg->read_timeout_ms);
     c->up = uc;
     /* Reads go to us from now on; a pooled connection keeps reading (no
@@ -232,6 +234,7 @@ static void upstream_http_on_read(struct transport *t, ssize_t nread, const uv_b
     FERRY_UNUSED(buf);
     struct exchange *x = t->data;
     struct conn *c = x->c;
+    assert(c->x == x); /* an exchange's reads end before it does */
     char *blk = x->rblock;
     x->rblock = NULL;
     if (nread == 0) {
