@@ -22,6 +22,9 @@ static void plain_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
 
 static void plain_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     struct transport *t = s->data;
+    /* libuv stops reading by itself after an EOF or an error (not after
+     * UV_ENOBUFS): a later read_start must really start again. */
+    if (nread < 0 && nread != UV_ENOBUFS) t->reading = false;
     t->reader->read(t, nread, buf);
 }
 

@@ -19,8 +19,9 @@
  *   buffer from alloc_cb becomes UV_ENOBUFS). The callbacks find their
  *   reader in t->data, which the reader sets. While reading, read_start
  *   again only swaps the callbacks: no system call. `reading` says that
- *   read_start succeeded and read_stop has not run since; after an EOF or
- *   error nothing more is delivered until read_stop and read_start.
+ *   bytes may still come: read_start succeeded, and neither read_stop nor
+ *   an EOF or error (which end reading by themselves) came since; a
+ *   read_start after those really starts again.
  * - Writes. write either takes all LEN bytes at once (returns 0: REQ is
  *   free again and CB never runs), or queues what it could not take
  *   (returns 1: CB runs exactly once later, with UV_ECANCELED when the
@@ -96,7 +97,7 @@ struct transport {
     uv_stream_t *stream;         /* the socket under it (owned by the embedder) */
     const struct transport_reader *reader; /* the current reader's callbacks */
     void *data;                  /* the current reader's: its callbacks find it here */
-    bool reading;                /* read_start succeeded, no read_stop since */
+    bool reading;                /* bytes may still come (see the contract above) */
 };
 
 /* A plain socket. STREAM must be initialised (uv_tcp_init, uv_pipe_init)

@@ -384,6 +384,7 @@ static void test_transport_send_queued(void **state) {
 struct reader {
     char buf[64];
     size_t got;
+    int eofs;
 };
 
 static void reader_alloc(struct transport *t, uv_buf_t *out) {
@@ -395,6 +396,7 @@ static void reader_read(struct transport *t, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     struct reader *r = t->data;
     if (nread > 0) r->got += (size_t)nread;
+    if (nread == UV_EOF) r->eofs++;
 }
 
 static void other_read(struct transport *t, ssize_t nread, const uv_buf_t *buf) {
@@ -434,6 +436,16 @@ static void test_transport_swaps_readers_while_reading(void **state) {
     assert_int_equal(transport_read_start(t, &second_reader), 0);
     RUN_UNTIL(e, two.got == 4);
     assert_int_equal(two.got, 4);
+    /* An EOF ends reading by itself: `reading` says so, and the next
+     * start really starts again (here: reads the EOF once more). */
+    assert_int_equal(shutdown(e->a.app, SHUT_WR), 0);
+    RUN_UNTIL(e, two.eofs == 1);
+    assert_int_equal(two.eofs, 1);
+    assert_false(t->reading);
+    assert_int_equal(transport_read_start(t, &second_reader), 0);
+    assert_true(t->reading);
+    RUN_UNTIL(e, two.eofs == 2);
+    assert_int_equal(two.eofs, 2);
     transport_read_stop(t);
     env_free(e);
 }
