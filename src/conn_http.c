@@ -600,6 +600,7 @@ static void http_finish_exchange(struct conn *c) {
 /* The whole response is queued to the client. */
 static void http_response_done(struct conn *c) {
     struct exchange *x = c->x;
+    assert(x->state == EXCHANGE_STREAMING);
     if (!x->req_done || c->ctx->draining) x->close_client = true;
     exchange_record(x);
     c->requests++;

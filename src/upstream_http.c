@@ -27,7 +27,7 @@
  * response byte (the upstream closed it while we were picking it). */
 #define UPSTREAM_HTTP_STALE_RETRIES 2
 
-static void upstream_http_on_head(struct exchange *x);
+static bool upstream_http_on_head(struct exchange *x);
 
 static char *upstream_http_block(struct exchange *x) {
     return buffer_get(&x->c->ctx->pool);
@@ -177,8 +177,11 @@ static long upstream_http_check_body(struct exchange *x, char *data, size_t n, b
     return (long)(x->dechunk ? x->resp.compact_len : consumed);
 }
 
-/* The response head is complete and checked. */
-static void upstream_http_on_head(struct exchange *x) {
+/* The response head is complete and checked. Returns false when the
+ * exchange is over (answered, failed, or a tunnel now): the caller must
+ * not touch X again. A failure that lingers does not close the
+ * connection, so the state is asked, not c->closing alone. */
+static bool upstream_http_on_head(struct exchange *x) {
     struct conn *c = x->c;
     struct http_msg *m = &x->resp;
     char *buf = conn_block_data(x->resp_buf);
@@ -191,25 +194,28 @@ static void upstream_http_on_head(struct exchange *x) {
             exchange_fail_upstream(x, 502, x->req.upgrade_websocket
                                                ? "101 response without Upgrade: websocket"
                                                : "unexpected 101 response");
-            return;
+            return false;
         }
         x->down->tunnel(x, buf + m->head_end, rest_len);
-        return;
+        return false;
     }
     if (m->status < 200) {
         /* 1xx: pass it on (the downstream decides if its client takes
          * one), then read the next head. */
         x->down->send_head(x, NULL, 0);
-        if (c->closing) return;
+        if (c->closing || x->state == EXCHANGE_DONE) return false;
         memmove(buf, buf + m->head_end, rest_len);
         x->resp_len = (uint32_t)rest_len;
         http_msg_init(m, false, x->req.method == HTTP_HEAD);
         if (rest_len > 0) {
             int r = http_parse_head(m, buf, 0, rest_len);
-            if (r == HTTP_ERROR) exchange_fail_upstream(x, 502, m->error_text);
-            if (r == HTTP_DONE) upstream_http_on_head(x);
+            if (r == HTTP_ERROR) {
+                exchange_fail_upstream(x, 502, m->error_text);
+                return false;
+            }
+            if (r == HTTP_DONE) return upstream_http_on_head(x);
         }
-        return;
+        return true;
     }
     x->t_resp = uv_now(c->ctx->loop);
     x->status = m->status;
@@ -223,11 +229,16 @@ static void upstream_http_on_head(struct exchange *x) {
         x->close_client = true;
     bool done = false;
     long body = upstream_http_check_body(x, buf + m->head_end, rest_len, &done);
-    if (body < 0) return;
+    if (body < 0) return false;
     x->down->send_head(x, buf + m->head_end, (size_t)body);
+    if (c->closing || x->state == EXCHANGE_DONE) return false;
     buffer_put(&c->ctx->pool, x->resp_buf);
     x->resp_buf = NULL;
-    if (!c->closing && done) x->down->done(x);
+    if (done) {
+        x->down->done(x);
+        return false;
+    }
+    return true;
 }
 
 static void upstream_http_on_read(struct transport *t, ssize_t nread, const uv_buf_t *buf) {
@@ -256,10 +267,12 @@ static void upstream_http_on_read(struct transport *t, ssize_t nread, const uv_b
         x->resp_len += (uint32_t)nread;
         x->any_resp_byte = true;
         int r = http_parse_head(&x->resp, conn_block_data(x->resp_buf), from, x->resp_len);
-        if (r == HTTP_ERROR) exchange_fail_upstream(x, 502, x->resp.error_text);
-        if (r == HTTP_DONE) upstream_http_on_head(x);
-        /* The exchange may have ended (and c->x moved on): only c is sure. */
-        if (!c->closing && c->x == x) x->down->update_reading(x);
+        if (r == HTTP_ERROR) {
+            exchange_fail_upstream(x, 502, x->resp.error_text);
+            return;
+        }
+        if (r == HTTP_DONE && !upstream_http_on_head(x)) return;
+        if (!c->closing) x->down->update_reading(x);
         return;
     }
     bool done = false;

@@ -203,5 +203,32 @@ def test_101_without_websocket_is_502(h):
         c.wait_closed(3)
 
 
+def test_head_too_large_ends_pipeline(h):
+    """A response head that fits ferry's read buffer but not once rewritten
+    is a 502 with Connection: close, and then the connection ends: a request
+    pipelined behind it must never reach an upstream (the client was told
+    it will get no answer)."""
+    seen = []
+
+    def answer(head):
+        seen.append(head.split(b"\r\n", 1)[0])
+        if b" /big " in head:
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Big: " + b"b" * 65200 + b"\r\n\r\n"
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    f = simple_http(h, [_scripted_upstream(h, answer)])
+    c = http_client(h, f)
+    c.send(build_request("GET", "/big") + b"POST /second HTTP/1.1\r\nHost: a\r\n"
+           b"Content-Length: 4\r\n\r\nbody")
+    r = c.read_response()
+    assert r.status == 502 and "close" in (r.header("connection") or ""), r
+    assert b"response head too large" in r.body, r.body
+    c.wait_closed(5)
+    # the proof that nothing else went up: one more request on a new
+    # connection is answered, and it is the second one the upstream saw
+    r = harness.get(h, f, "/last")
+    assert r.status == 200, r
+    assert seen == [b"GET /big HTTP/1.1", b"GET /last HTTP/1.1"], seen
+
+
 if __name__ == "__main__":
     harness.main(globals())
