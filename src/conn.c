@@ -55,6 +55,8 @@ static void conn_release(struct conn *c);
 static void conn_unlist(struct conn *c);
 static bool conn_input_waiting(struct conn *c);
 
+_Static_assert(CONN_NSTATES <= 16, "conn.state is 4 bits");
+
 static const char *const conn_state_names[] = {"accepted", "proxy-header", "connecting",
                                                "relaying", "idle",         "head",
                                                "busy",     "linger",       "closed"};
@@ -385,6 +387,7 @@ void conn_abort(struct conn *c, const char *why) {
 
 void conn_drop_upstream(struct conn *c) {
     if (!c->up) return;
+    assert(c->refs < 7); /* 3 bits */
     c->refs++; /* writes queued on it point into c: wait for its close */
     upstream_conn_close(c->up, conn_on_upstream_closed, c);
     c->up = NULL;

@@ -364,7 +364,7 @@ static void http_not_found(struct conn *c) {
     x->req_done = true;
     exchange_set_state(x, EXCHANGE_DONE);
     exchange_record(x);
-    c->requests++;
+    c->served = true;
     uint32_t end = x->req.head_end;
     c->in_len -= end;
     memmove(http_in(c), http_in(c) + end, c->in_len);
@@ -603,7 +603,7 @@ static void http_response_done(struct conn *c) {
     assert(x->state == EXCHANGE_STREAMING);
     if (!x->req_done || c->ctx->draining) x->close_client = true;
     exchange_record(x);
-    c->requests++;
+    c->served = true;
     upstream_http_release(x);
     if (x->state != EXCHANGE_RELEASING) http_finish_exchange(c);
     /* else: http_on_write_done() finishes once the upstream writes are out */
@@ -644,7 +644,7 @@ static void http_on_timer(struct wheel_timer *t) {
     struct exchange *x = c->x;
     switch (c->state) {
     case CONN_HTTP_IDLE:
-        conn_close(c, c->requests ? "keep-alive idle timeout" : "no request");
+        conn_close(c, c->served ? "keep-alive idle timeout" : "no request");
         return;
     case CONN_HTTP_HEAD:
         http_fail(c, 408, "request head not received within header_timeout");

@@ -30,6 +30,7 @@ enum conn_state {
     CONN_HTTP_BUSY,  /* http: a request is being proxied (struct exchange) */
     CONN_LINGER,     /* last response written, write side shut: draining input */
     CONN_CLOSED,     /* conn_close() ran: waiting for callbacks */
+    CONN_NSTATES     /* at most 16: conn.state is 4 bits */
 };
 
 /* What only a byte relay needs (tcp mode, or a websocket tunnel), kept out
@@ -92,20 +93,21 @@ struct conn {
     char *in;                          /* http: unparsed client bytes (a pool block), or NULL */
     uint64_t client_progress;          /* uv_now() of the last sign the client reads */
     uint64_t started;                  /* uv_now() at accept */
-    /* Small fields together: an idle connection's size is what a user with
-     * ten thousand of them pays for. */
-    uint32_t in_len;                   /* bytes in `in` */
+    /* Small fields together, bit-packed where they can be: an idle
+     * connection's size is what a user with ten thousand of them pays for
+     * (496 bytes here would be a 512-byte slab slot, 480 is one of 480). */
     uint32_t client_unsent;            /* kernel send queue at the last stall check */
-    uint32_t client_writes;            /* writes queued on the client */
-    uint32_t up_writes;                /* writes queued on `up` */
-    uint32_t requests;                 /* http requests served on this connection */
-    uint8_t refs;                      /* close callbacks still to come (at most 3) */
-    uint8_t state;                     /* enum conn_state; changed only by conn_set_state() */
-    bool reset;                        /* close with RST (a response cut short) */
-    bool linger_needed;                /* read and drop input before closing (after an error) */
-    bool closing;                      /* conn_close() ran */
-    bool counted;                      /* holds a slot of max_connections */
-    bool client_eof;                   /* the client shut its write side */
+    uint16_t in_len;                   /* bytes in `in` (at most CONN_BLOCK_DATA_SIZE) */
+    uint16_t client_writes;            /* writes queued on the client (bounded by backpressure) */
+    uint16_t up_writes;                /* writes queued on `up` */
+    unsigned state : 4;                /* enum conn_state; changed only by conn_set_state() */
+    unsigned refs : 3;                 /* close callbacks still to come (at most 3) */
+    bool reset : 1;                    /* close with RST (a response cut short) */
+    bool linger_needed : 1;            /* read and drop input before closing (after an error) */
+    bool closing : 1;                  /* conn_close() ran */
+    bool counted : 1;                  /* holds a slot of max_connections */
+    bool client_eof : 1;               /* the client shut its write side */
+    bool served : 1;                   /* http: a response went out on it */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
@@ -145,6 +147,7 @@ static inline char *conn_block_data(char *block) {
     return block + CONN_HEADROOM;
 }
 #define CONN_BLOCK_DATA_SIZE (BUFFER_SIZE - CONN_HEADROOM)
+_Static_assert(CONN_BLOCK_DATA_SIZE <= UINT16_MAX, "conn.in_len is 16 bits");
 
 /* Writes LEN bytes at DATA, which lie in BLOCK, to the client (TO_CLIENT)
  * or to c->up. The write request lives in BLOCK's headroom, so a block
