@@ -70,18 +70,6 @@ static void http_arm(struct conn *c, uint64_t ms) {
     conn_arm(c, ms, http_on_timer);
 }
 
-/* The exchange is over: its upstream connection, if still attached, is
- * closed (it may hold half a message), and it is freed. */
-static void http_exchange_end(struct conn *c) {
-    struct exchange *x = c->x;
-    if (x->state != EXCHANGE_DONE) exchange_set_state(x, EXCHANGE_DONE);
-    if (c->up) {
-        upstream_release(c->up, false);
-        c->up = NULL;
-    }
-    exchange_free(x);
-}
-
 /* --- reading: the one place that starts and stops reads ---------------- */
 
 static void http_client_alloc(struct conn *c, uv_buf_t *out) {
@@ -516,9 +504,7 @@ static int http1_send_body(struct exchange *x, char *block, const char *data, si
 }
 
 static void http1_done(struct exchange *x) {
-    struct conn *c = x->c;
-    http_response_done(c);
-    if (!c->closing) http_update_reading(c);
+    http_response_done(x->c);
 }
 
 static void http1_fail(struct exchange *x, int status, const char *detail) {
@@ -577,8 +563,12 @@ static void http1_tunnel(struct exchange *x, const char *up_rest, size_t up_rest
 /* The exchange is over and its upstream connection given back: close, or
  * go on with the next request (already waiting in c->in when pipelined). */
 static void http_finish_exchange(struct conn *c) {
-    bool close = c->x->close_client;
-    http_exchange_end(c);
+    struct exchange *x = c->x;
+    bool close = x->close_client;
+    /* Answered (404) or released: nothing of the upstream is attached. */
+    assert(!c->up);
+    if (x->state != EXCHANGE_DONE) exchange_set_state(x, EXCHANGE_DONE);
+    exchange_free(x);
     if (close) {
         conn_linger(c, false);
         return;
@@ -605,8 +595,13 @@ static void http_response_done(struct conn *c) {
     exchange_record(x);
     c->served = true;
     upstream_http_release(x);
-    if (x->state != EXCHANGE_RELEASING) http_finish_exchange(c);
-    /* else: http_on_write_done() finishes once the upstream writes are out */
+    if (x->state != EXCHANGE_RELEASING) {
+        http_finish_exchange(c); /* which sets what to read next */
+        return;
+    }
+    /* http_on_write_done() finishes once the upstream writes are out;
+     * meanwhile the upstream is not read. */
+    if (!c->closing) http_update_reading(c);
 }
 
 /* BUSY has two clocks: read_timeout for upstream silence (while we read
