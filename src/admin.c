@@ -5,7 +5,9 @@
  * sees each counter whole, though not all of them at the same instant,
  * which is what Prometheus expects of any exporter. */
 #include "ferry/admin.h"
+#include "admin_internal.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,7 @@ struct admin {
     uv_loop_t *loop;
     struct admin_source src;
     struct list_node conns;
+    struct dash *dash; /* history and reloads for the dashboard */
     bool closing;
 };
 
@@ -50,7 +53,7 @@ struct admin_conn {
 
 /* Prometheus label values and JSON strings escape the same three bytes;
  * names come from the config loader, which allows no control bytes. */
-static void sb_escaped(struct strbuf *b, const char *s) {
+void admin_escaped(struct strbuf *b, const char *s) {
     for (; *s; s++) {
         if (*s == '"' || *s == '\\')
             strbuf_printf(b, "\\%c", *s);
@@ -63,12 +66,8 @@ static void sb_escaped(struct strbuf *b, const char *s) {
 
 /* --- gathering the workers' counters ----------------------------------- */
 
-struct key {
-    const char *name, *name2;
-};
-
 /* Calls FN for every node of KIND with labels K, in every worker. */
-static void each_node(const struct admin_source *src, enum stats_kind kind, struct key k,
+static void each_node(const struct admin_source *src, enum stats_kind kind, struct admin_key k,
                       void (*fn)(const struct stats_node *n, void *acc), void *acc) {
     for (unsigned w = 0; w < src->nworkers; w++) {
         struct stats_node *n = atomic_load_explicit(&src->workers[w].stats.head,
@@ -82,14 +81,14 @@ static void each_node(const struct admin_source *src, enum stats_kind kind, stru
 
 /* The distinct label sets of KIND, sorted for a stable output. */
 static int key_cmp(const void *x, const void *y) {
-    const struct key *a = x, *b = y;
+    const struct admin_key *a = x, *b = y;
     int c = strcmp(a->name ? a->name : "", b->name ? b->name : "");
     return c ? c : strcmp(a->name2 ? a->name2 : "", b->name2 ? b->name2 : "");
 }
 
-static size_t keys_of(const struct admin_source *src, enum stats_kind kind, struct key **out) {
+size_t admin_keys_of(const struct admin_source *src, enum stats_kind kind, struct admin_key **out) {
     size_t n = 0, cap = 16;
-    struct key *keys = xmalloc(cap * sizeof(*keys));
+    struct admin_key *keys = xmalloc(cap * sizeof(*keys));
     for (unsigned w = 0; w < src->nworkers; w++) {
         struct stats_node *s = atomic_load_explicit(&src->workers[w].stats.head,
                                                     memory_order_acquire);
@@ -101,7 +100,7 @@ static size_t keys_of(const struct admin_source *src, enum stats_kind kind, stru
                 i++;
             if (i < n) continue;
             if (n == cap) keys = xrealloc(keys, (cap *= 2) * sizeof(*keys));
-            keys[n++] = (struct key){s->name, s->name2};
+            keys[n++] = (struct admin_key){s->name, s->name2};
         }
     }
     qsort(keys, n, sizeof(*keys), key_cmp);
@@ -109,26 +108,18 @@ static size_t keys_of(const struct admin_source *src, enum stats_kind kind, stru
     return n;
 }
 
-/* Sums of one node kind's counters, as a flat array of stat_t values. */
-struct sum {
-    uint64_t v[STATS_CODES + STATS_BUCKETS + 1];
-    size_t n;
-};
-
 static void add_node(const struct stats_node *node, void *acc) {
-    struct sum *s = acc;
+    struct admin_sum *s = acc;
     const stat_t *c = (const stat_t *)(const void *)&node->u;
     for (size_t i = 0; i < s->n; i++) s->v[i] += stat_get(&c[i]);
 }
 
-static struct sum sum_of(const struct admin_source *src, enum stats_kind kind, struct key k,
-                         size_t nvalues) {
-    struct sum s = {.n = nvalues};
+struct admin_sum admin_sum_of(const struct admin_source *src, enum stats_kind kind,
+                              struct admin_key k, size_t nvalues) {
+    struct admin_sum s = {.n = nvalues};
     each_node(src, kind, k, add_node, &s);
     return s;
 }
-
-#define NVAL(type) (sizeof(type) / sizeof(stat_t))
 
 /* --- /metrics ---------------------------------------------------------- */
 
@@ -137,17 +128,18 @@ static void metric_head(struct strbuf *b, const char *name, const char *type, co
 }
 
 static void metrics_listeners(struct strbuf *b, const struct admin_source *src) {
-    struct key *keys;
-    size_t n = keys_of(src, STATS_LISTENER, &keys);
+    struct admin_key *keys;
+    size_t n = admin_keys_of(src, STATS_LISTENER, &keys);
     const char *names[2] = {"ferry_connections_active", "ferry_connections_total"};
     const char *types[2] = {"gauge", "counter"};
     const char *help[2] = {"Downstream connections open now.", "Downstream connections accepted."};
     for (int m = 0; m < 2; m++) {
         metric_head(b, names[m], types[m], help[m]);
         for (size_t i = 0; i < n; i++) {
-            struct sum s = sum_of(src, STATS_LISTENER, keys[i], NVAL(struct stats_listener));
+            struct admin_sum s =
+                admin_sum_of(src, STATS_LISTENER, keys[i], NVAL(struct stats_listener));
             strbuf_printf(b, "%s{listener=\"", names[m]);
-            sb_escaped(b, keys[i].name);
+            admin_escaped(b, keys[i].name);
             strbuf_printf(b, "\"} %llu\n", (unsigned long long)s.v[m == 0 ? 1 : 0]);
         }
     }
@@ -155,16 +147,17 @@ static void metrics_listeners(struct strbuf *b, const struct admin_source *src) 
 }
 
 static void metrics_routes(struct strbuf *b, const struct admin_source *src) {
-    struct key *keys;
-    size_t n = keys_of(src, STATS_ROUTE, &keys);
-    metric_head(b, "ferry_requests_total", "counter", "HTTP requests answered, by route and status.");
-    struct sum *sums = xcalloc(n + 1, sizeof(*sums));
+    struct admin_key *keys;
+    size_t n = admin_keys_of(src, STATS_ROUTE, &keys);
+    metric_head(b, "ferry_requests_total", "counter",
+                "HTTP requests answered, by route and status.");
+    struct admin_sum *sums = xcalloc(n + 1, sizeof(*sums));
     for (size_t i = 0; i < n; i++) {
-        sums[i] = sum_of(src, STATS_ROUTE, keys[i], NVAL(struct stats_route));
+        sums[i] = admin_sum_of(src, STATS_ROUTE, keys[i], NVAL(struct stats_route));
         for (int code = 0; code < STATS_CODES; code++) {
             if (!sums[i].v[code]) continue;
             strbuf_printf(b, "ferry_requests_total{route=\"");
-            sb_escaped(b, keys[i].name);
+            admin_escaped(b, keys[i].name);
             strbuf_printf(b, "\",code=\"%d\"} %llu\n", code + 100,
                           (unsigned long long)sums[i].v[code]);
         }
@@ -177,7 +170,7 @@ static void metrics_routes(struct strbuf *b, const struct admin_source *src) {
         for (int k = 0; k < STATS_BUCKETS; k++) {
             cum += bk[k];
             strbuf_printf(b, "ferry_request_duration_seconds_bucket{route=\"");
-            sb_escaped(b, keys[i].name);
+            admin_escaped(b, keys[i].name);
             if (k < STATS_BUCKETS - 1)
                 strbuf_printf(b, "\",le=\"%g\"} %llu\n", stats_bucket_bounds[k],
                               (unsigned long long)cum);
@@ -185,21 +178,21 @@ static void metrics_routes(struct strbuf *b, const struct admin_source *src) {
                 strbuf_printf(b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
         }
         strbuf_printf(b, "ferry_request_duration_seconds_sum{route=\"");
-        sb_escaped(b, keys[i].name);
+        admin_escaped(b, keys[i].name);
         strbuf_printf(b, "\"} %.6f\nferry_request_duration_seconds_count{route=\"",
                       (double)sums[i].v[STATS_CODES + STATS_BUCKETS] / 1e6);
-        sb_escaped(b, keys[i].name);
+        admin_escaped(b, keys[i].name);
         strbuf_printf(b, "\"} %llu\n", (unsigned long long)cum);
     }
     free(sums);
     free(keys);
 }
 
-static void server_labels(struct strbuf *b, const char *metric, struct key k) {
+static void server_labels(struct strbuf *b, const char *metric, struct admin_key k) {
     strbuf_printf(b, "%s{upstream=\"", metric);
-    sb_escaped(b, k.name);
+    admin_escaped(b, k.name);
     strbuf_printf(b, "\",server=\"");
-    sb_escaped(b, k.name2);
+    admin_escaped(b, k.name2);
     strbuf_printf(b, "\"}");
 }
 
@@ -212,24 +205,26 @@ static void metrics_servers(struct strbuf *b, const struct admin_source *src) {
         {"ferry_upstream_connections_active", "gauge", "Upstream connections in use (not idle)."},
         {"ferry_upstream_connections_idle", "gauge", "Upstream connections idle in the pool."},
     };
-    struct key *keys;
-    size_t n = keys_of(src, STATS_SERVER, &keys);
+    struct admin_key *keys;
+    size_t n = admin_keys_of(src, STATS_SERVER, &keys);
     for (size_t j = 0; j < FERRY_ARRAY_LEN(m); j++) {
         metric_head(b, m[j].name, m[j].type, m[j].help);
         for (size_t i = 0; i < n; i++) {
-            struct sum s = sum_of(src, STATS_SERVER, keys[i], NVAL(struct stats_server));
+            struct admin_sum s =
+                admin_sum_of(src, STATS_SERVER, keys[i], NVAL(struct stats_server));
             s.v[2] -= s.v[2] >= s.v[3] ? s.v[3] : s.v[2]; /* open - idle = in use */
             server_labels(b, m[j].name, keys[i]);
             strbuf_printf(b, " %llu\n", (unsigned long long)s.v[j]);
         }
     }
-    metric_head(b, "ferry_upstream_server_up", "gauge",
-                "1 when the server can take traffic (address known, checks pass, not marked down).");
+    metric_head(
+        b, "ferry_upstream_server_up", "gauge",
+        "1 when the server can take traffic (address known, checks pass, not marked down).");
     const struct config *cfg = (*src->gen)->cfg;
     uint64_t now = health_now_ms();
     for (size_t u = 0; u < cfg->nupstreams; u++) {
         for (size_t i = 0; i < cfg->upstreams[u].nservers; i++) {
-            struct key k = {cfg->upstreams[u].name, cfg->upstreams[u].servers[i].addr.text};
+            struct admin_key k = {cfg->upstreams[u].name, cfg->upstreams[u].servers[i].addr.text};
             struct server_state *st = health_find(k.name, k.name2);
             server_labels(b, "ferry_upstream_server_up", k);
             strbuf_printf(b, " %d\n", st && health_usable(st, now) ? 1 : 0);
@@ -239,15 +234,16 @@ static void metrics_servers(struct strbuf *b, const struct admin_source *src) {
 }
 
 static void metrics_upstreams(struct strbuf *b, const struct admin_source *src) {
-    struct key *keys;
-    size_t n = keys_of(src, STATS_UPSTREAM, &keys);
+    struct admin_key *keys;
+    size_t n = admin_keys_of(src, STATS_UPSTREAM, &keys);
     metric_head(b, "ferry_upstream_connect_errors_total", "counter",
                 "Failed connection attempts to upstream servers, by reason.");
     for (size_t i = 0; i < n; i++) {
-        struct sum s = sum_of(src, STATS_UPSTREAM, keys[i], NVAL(struct stats_upstream));
+        struct admin_sum s =
+            admin_sum_of(src, STATS_UPSTREAM, keys[i], NVAL(struct stats_upstream));
         for (int r = 0; r < STATS_ERR_REASONS; r++) {
             strbuf_printf(b, "ferry_upstream_connect_errors_total{upstream=\"");
-            sb_escaped(b, keys[i].name);
+            admin_escaped(b, keys[i].name);
             strbuf_printf(b, "\",reason=\"%s\"} %llu\n", stats_reason_names[r],
                           (unsigned long long)s.v[r]);
         }
@@ -255,10 +251,11 @@ static void metrics_upstreams(struct strbuf *b, const struct admin_source *src) 
     metric_head(b, "ferry_requests_held_total", "counter",
                 "Requests that waited out `hold` for a server, by outcome.");
     for (size_t i = 0; i < n; i++) {
-        struct sum s = sum_of(src, STATS_UPSTREAM, keys[i], NVAL(struct stats_upstream));
+        struct admin_sum s =
+            admin_sum_of(src, STATS_UPSTREAM, keys[i], NVAL(struct stats_upstream));
         for (int o = 0; o < 2; o++) {
             strbuf_printf(b, "ferry_requests_held_total{upstream=\"");
-            sb_escaped(b, keys[i].name);
+            admin_escaped(b, keys[i].name);
             strbuf_printf(b, "\",outcome=\"%s\"} %llu\n", o ? "expired" : "served",
                           (unsigned long long)s.v[STATS_ERR_REASONS + o]);
         }
@@ -280,7 +277,7 @@ static void metrics_upstreams(struct strbuf *b, const struct admin_source *src) 
         static const char *const result[3] = {"changed", "same", "failed"};
         for (int k = 0; k < 3; k++) {
             strbuf_printf(b, "ferry_upstream_resolves_total{upstream=\"");
-            sb_escaped(b, cfg->upstreams[u].name);
+            admin_escaped(b, cfg->upstreams[u].name);
             strbuf_printf(b, "\",result=\"%s\"} %llu\n", result[k], (unsigned long long)r[k]);
         }
     }
@@ -292,7 +289,7 @@ char *admin_metrics_text(const struct admin_source *src, size_t *len) {
     metrics_routes(&b, src);
     metrics_servers(&b, src);
     metrics_upstreams(&b, src);
-    struct sum bytes = sum_of(src, STATS_WORKER, (struct key){NULL, NULL},
+    struct admin_sum bytes = admin_sum_of(src, STATS_WORKER, (struct admin_key){NULL, NULL},
                               NVAL(struct stats_worker));
     metric_head(&b, "ferry_bytes_total", "counter", "Bytes from (in) and to (out) clients.");
     strbuf_printf(&b, "ferry_bytes_total{direction=\"in\"} %llu\n", (unsigned long long)bytes.v[0]);
@@ -322,41 +319,48 @@ static void status_strings(struct strbuf *b, char **v, size_t n) {
     strbuf_printf(b, "[");
     for (size_t i = 0; i < n; i++) {
         strbuf_printf(b, "%s\"", i ? "," : "");
-        sb_escaped(b, v[i]);
+        admin_escaped(b, v[i]);
         strbuf_printf(b, "\"");
     }
     strbuf_printf(b, "]");
 }
 
 static void status_upstreams(struct strbuf *b, const struct admin_source *src,
-                             const struct config *cfg) {
+                             const struct config *cfg, bool stats) {
     uint64_t now = health_now_ms();
     strbuf_printf(b, "\"upstreams\":[");
     for (size_t u = 0; u < cfg->nupstreams; u++) {
         const struct config_upstream *up = &cfg->upstreams[u];
         strbuf_printf(b, "%s{\"name\":\"", u ? "," : "");
-        sb_escaped(b, up->name);
+        admin_escaped(b, up->name);
         strbuf_printf(b, "\",\"servers\":[");
         for (size_t i = 0; i < up->nservers; i++) {
-            struct key k = {up->name, up->servers[i].addr.text};
-            struct sum s = sum_of(src, STATS_SERVER, k, NVAL(struct stats_server));
+            struct admin_key k = {up->name, up->servers[i].addr.text};
+            struct admin_sum s = admin_sum_of(src, STATS_SERVER, k, NVAL(struct stats_server));
             struct server_state *st = health_find(k.name, k.name2);
             strbuf_printf(b, "%s{\"address\":\"", i ? "," : "");
-            sb_escaped(b, k.name2);
+            admin_escaped(b, k.name2);
             strbuf_printf(b,
                           "\",\"state\":\"%s\",\"active\":%llu,\"idle\":%llu,\"weight\":%u,"
-                          "\"backup\":%s}",
+                          "\"backup\":%s",
                           st && health_usable(st, now) ? "up" : "down",
                           (unsigned long long)(s.v[2] >= s.v[3] ? s.v[2] - s.v[3] : 0),
                           (unsigned long long)s.v[3], up->servers[i].weight,
                           up->servers[i].backup ? "true" : "false");
+            if (stats) dash_server_fields(b, &s, k.name, k.name2);
+            strbuf_printf(b, "}");
         }
-        strbuf_printf(b, "]}");
+        strbuf_printf(b, "]");
+        if (stats) dash_upstream_fields(b, src, up);
+        strbuf_printf(b, "}");
     }
     strbuf_printf(b, "]");
 }
 
-char *admin_status_json(const struct admin_source *src, size_t *len) {
+/* /status; with STATS (and D, the dashboard's history) the fields of
+ * /status?stats=1 as well. */
+static char *status_json(const struct admin_source *src, struct dash *d, bool stats,
+                         size_t *len) {
     const struct generation *gen = *src->gen;
     const struct config *cfg = gen->cfg;
     struct strbuf b = STRBUF_INIT;
@@ -365,31 +369,40 @@ char *admin_status_json(const struct admin_source *src, size_t *len) {
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct config_listener *l = &cfg->listeners[i];
         strbuf_printf(&b, "%s{\"name\":\"", i ? "," : "");
-        sb_escaped(&b, l->name);
+        admin_escaped(&b, l->name);
         strbuf_printf(&b, "\",\"bind\":\"");
-        sb_escaped(&b, l->bind.text);
-        strbuf_printf(&b, "\",\"mode\":\"%s\"}", l->mode == MODE_TCP ? "tcp" : "http");
+        admin_escaped(&b, l->bind.text);
+        strbuf_printf(&b, "\",\"mode\":\"%s\"", l->mode == MODE_TCP ? "tcp" : "http");
+        if (stats) dash_listener_fields(&b, src, l);
+        strbuf_printf(&b, "}");
     }
     strbuf_printf(&b, "],\"routes\":[");
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const struct config_route *r = &cfg->routes[i];
         strbuf_printf(&b, "%s{\"name\":\"", i ? "," : "");
-        sb_escaped(&b, r->name);
+        admin_escaped(&b, r->name);
         strbuf_printf(&b, "\",\"hosts\":");
         status_strings(&b, r->hosts, r->nhosts);
         strbuf_printf(&b, ",\"%s\":\"", r->path_exact ? "path" : "path_prefix");
-        sb_escaped(&b, r->path);
+        admin_escaped(&b, r->path);
         strbuf_printf(&b, "\",\"methods\":");
         status_strings(&b, r->methods, r->nmethods);
         strbuf_printf(&b, ",\"upstream\":\"");
-        sb_escaped(&b, r->upstream->name);
-        strbuf_printf(&b, "\",\"line\":%d}", r->line);
+        admin_escaped(&b, r->upstream->name);
+        strbuf_printf(&b, "\",\"line\":%d", r->line);
+        if (stats) dash_route_fields(&b, d, src, r);
+        strbuf_printf(&b, "}");
     }
     strbuf_printf(&b, "],");
-    status_upstreams(&b, src, cfg);
+    status_upstreams(&b, src, cfg, stats);
+    if (stats) dash_tail(&b, d, src);
     strbuf_printf(&b, "}\n");
     *len = b.len;
     return strbuf_take(&b);
+}
+
+char *admin_status_json(const struct admin_source *src, size_t *len) {
+    return status_json(src, NULL, false, len);
 }
 
 /* --- the tiny server ------------------------------------------------------ */
@@ -414,26 +427,47 @@ static void admin_on_written(uv_write_t *w, int status) {
     admin_conn_close(w->data);
 }
 
-static void admin_respond(struct admin_conn *c, int status, const char *type, char *body,
-                          size_t blen, bool head_only) {
-    char head[320], date[HTTP_DATE_LEN];
+/* Sends STATUS with BODY (malloc'ed, taken; NULL when STATIC_BODY is the
+ * body, which is not freed) and EXTRA header lines, then closes. */
+static void admin_respond_with(struct admin_conn *c, int status, const char *type, char *body,
+                               const char *static_body, size_t blen, const char *extra,
+                               bool head_only) {
+    char head[1024], date[HTTP_DATE_LEN];
     uv_timeval64_t now;
     http_date(date, uv_gettimeofday(&now) == 0 ? now.tv_sec : 0);
     /* RFC 9110 15.5.6: a 405 says which methods would do */
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "%sConnection: close\r\n\r\n",
+                     "Cache-Control: no-store\r\n%s%sConnection: close\r\n\r\n",
                      status, http_reason(status), date, type, blen,
-                     status == 405 ? "Allow: GET, HEAD\r\n" : "");
+                     status == 405 ? "Allow: GET, HEAD\r\n" : "", extra ? extra : "");
+    assert(n > 0 && (size_t)n < sizeof(head)); /* our own headers: the CSP is ~300 bytes */
     size_t total = (size_t)n + (head_only ? 0 : blen);
     c->out = xmalloc(total + 1);
     memcpy(c->out, head, (size_t)n);
-    if (!head_only && blen) memcpy(c->out + n, body, blen);
+    if (!head_only && blen) memcpy(c->out + n, body ? body : static_body, blen);
     free(body);
     uv_buf_t b = uv_buf_init(c->out, (unsigned)total);
     c->write.data = c;
     uv_read_stop((uv_stream_t *)&c->h);
     if (uv_write(&c->write, (uv_stream_t *)&c->h, &b, 1, admin_on_written) < 0) admin_conn_close(c);
+}
+
+static void admin_respond(struct admin_conn *c, int status, const char *type, char *body,
+                          size_t blen, bool head_only) {
+    admin_respond_with(c, status, type, body, NULL, blen, NULL, head_only);
+}
+
+/* "stats=1" among the &-separated parameters of QUERY ("?..." or empty). */
+static bool admin_wants_stats(const char *q, size_t qlen) {
+    size_t i = qlen && q[0] == '?' ? 1 : 0;
+    while (i < qlen) {
+        size_t end = i;
+        while (end < qlen && q[end] != '&') end++;
+        if (end - i == 7 && memcmp(q + i, "stats=1", 7) == 0) return true;
+        i = end + 1;
+    }
+    return false;
 }
 
 static void admin_dispatch(struct admin_conn *c) {
@@ -453,11 +487,16 @@ static void admin_dispatch(struct admin_conn *c) {
         char *body = admin_metrics_text(&c->a->src, &len);
         admin_respond(c, 200, "text/plain; version=0.0.4", body, len, head);
     } else if (IS("/status")) {
-        char *body = admin_status_json(&c->a->src, &len);
+        bool stats = admin_wants_stats(http_span_ptr(m, m->query), m->query.len);
+        char *body = status_json(&c->a->src, c->a->dash, stats, &len);
         admin_respond(c, 200, "application/json", body, len, head);
+    } else if (IS("/")) {
+        const char *page = dash_page(&len);
+        admin_respond_with(c, 200, "text/html; charset=utf-8", NULL, page, len,
+                           dash_page_headers(), head);
     } else {
-        admin_respond(c, 404, "text/plain", xstrdup("not found: /healthz /metrics /status\n"), 37,
-                      head);
+        static const char msg[] = "not found: / /healthz /metrics /status\n";
+        admin_respond(c, 404, "text/plain", xstrdup(msg), sizeof(msg) - 1, head);
     }
 #undef IS
 }
@@ -537,7 +576,12 @@ struct admin *admin_start(uv_loop_t *loop, const struct admin_source *src, char 
         uv_close((uv_handle_t *)&a->listener, admin_listener_closed);
         return NULL;
     }
+    a->dash = dash_start(loop, &a->src);
     return a;
+}
+
+void admin_note_reload(struct admin *a, bool ok, const char *first_error) {
+    if (a) dash_note_reload(a->dash, ok, first_error);
 }
 
 void admin_stop(struct admin *a) {
@@ -547,5 +591,7 @@ void admin_stop(struct admin *a) {
         next = n->next;
         admin_conn_close(container_of(n, struct admin_conn, link));
     }
+    dash_stop(a->dash);
+    a->dash = NULL;
     uv_close((uv_handle_t *)&a->listener, admin_listener_closed);
 }

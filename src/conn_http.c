@@ -29,6 +29,7 @@
 
 #include "ferry/config.h"
 #include "ferry/conn.h"
+#include "ferry/errring.h"
 #include "ferry/generation.h"
 #include "ferry/http.h"
 #include "ferry/http_path.h"
@@ -151,7 +152,7 @@ static void http_send_error(struct conn *c, int status, const char *detail, bool
         http_request_id(fresh, c->ctx->rid_seed, ++c->ctx->rid_counter);
     }
     char date[HTTP_DATE_LEN];
-    uv_timeval64_t now;
+    uv_timeval64_t now = {0, 0};
     http_date(date, uv_gettimeofday(&now) == 0 ? now.tv_sec : 0);
     struct http_error e = {
         .status = status,
@@ -162,6 +163,13 @@ static void http_send_error(struct conn *c, int status, const char *detail, bool
         .head = c->x && http_msg_is_head(&c->x->req),
     };
     size_t n = http_build_error(conn_block_data(block), CONN_BLOCK_DATA_SIZE, &e);
+    /* For the dashboard: names from the config and ferry's own words only,
+     * never the client's address or a header value. */
+    const struct exchange *x = c->x;
+    if (c->ctx->errors)
+        errring_add(c->ctx->errors, (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_usec / 1000u,
+                    status, x && x->route ? x->route->name : NULL,
+                    x && x->upstream ? x->upstream->cfg->name : NULL, detail, rid);
     if (c->x) {
         c->x->status = status;
         c->x->bytes_out += n;

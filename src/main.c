@@ -110,10 +110,13 @@ static int parse_options(int argc, char **argv, struct options *o) {
     return -1;
 }
 
-static struct config *load_config(const char *path) {
+/* Loads PATH, printing every problem; the first also goes to FIRST (LEN
+ * bytes, may be NULL), which the dashboard shows for a failed reload. */
+static struct config *load_config(const char *path, char *first, size_t len) {
     struct config_errors errs = {0};
     struct config *cfg = config_load(path, &errs);
     for (size_t i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.items[i]);
+    if (first && errs.count > 0) snprintf(first, len, "%s", errs.items[0]);
     config_errors_free(&errs);
     return cfg;
 }
@@ -174,15 +177,14 @@ static const struct config_listener *find_bind(const struct config *cfg, const c
  * fds[l * nworkers + w], -1 where the workers keep theirs. NULL (logged,
  * nothing left open) when one cannot be bound. */
 static int *open_new_listeners(const struct config *old, const struct config *next,
-                               unsigned nworkers) {
+                               unsigned nworkers, char *err, size_t errlen) {
     size_t n = next->nlisteners * nworkers;
     int *fds = xmalloc((n + 1) * sizeof(int));
     for (size_t k = 0; k < n; k++) fds[k] = -1;
     for (size_t l = 0; l < next->nlisteners; l++) {
         const struct config_listener *cl = &next->listeners[l];
         if (find_bind(old, cl->bind.text)) continue;
-        char err[512];
-        if (listener_open(cl, nworkers, fds + l * nworkers, err, sizeof(err)) < 0) {
+        if (listener_open(cl, nworkers, fds + l * nworkers, err, errlen) < 0) {
             log_error("reload: %s", err);
             for (size_t k = 0; k < n; k++)
                 if (fds[k] >= 0) close(fds[k]);
@@ -224,17 +226,20 @@ static void on_sighup(uv_signal_t *s, int signum) {
     FERRY_UNUSED(signum);
     struct app *a = s->data;
     if (a->stopping) return;
-    struct config *next = load_config(a->config_path);
+    char err[512] = "";
+    struct config *next = load_config(a->config_path, err, sizeof(err));
     if (!next) {
         atomic_fetch_add(&a->rt.reloads_error, 1);
+        admin_note_reload(a->admin, false, err);
         log_error("reload: %s is invalid (errors above); still serving the previous config",
                   a->config_path);
         return;
     }
     const struct config *old = a->gen->cfg;
-    int *fds = open_new_listeners(old, next, a->nworkers);
+    int *fds = open_new_listeners(old, next, a->nworkers, err, sizeof(err));
     if (!fds) {
         atomic_fetch_add(&a->rt.reloads_error, 1);
+        admin_note_reload(a->admin, false, err);
         config_free(next);
         return;
     }
@@ -256,6 +261,7 @@ static void on_sighup(uv_signal_t *s, int signum) {
     a->gen = gen;
     generation_unref(prev);
     atomic_fetch_add(&a->rt.reloads_ok, 1);
+    admin_note_reload(a->admin, true, NULL);
     log_info("reload: %s loaded (config generation %u)", a->config_path, gen->id);
 }
 
@@ -353,7 +359,7 @@ int main(int argc, char **argv) {
     int rc = parse_options(argc, argv, &opt);
     if (rc >= 0) return rc;
     struct app a = {.config_path = opt.config_path};
-    struct config *cfg = load_config(opt.config_path);
+    struct config *cfg = load_config(opt.config_path, NULL, 0);
     if (!cfg) return 1;
     if (opt.explain) {
         rc = explain_run(cfg, opt.explain, stdout, stderr);

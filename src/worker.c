@@ -94,6 +94,8 @@ int worker_init(struct worker *w, unsigned id, struct runtime *rt, struct genera
     *w = (struct worker){.id = id, .rt = rt};
     w->ctx.loop = &w->loop;
     w->ctx.stats = &w->stats;
+    errring_init(&w->errors);
+    w->ctx.errors = &w->errors;
     w->ctx.connections = &rt->connections;
     w->ctx.on_conn_gone = worker_on_conn_gone;
     int err = uv_loop_init(&w->loop);
@@ -296,6 +298,7 @@ void worker_join(struct worker *w) {
     slab_pool_destroy(&w->ctx.exchange_slab);
     uv_mutex_destroy(&w->wakeup_lock);
     stats_free(&w->stats);
+    errring_destroy(&w->errors);
 }
 
 uint64_t worker_freed_bytes(const struct worker *w) {

@@ -2,12 +2,16 @@
  * the main thread's loop, away from the workers:
  *   GET /healthz  200 "ok"
  *   GET /metrics  Prometheus text format, summed over workers
- *   GET /status   JSON: listeners, routes, upstreams and their servers
+ *   GET /status   JSON: listeners, routes, upstreams and their servers;
+ *                 /status?stats=1 adds counters, 5-minute history, the last
+ *                 errors ferry answered itself, reloads and port pressure
+ *   GET /         the dashboard: one HTML page that polls /status?stats=1
  * One request per connection (answered with Connection: close); requests
  * here are not counted in ferry_requests_total. */
 #ifndef FERRY_ADMIN_H
 #define FERRY_ADMIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -30,6 +34,9 @@ struct admin;
 /* Binds and starts serving. NULL with a message in ERR on failure. */
 struct admin *admin_start(uv_loop_t *loop, const struct admin_source *src, char *err,
                           size_t errlen) FERRY_MUSTCHECK;
+/* Main thread: a SIGHUP reload ended, OK or not (FIRST_ERROR: the first
+ * line of what went wrong), for the dashboard. A (no admin) may be NULL. */
+void admin_note_reload(struct admin *a, bool ok, const char *first_error);
 /* Closes the listener and every admin connection; frees on close. */
 void admin_stop(struct admin *a);
 

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "ferry/buffer.h"
+#include "ferry/errring.h"
 #include "ferry/slab.h"
 #include "ferry/stats.h"
 #include "ferry/wheel.h"
@@ -59,6 +60,7 @@ struct worker {
     bool stopping;                     /* the wakeup handle is closed: the loop is ending
                                         * (written under wakeup_lock) */
     struct stats stats;                /* this worker's counters; read by the admin endpoint */
+    struct errring errors;             /* the last errors it answered itself; read by the admin */
 };
 
 /* GEN gains a reference held by the worker. LISTEN_FDS holds one descriptor

@@ -27,6 +27,7 @@
 
 struct config;
 struct config_upstream;
+struct errring;
 struct generation;
 struct stats;
 struct stats_node;
@@ -52,6 +53,7 @@ struct worker_ctx {
     struct wheel wheel;                /* every connection's timeout */
     struct stats *stats;               /* the worker's counters (listeners add theirs) */
     struct stats_node *wstats;         /* its unlabelled node (bytes in/out) */
+    struct errring *errors;            /* the worker's ring of errors ferry answered itself */
     struct view *view;                 /* current config: new connections and requests use it */
     atomic_uint *connections;          /* downstream connections open, all workers */
     struct memtrim_counter freed;      /* connection-side memory given back (bytes) */
