@@ -9,8 +9,10 @@ FERRY_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FERRY_PACKAGES=(build-essential cmake pkg-config libuv1-dev libinih-dev libcmocka-dev
                 node-llhttp python3 curl procps iproute2)
 # Only scripts/test needs these: compose_config validates docker-compose.yml
-# with Debian's docker-compose (no Docker engine needed).
-FERRY_TEST_PACKAGES=(docker-compose python3-websockets clang libclang-rt-14-dev)
+# with Debian's docker-compose (no Docker engine needed); dash_browser loads
+# the admin dashboard in headless Chromium through selenium (no PyPI here).
+FERRY_TEST_PACKAGES=(docker-compose python3-websockets clang libclang-rt-14-dev
+                     chromium chromium-driver python3-selenium)
 
 ferry_missing_packages() {
     local missing=() p
