@@ -43,7 +43,7 @@ static void plain_read_stop(struct transport *t) {
 }
 
 static void plain_on_write(uv_write_t *req, int status) {
-    struct transport_write *w = container_of(req, struct transport_write, req);
+    struct transport_write *w = container_of(req, struct transport_write, u.req);
     w->cb(w, status);
 }
 
@@ -56,7 +56,7 @@ static int plain_write(struct transport *t, struct transport_write *req, const c
     if (n > 0) b = uv_buf_init((char *)data + n, (unsigned)(len - (size_t)n));
     req->t = t;
     req->cb = cb;
-    int err = uv_write(&req->req, t->stream, &b, 1, plain_on_write);
+    int err = uv_write(&req->u.req, t->stream, &b, 1, plain_on_write);
     return err < 0 ? err : 1;
 }
 

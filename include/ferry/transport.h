@@ -68,7 +68,14 @@ struct transport_reader {
 
 /* A queued write; the caller's memory until its callback has run. */
 struct transport_write {
-    uv_write_t req;       /* the plain transport's libuv request */
+    union {
+        uv_write_t req;   /* plain: libuv's request */
+        struct {          /* TLS: a write waiting for the handshake */
+            const char *data;
+            size_t len;
+            struct transport_write *next;
+        } tls;
+    } u;
     struct transport *t;  /* the transport it was queued on */
     transport_write_cb cb; /* runs once, only when write() returned 1 */
 };
