@@ -579,6 +579,8 @@ static void upstream_free(struct config_upstream *u) {
     free(u->servers);
     free(u->health_path);
     strv_free(u->sources, u->nsources);
+    free(u->tls_ca);
+    free(u->tls_sni);
 }
 
 static void route_free(struct config_route *r) {
@@ -600,6 +602,11 @@ void config_free(struct config *cfg) {
         free(cfg->listeners[i].name);
         config_addr_free(&cfg->listeners[i].bind);
         free(cfg->listeners[i].proxy_from);
+        for (size_t c = 0; c < cfg->listeners[i].ntls_certs; c++) {
+            free(cfg->listeners[i].tls_certs[c].cert);
+            free(cfg->listeners[i].tls_certs[c].key);
+        }
+        free(cfg->listeners[i].tls_certs);
     }
     free(cfg->listeners);
     for (size_t i = 0; i < cfg->nupstreams; i++)

@@ -12,7 +12,7 @@
 
 #include "ferry/config.h"
 
-#define CONFIG_MAX_KEYS    16          /* keys of the largest section */
+#define CONFIG_MAX_KEYS    24          /* keys of the largest section */
 
 struct loader;
 

@@ -2,6 +2,7 @@
  * how each value is parsed and stored (the setters), the section's defaults
  * (its open function) and the keys it requires (its finish function). */
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -335,6 +336,73 @@ static void set_source(struct loader *ld, void *obj, const char *key, const char
     parse_words(ld, key, v, config_ip_literal_ok, "IP address", &u->sources, &u->nsources);
 }
 
+/* ---- TLS keys --------------------------------------------------------- */
+
+/* `tls_cert = CERT [KEY]`: paths only; tls_set_load() reads the files. */
+static void set_tls_cert(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_listener *l = obj;
+    const char *cur = v;
+    size_t len[3] = {0};
+    const char *w[3] = {NULL};
+    int n = 0;
+    while (n < 3 && (w[n] = config_next_word(&cur, &len[n]))) n++;
+    if (n == 0 || n > 2) {
+        loader_key_error(ld, key, "expected a certificate file and optionally its key file, got '%s'",
+                         v);
+        return;
+    }
+    l->tls_certs = grow(l->tls_certs, l->ntls_certs, sizeof *l->tls_certs);
+    struct config_tls_cert *c = &l->tls_certs[l->ntls_certs++];
+    c->cert = xstrndup(w[0], len[0]);
+    c->key = n == 2 ? xstrndup(w[1], len[1]) : NULL;
+    c->line = ld->line;
+}
+
+static void set_tls_protocols(struct loader *ld, void *obj, const char *key, const char *v) {
+    static const struct keyword versions[] = {{"TLSv1.2", CONFIG_TLS_1_2},
+                                              {"TLSv1.3", CONFIG_TLS_1_3}};
+    struct config_listener *l = obj;
+    const char *cur = v;
+    size_t len;
+    const char *w;
+    int lo = 0, hi = 0;
+    while ((w = config_next_word(&cur, &len))) {
+        char word[16];
+        int ver;
+        snprintf(word, sizeof(word), "%.*s", (int)(len < 15 ? len : 15), w);
+        if (len >= sizeof(word) || KEYWORD(ld, key, versions, word, &ver) < 0) return;
+        if (!lo || ver < lo) lo = ver;
+        if (ver > hi) hi = ver;
+    }
+    if (!lo) {
+        loader_key_error(ld, key, "expected TLSv1.2, TLSv1.3 or both");
+        return;
+    }
+    l->tls_min = lo;
+    l->tls_max = hi;
+}
+
+static void set_tls_ca(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_upstream *u = obj;
+    FERRY_UNUSED(key);
+    free(u->tls_ca);
+    u->tls_ca = xstrdup(v);
+    u->tls_ca_line = ld->line;
+}
+
+static void set_tls_sni(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_upstream *u = obj;
+    char *h = xstrdup(v);
+    config_lower(h);
+    if (!config_route_host_ok(h) || h[0] == '*' || h[0] == '[') {
+        loader_key_error(ld, key, "expected a host name, got '%s'", v);
+        free(h);
+        return;
+    }
+    free(u->tls_sni);
+    u->tls_sni = h;
+}
+
 /* ---- [route NAME] ----------------------------------------------------- */
 
 static void set_host(struct loader *ld, void *obj, const char *key, const char *v) {
@@ -533,6 +601,10 @@ static const struct key_def listener_keys[] = {
     K_NUM("max_body_size", KEY_SIZE, struct config_listener, max_body_size, 0, NOLIMIT),
     K_BOOL("proxy_protocol", struct config_listener, proxy_protocol),
     K_REPEAT("proxy_protocol_from", set_proxy_protocol_from),
+    K_REPEAT("tls_cert", set_tls_cert),
+    K_FUNC("tls_protocols", set_tls_protocols),
+    K_BOOL("redirect_https", struct config_listener, redirect_https),
+    K_NUM("hsts", KEY_DURATION, struct config_listener, hsts_ms, 0, NOLIMIT),
 };
 
 #define UPSTREAM_DURATION(n, f, lo) K_NUM(n, KEY_DURATION, struct config_upstream, f, lo, NOLIMIT)
@@ -552,6 +624,10 @@ static const struct key_def upstream_keys[] = {
     UPSTREAM_DURATION("health_interval", health_interval_ms, 1),
     K_FUNC("proxy_protocol", set_upstream_proxy_protocol),
     K_FUNC("source", set_source),
+    K_BOOL("tls", struct config_upstream, tls),
+    K_FUNC("tls_ca", set_tls_ca),
+    K_BOOL("tls_verify", struct config_upstream, tls_verify),
+    K_FUNC("tls_sni", set_tls_sni),
 };
 
 static const struct key_def route_keys[] = {
@@ -646,6 +722,8 @@ static void *listener_section_open(struct loader *ld, const char *name) {
     l->header_timeout_ms = 10 * 1000;
     l->idle_timeout_ms = 60 * 1000;
     l->max_header_size = 32 * 1024;
+    l->tls_min = CONFIG_TLS_1_2;
+    l->tls_max = CONFIG_TLS_1_3;
     return l;
 }
 
@@ -666,12 +744,20 @@ static void listener_section_finish(struct loader *ld, void *obj) {
     else if (from && !l->proxy_protocol)
         loader_error(ld, from, "listener %s: proxy_protocol_from needs proxy_protocol = on",
                      l->name);
+    int line;
+    if ((line = seen_line(ld, "tls_protocols")) && !l->ntls_certs)
+        loader_error(ld, line, "listener %s: tls_protocols needs tls_cert", l->name);
+    if ((line = seen_line(ld, "hsts")) && !l->ntls_certs && l->hsts_ms)
+        loader_error(ld, line, "listener %s: hsts applies to a TLS listener (tls_cert)", l->name);
+    if ((line = seen_line(ld, "redirect_https")) && l->redirect_https &&
+        (l->ntls_certs || l->mode != MODE_HTTP))
+        loader_error(ld, line, "listener %s: redirect_https applies to a cleartext http listener",
+                     l->name);
     if (l->mode != MODE_TCP) return;
     if (!seen_line(ld, "upstream"))
         loader_error(ld, l->line, "listener %s: mode tcp needs 'upstream'", l->name);
     for (size_t i = 0; i < FERRY_ARRAY_LEN(http_only); i++) {
-        int line = seen_line(ld, http_only[i]);
-        if (line)
+        if ((line = seen_line(ld, http_only[i])))
             loader_error(ld, line, "listener %s: '%s' applies to mode http only", l->name,
                          http_only[i]);
     }
@@ -700,6 +786,7 @@ static void *upstream_section_open(struct loader *ld, const char *name) {
     u->max_fails = 3;
     u->fail_timeout_ms = 10 * 1000;
     u->health_interval_ms = 5 * 1000;
+    u->tls_verify = true;
     return u;
 }
 
@@ -708,6 +795,16 @@ static void upstream_section_finish(struct loader *ld, void *obj) {
     /* a `server` line with a bad value was reported already */
     if (!seen_line(ld, "server"))
         loader_error(ld, u->line, "upstream %s: needs at least one 'server'", u->name);
+    u->tls_line = seen_line(ld, "tls");
+    if (u->tls && u->proxy_protocol != PROXY_PROTOCOL_OFF)
+        loader_error(ld, seen_line(ld, "proxy_protocol"),
+                     "upstream %s: proxy_protocol cannot be combined with tls = on", u->name);
+    static const char *const tls_only[] = {"tls_ca", "tls_verify", "tls_sni"};
+    for (size_t i = 0; i < FERRY_ARRAY_LEN(tls_only) && !u->tls; i++) {
+        int line = seen_line(ld, tls_only[i]);
+        if (line)
+            loader_error(ld, line, "upstream %s: '%s' needs tls = on", u->name, tls_only[i]);
+    }
 }
 
 static struct config_route *find_route(const struct config *cfg, const char *name) {

@@ -96,6 +96,18 @@ struct config_cidr {
 
 struct config_upstream;
 
+/* One `tls_cert = CERT [KEY]` line: a PEM chain and its key (KEY NULL: the
+ * key is in CERT). Loaded and checked by tls_set_load(). */
+struct config_tls_cert {
+    char *cert;
+    char *key;
+    int line;
+};
+
+/* TLS protocol versions, as OpenSSL numbers them (TLS1_2_VERSION, ...). */
+#define CONFIG_TLS_1_2 0x0303
+#define CONFIG_TLS_1_3 0x0304
+
 struct config_listener {
     char *name;
     int line;                        /* line of the section header */
@@ -110,7 +122,16 @@ struct config_listener {
     bool proxy_protocol;      /* expect PROXY v1/v2 from a balancer in front */
     struct config_cidr *proxy_from; /* sources that may send one; empty = any */
     size_t nproxy_from;
+    struct config_tls_cert *tls_certs; /* non-empty: the listener speaks TLS */
+    size_t ntls_certs;
+    int tls_min, tls_max;     /* CONFIG_TLS_1_2 or CONFIG_TLS_1_3 */
+    bool redirect_https;      /* http, cleartext: 308 every request to https */
+    uint64_t hsts_ms;         /* TLS: Strict-Transport-Security max-age; 0 = off */
 };
+
+static inline bool config_listener_tls(const struct config_listener *l) {
+    return l->ntls_certs > 0;
+}
 
 struct config_upstream {
     char *name;
@@ -133,6 +154,12 @@ struct config_upstream {
     enum proxy_protocol_version proxy_protocol;
     char **sources;                 /* IP literals for outbound binds; may be empty */
     size_t nsources;
+    bool tls;                       /* TLS to the servers */
+    bool tls_verify;                /* verify their certificates (default on) */
+    char *tls_ca;                   /* CA file; NULL: the system's */
+    char *tls_sni;                  /* name sent and verified; NULL: the server's host */
+    int tls_line;                   /* line of `tls`, for messages; 0 = absent */
+    int tls_ca_line;                /* line of `tls_ca` */
 };
 
 struct config_route {
