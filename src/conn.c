@@ -39,6 +39,7 @@
 
 #include "ferry/config.h"
 #include "ferry/generation.h"
+#include "ferry/transport_tls.h"
 #include "ferry/listener.h"
 #include "ferry/log.h"
 #include "ferry/pipe.h"
@@ -202,7 +203,28 @@ int conn_accept(struct listener *l) {
     return 0;
 }
 
+/* A TLS listener's connection speaks TLS from here on: after the PROXY
+ * header when there is one (what came after it is the TLS transport's
+ * first input). */
+static int conn_start_tls(struct conn *c) {
+    const struct tls_server *srv = generation_listener_tls(c->view->gen, c->lcfg);
+    if (!srv) return 0;
+    char *block = c->in;
+    int err = transport_tls_server_init(&c->client_tp, &c->client.stream, &c->ctx->tls, srv,
+                                        c->lstats->u.listener.tls_handshake_errors, block,
+                                        TRANSPORT_HEADROOM, c->in_len);
+    if (err == 0) {
+        c->in = NULL;
+        c->in_len = 0;
+    }
+    return err;
+}
+
 void conn_begin(struct conn *c) {
+    if (conn_start_tls(c) < 0) {
+        conn_close(c, "out of memory for TLS");
+        return;
+    }
     c->proto->start(c);
 }
 

@@ -51,7 +51,8 @@ static void http_fail(struct conn *c, int status, const char *detail);
 static void http_dispatch(struct conn *c);
 static void http_forward_request_body(struct conn *c, char *blk, size_t n);
 static void http_finish_exchange(struct conn *c);
-static void http_not_found(struct conn *c);
+static void http_answer(struct conn *c, int status, const char *detail, const char *location);
+static bool http_redirect_https(struct conn *c);
 static long http_check_request_body(struct conn *c, const char *data, size_t n);
 
 static char *http_block(struct conn *c) {
@@ -140,7 +141,8 @@ static void http_start(struct conn *c) {
 
 /* Every response of ferry's own carries an X-Request-Id, even for a
  * request too broken to have one of its own. */
-static void http_send_error(struct conn *c, int status, const char *detail, bool close) {
+static void http_send_own(struct conn *c, int status, const char *detail, const char *location,
+                          bool close) {
     char *block = http_block(c);
     if (!block) return;
     char fresh[40];
@@ -159,6 +161,7 @@ static void http_send_error(struct conn *c, int status, const char *detail, bool
         .detail = detail,
         .request_id = rid,
         .date = date,
+        .location = location,
         .close = close,
         .head = c->x && http_msg_is_head(&c->x->req),
     };
@@ -178,6 +181,10 @@ static void http_send_error(struct conn *c, int status, const char *detail, bool
         log_debug("conn %s: could not send %d", CONN_PEER(c), status);
 }
 
+static void http_send_error(struct conn *c, int status, const char *detail, bool close) {
+    http_send_own(c, status, detail, NULL, close);
+}
+
 /* Over max_connections: a 503 (not a bare close) tells a client to back off. */
 static void http_refuse(struct conn *c, const char *why) {
     http_send_error(c, 503, why, true);
@@ -188,7 +195,7 @@ static void http_refuse(struct conn *c, const char *why) {
  * client gets STATUS; after, the only honest thing is to close: a truncated
  * response must never look complete. The upstream connection is never
  * reused: it may hold half a request or half a response. */
-static void http_fail(struct conn *c, int status, const char *detail) {
+static void http_fail_own(struct conn *c, int status, const char *detail, const char *location) {
     struct exchange *x = c->x;
     if (c->closing) return;
     if (x && exchange_responding(x)) {
@@ -199,7 +206,7 @@ static void http_fail(struct conn *c, int status, const char *detail) {
     if (status >= 500)
         log_warn("%s %s: %d %s (rid %s)", c->lcfg->name, CONN_PEER(c), status, detail,
                  x && x->rid[0] ? x->rid : "-");
-    http_send_error(c, status, detail, true);
+    http_send_own(c, status, detail, location, true);
     if (x) {
         if (!x->log_method[0] && x->req.head_done && !exchange_routed(x))
             exchange_capture_log(x);
@@ -211,6 +218,10 @@ static void http_fail(struct conn *c, int status, const char *detail) {
     }
     conn_drop_upstream(c); /* it may have half the request: the upstream sees it end now */
     conn_linger(c, true);
+}
+
+static void http_fail(struct conn *c, int status, const char *detail) {
+    http_fail_own(c, status, detail, NULL);
 }
 
 /* --- the request ------------------------------------------------------- */
@@ -334,28 +345,52 @@ static void http_dispatch(struct conn *c) {
         http_fail(c, m->error_status, m->error_text);
         return;
     }
+    if (c->lcfg->redirect_https && http_redirect_https(c)) return;
     const struct config *cfg = view_config(c->view);
     const struct route_table *routes = c->view->gen->routes[c->lcfg - cfg->listeners];
     if (!exchange_route(x, routes, c->lcfg->upstream)) {
-        http_not_found(c);
+        http_answer(c, 404, "no route matches this request", NULL);
         return;
     }
     http_arm(c, x->upstream->cfg->read_timeout_ms);
     exchange_checkout(x);
 }
 
-/* No route: 404. A request without a body leaves the connection in a known
- * state, so it stays open for the next one (a missing favicon should not
- * cost a browser its connection); with a body, or when the client asked
- * for it, the connection closes. */
-static void http_not_found(struct conn *c) {
+/* `redirect_https`: 308 to the same host (without its port, as nginx's
+ * $host) and the normalised target, over https. Returns false when the
+ * request has no Host to send it to (HTTP/1.0): it is then served. */
+static bool http_redirect_https(struct conn *c) {
+    const struct http_msg *m = &c->x->req;
+    if (m->host < 0) return false;
+    const char *host = http_span_ptr(m, m->fields[m->host].value);
+    size_t hlen = m->fields[m->host].value.len;
+    const char *end = host[0] == '[' ? memchr(host, ']', hlen) : memchr(host, ':', hlen);
+    if (end) hlen = (size_t)(end - host) + (host[0] == '[');
+    char location[2048];
+    int n = snprintf(location, sizeof(location), "https://%.*s%.*s%.*s", (int)hlen, host,
+                     (int)m->path.len, http_span_ptr(m, m->path), (int)m->query.len,
+                     http_span_ptr(m, m->query));
+    if (n < 0 || (size_t)n >= sizeof(location)) {
+        http_fail(c, 414, "target too long to redirect");
+        return true;
+    }
+    http_answer(c, 308, location, location);
+    return true;
+}
+
+/* One of ferry's own answers to a complete head (a 404, a redirect). A
+ * request without a body leaves the connection in a known state, so it
+ * stays open for the next one (a missing favicon should not cost a
+ * browser its connection); with a body, or when the client asked for it,
+ * the connection closes. */
+static void http_answer(struct conn *c, int status, const char *detail, const char *location) {
     struct exchange *x = c->x;
     bool bodyless = !x->req.chunked && x->req.content_length == 0;
     if (!bodyless || x->req.conn_close || c->ctx->draining) {
-        http_fail(c, 404, "no route matches this request");
+        http_fail_own(c, status, detail, location);
         return;
     }
-    http_send_error(c, 404, "no route matches this request", false);
+    http_send_own(c, status, detail, location, false);
     if (c->closing) return;
     x->req_done = true;
     exchange_set_state(x, EXCHANGE_DONE);
@@ -467,6 +502,7 @@ static void http_write_head(struct conn *c, const char *body, size_t body_len) {
         .client_minor = x->req.minor,
         .close = x->close_client,
         .dechunk = x->dechunk,
+        .hsts_s = c->lcfg->hsts_ms / 1000,
     };
     size_t n = http_build_response(conn_block_data(blk), CONN_BLOCK_DATA_SIZE, &x->resp, &rw);
     if (n == 0) {

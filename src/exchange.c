@@ -252,6 +252,7 @@ static void exchange_checkout_failed(struct exchange *x, int err) {
     }
     const char *cause;
     int code = http_status_for(err, &cause);
+    if (x->checkout.last_cause && err == x->checkout.last_error) cause = x->checkout.last_cause;
     exchange_fail_upstream(x, code, cause);
 }
 

@@ -143,9 +143,13 @@ size_t http_build_response(char *out, size_t cap, const struct http_msg *resp,
      * client that believed them would read the next response as this
      * one's body. */
     bool bodiless = resp->status < 200 || resp->status == 204 || resp->status == 304;
+    bool has_hsts = false;
     for (unsigned i = 0; i < resp->nfields; i++) {
         const struct http_field *f = &resp->fields[i];
         if (f->hop) continue;
+        if (rw->hsts_s && f->name.len == 25 &&
+            strncasecmp(http_span_ptr(resp, f->name), "Strict-Transport-Security", 25) == 0)
+            has_hsts = true; /* the app's own policy wins */
         if (f->id == HTTP_F_TRANSFER_ENCODING && (rw->dechunk || bodiless)) continue;
         if (f->id == HTTP_F_CONTENT_LENGTH && bodiless) continue;
         out_span(&o, resp, f->name);
@@ -157,6 +161,11 @@ size_t http_build_response(char *out, size_t cap, const struct http_msg *resp,
         if (resp->request_id < 0 && rw->request_id) out_field(&o, "X-Request-Id", rw->request_id);
         if (rw->route) out_headers(&o, rw->route->add_response_headers,
                                    rw->route->nadd_response_headers);
+        if (rw->hsts_s && !has_hsts) {
+            char v[48];
+            snprintf(v, sizeof(v), "max-age=%llu", (unsigned long long)rw->hsts_s);
+            out_field(&o, "Strict-Transport-Security", v);
+        }
     }
     if (tunnel)
         strbuf_adds(&o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
@@ -204,9 +213,11 @@ size_t http_build_error(char *out, size_t cap, const struct http_error *e) {
      * 9.3.2), and not one byte more, or the client reads it as the start
      * of the next response. */
     int n = snprintf(out, cap,
-                     "HTTP/1.1 %d %s\r\n%s%s%sContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                     "HTTP/1.1 %d %s\r\n%s%s%s%s%s%sContent-Type: text/plain\r\nContent-Length: %d\r\n"
                      "%s%s%s%s\r\n%.*s",
                      e->status, reason, date ? "Date: " : "", date ? date : "", date ? "\r\n" : "",
+                     e->location ? "Location: " : "", e->location ? e->location : "",
+                     e->location ? "\r\n" : "",
                      blen, rid ? "X-Request-Id: " : "", rid ? rid : "", rid ? "\r\n" : "",
                      e->close ? "Connection: close\r\n" : "", e->head ? 0 : blen, body);
     if (n < 0) return 0;

@@ -27,6 +27,7 @@
 #include "ferry/log.h"
 #include "ferry/memtrim.h"
 #include "ferry/ports.h"
+#include "ferry/tls.h"
 #include "ferry/worker.h"
 
 struct options {
@@ -110,11 +111,17 @@ static int parse_options(int argc, char **argv, struct options *o) {
     return -1;
 }
 
-/* Loads PATH, printing every problem; the first also goes to FIRST (LEN
- * bytes, may be NULL), which the dashboard shows for a failed reload. */
-static struct config *load_config(const char *path, char *first, size_t len) {
+/* Loads PATH and what its TLS keys name (certificates, CA files), printing
+ * every problem; the first also goes to FIRST (LEN bytes, may be NULL),
+ * which the dashboard shows for a failed reload. NULL on any error. */
+static struct config *load_config(const char *path, struct tls_set **tls, char *first,
+                                  size_t len) {
     struct config_errors errs = {0};
     struct config *cfg = config_load(path, &errs);
+    if (cfg && !(*tls = tls_set_load(cfg, &errs))) {
+        config_free(cfg);
+        cfg = NULL;
+    }
     for (size_t i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.items[i]);
     if (first && errs.count > 0) snprintf(first, len, "%s", errs.items[0]);
     config_errors_free(&errs);
@@ -227,7 +234,8 @@ static void on_sighup(uv_signal_t *s, int signum) {
     struct app *a = s->data;
     if (a->stopping) return;
     char err[512] = "";
-    struct config *next = load_config(a->config_path, err, sizeof(err));
+    struct tls_set *tls = NULL;
+    struct config *next = load_config(a->config_path, &tls, err, sizeof(err));
     if (!next) {
         atomic_fetch_add(&a->rt.reloads_error, 1);
         admin_note_reload(a->admin, false, err);
@@ -240,12 +248,13 @@ static void on_sighup(uv_signal_t *s, int signum) {
     if (!fds) {
         atomic_fetch_add(&a->rt.reloads_error, 1);
         admin_note_reload(a->admin, false, err);
+        tls_set_free(tls);
         config_free(next);
         return;
     }
     if (next->global.workers != old->global.workers)
         log_warn("reload: a new number of workers takes effect at the next restart");
-    struct generation *gen = generation_new(next, ++a->next_gen_id);
+    struct generation *gen = generation_new(next, tls, ++a->next_gen_id);
     health_adopt(next); /* before any worker builds a view of it */
     ports_adopt(next);
     for (unsigned w = 0; w < a->nworkers; w++) {
@@ -286,6 +295,7 @@ static void on_worker_exited(uv_async_t *as) {
     a->admin = NULL;
     memtrim_stop(a->memtrim);
     a->memtrim = NULL;
+    tls_tickets_stop();
     uv_walk(&a->loop, close_main_handle, NULL);
 }
 
@@ -359,10 +369,12 @@ int main(int argc, char **argv) {
     int rc = parse_options(argc, argv, &opt);
     if (rc >= 0) return rc;
     struct app a = {.config_path = opt.config_path};
-    struct config *cfg = load_config(opt.config_path, NULL, 0);
+    struct tls_set *tls = NULL;
+    struct config *cfg = load_config(opt.config_path, &tls, NULL, 0);
     if (!cfg) return 1;
     if (opt.explain) {
         rc = explain_run(cfg, opt.explain, stdout, stderr);
+        tls_set_free(tls);
         config_free(cfg);
         return rc;
     }
@@ -376,11 +388,13 @@ int main(int argc, char **argv) {
         char msg[4200];
         access_log_error(cfg, err, msg, sizeof(msg));
         fprintf(stderr, "%s\n", msg);
+        tls_set_free(tls);
         config_free(cfg);
         return 1;
     }
     if (opt.check_only) {
         printf("%s: ok\n", opt.config_path);
+        tls_set_free(tls);
         config_free(cfg);
         return 0;
     }
@@ -391,11 +405,13 @@ int main(int argc, char **argv) {
     int *fds = open_listeners(cfg, a.nworkers);
     if (!fds) {
         access_log_close();
+        tls_set_free(tls);
         config_free(cfg);
         return 1;
     }
-    a.gen = generation_new(cfg, ++a.next_gen_id);
+    a.gen = generation_new(cfg, tls, ++a.next_gen_id);
     uv_loop_init(&a.loop);
+    tls_tickets_start(&a.loop);
     health_start(&a.loop);
     health_adopt(cfg);
     ports_start(&a.loop);

@@ -30,6 +30,7 @@
 #include "ferry/health.h"
 #include "ferry/log.h"
 #include "ferry/stats.h"
+#include "ferry/transport_tls.h"
 
 static void upstream_on_connect(uv_connect_t *req, int status);
 static void upstream_on_connect_timeout(uv_timer_t *t);
@@ -76,8 +77,14 @@ struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *l
     return up;
 }
 
+void upstream_set_tls(struct upstream *up, const struct tls_client *tls, struct tls_worker *tw) {
+    up->tls = tls;
+    up->tw = tw;
+}
+
 void upstream_destroy(struct upstream *up) {
     if (!up) return;
+    for (size_t i = 0; i < up->nservers; i++) tls_session_free(up->servers[i].tls_session);
     free(up->servers);
     free(up->peers);
     free(up->load);
@@ -257,6 +264,7 @@ static int upstream_attempt(struct upstream_checkout *co) {
         upstream_count_error(s, err);
         co->connecting = NULL;
         co->last_error = err;
+        co->last_cause = NULL;
         upstream_conn_close(uc, NULL, NULL);
         /* Out of ports on this source address: the next one may have some. */
         if (err == UV_EADDRNOTAVAIL && ++co->source_tries < co->up->nsources) {
@@ -294,8 +302,9 @@ void upstream_checkout_cancel(struct upstream_checkout *co) {
     upstream_conn_close(uc, NULL, NULL);
 }
 
-/* One attempt ended with STATUS; continue the checkout or report. */
-static void upstream_attempt_done(struct upstream_conn *uc, int status) {
+/* One attempt ended with STATUS (CAUSE: its words, or NULL); continue the
+ * checkout or report. */
+static void upstream_attempt_done(struct upstream_conn *uc, int status, const char *cause) {
     struct upstream_checkout *co = uc->checkout;
     struct upstream_server *s = uc->server;
     uc->checkout = NULL;
@@ -310,21 +319,39 @@ static void upstream_attempt_done(struct upstream_conn *uc, int status) {
     }
     upstream_count_error(s, status);
     co->last_error = status;
+    co->last_cause = cause;
     upstream_conn_close(uc, NULL, NULL);
     int err = upstream_attempt(co);
     if (err < 0) co->cb(co, NULL, err);
 }
 
+/* tls = on: the attempt ends with the handshake, inside connect_timeout,
+ * so a server whose certificate fails is one more failed attempt (the next
+ * server is tried) and a pooled connection is always a verified one. */
+static void upstream_on_tls_ready(struct transport *t, int status) {
+    struct upstream_conn *uc = container_of(t, struct upstream_conn, tp);
+    if (uc->closing || !uc->checkout) return;
+    upstream_attempt_done(uc, status, status < 0 ? transport_tls_error(t) : NULL);
+}
+
 static void upstream_on_connect(uv_connect_t *req, int status) {
     struct upstream_conn *uc = container_of(req, struct upstream_conn, connect_req);
     if (uc->closing || !uc->checkout) return; /* cancelled or timed out */
-    upstream_attempt_done(uc, status);
+    struct upstream_server *s = uc->server;
+    struct upstream *up = s->up;
+    if (status == 0 && up->tls) {
+        const char *host = s->cfg->addr.host ? s->cfg->addr.host : "localhost";
+        status = transport_tls_client_init(&uc->tp, &uc->h.stream, up->tw, up->tls, host,
+                                           &s->tls_session, upstream_on_tls_ready);
+        if (status == 0) return;
+    }
+    upstream_attempt_done(uc, status, NULL);
 }
 
 static void upstream_on_connect_timeout(uv_timer_t *t) {
     struct upstream_conn *uc = container_of(t, struct upstream_conn, timer);
     if (uc->closing || !uc->checkout) return;
-    upstream_attempt_done(uc, UV_ETIMEDOUT);
+    upstream_attempt_done(uc, UV_ETIMEDOUT, transport_is_tls(&uc->tp) ? "TLS handshake timeout" : NULL);
 }
 
 static void upstream_idle_alloc(struct transport *t, uv_buf_t *out) {

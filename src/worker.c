@@ -25,6 +25,7 @@
 #include "ferry/generation.h"
 #include "ferry/listener.h"
 #include "ferry/log.h"
+#include "ferry/tls.h"
 #include "ferry/upstream.h"
 
 /* Enough free buffers to serve a burst without going back to malloc,
@@ -49,8 +50,11 @@ static struct view *view_new(struct worker *w, struct generation *gen) {
     v->gen = gen;
     v->refs = 1;
     v->upstreams = xcalloc(cfg->nupstreams + 1, sizeof(*v->upstreams));
-    for (size_t i = 0; i < cfg->nupstreams; i++)
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
         v->upstreams[i] = upstream_create(&cfg->upstreams[i], &w->loop, &w->stats);
+        if (gen->tls && gen->tls->upstreams[i])
+            upstream_set_tls(v->upstreams[i], gen->tls->upstreams[i], &w->ctx.tls);
+    }
     v->route_stats = xcalloc(cfg->nroutes + 1, sizeof(*v->route_stats));
     for (size_t i = 0; i < cfg->nroutes; i++)
         v->route_stats[i] = stats_node(&w->stats, STATS_ROUTE, cfg->routes[i].name, NULL);
@@ -105,6 +109,7 @@ int worker_init(struct worker *w, unsigned id, struct runtime *rt, struct genera
     w->wakeup.data = w;
     list_init(&w->ctx.conns);
     buffer_pool_init(&w->ctx.pool, WORKER_FREE_BUFFERS);
+    tls_worker_init(&w->ctx.tls, &w->loop, &w->ctx.pool);
     atomic_init(&w->ctx.freed.bytes, 0);
     slab_pool_init(&w->ctx.conn_slab, conn_object_size());
     slab_pool_init(&w->ctx.exchange_slab, conn_exchange_size());
@@ -230,6 +235,7 @@ static void worker_maybe_exit(struct worker *w) {
     struct view *v = w->ctx.view;
     for (size_t i = 0; i < v->gen->cfg->nupstreams; i++) upstream_close_idle(v->upstreams[i]);
     wheel_close(&w->ctx.wheel);
+    tls_worker_close(&w->ctx.tls);
     uv_close((uv_handle_t *)&w->decay, NULL);
     uv_mutex_lock(&w->wakeup_lock);
     w->stopping = true;

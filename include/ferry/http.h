@@ -191,6 +191,7 @@ struct http_response_rewrite {
     uint8_t client_minor;             /* the client's HTTP/1.<minor> */
     bool close;                       /* the client connection ends after this response */
     bool dechunk;                     /* body is re-framed (chunked to an HTTP/1.0 client) */
+    uint64_t hsts_s;                  /* Strict-Transport-Security max-age; 0: none added */
 };
 
 size_t http_build_response(char *out, size_t cap, const struct http_msg *resp,
@@ -202,6 +203,7 @@ struct http_error {
     const char *detail;     /* the cause, for the body; NULL: the reason phrase */
     const char *request_id; /* X-Request-Id; may be NULL */
     const char *date;       /* Date (http_date()); may be NULL */
+    const char *location;   /* Location (a redirect); may be NULL */
     bool close;             /* Connection: close */
     bool head;              /* the request was HEAD: the same headers, no body */
 };

@@ -59,9 +59,12 @@ struct stats_worker {
     stat_t bytes_out; /* to clients */
 };
 
+#define STATS_TLS_REASONS 8 /* tls.h: enum tls_fail_reason */
+
 struct stats_listener {
     stat_t connections_total;
     stat_t connections_active;
+    stat_t tls_handshake_errors[STATS_TLS_REASONS];
 };
 
 struct stats_route {

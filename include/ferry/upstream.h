@@ -43,6 +43,7 @@ struct upstream_server {
     struct stats_node *stats;        /* this worker's counters for it (STATS_SERVER) */
     struct list_node idle;           /* pooled idle connections, most recent first */
     unsigned nidle;                  /* entries in idle */
+    struct ssl_session_st *tls_session; /* tls: the last session, to resume */
 };
 
 struct upstream {
@@ -59,6 +60,8 @@ struct upstream {
     bool retired;                    /* a reload replaced it: nothing goes back to its pools */
     struct stats_node *stats;        /* this worker's counters for it (STATS_UPSTREAM) */
     size_t nservers;
+    const struct tls_client *tls;    /* tls = on: the context (the generation's); else NULL */
+    struct tls_worker *tw;           /* with tls: the loop's TLS state */
 };
 
 /* An outbound connection. Whoever holds it owns it until
@@ -112,6 +115,7 @@ struct upstream_checkout {
     unsigned attempts;                /* connections tried so far */
     uint64_t tried;                   /* bit i: server i was tried (first 64 servers) */
     int last_error;                   /* of the latest failed attempt */
+    const char *last_cause;           /* its words when a code says too little (TLS), or NULL */
     unsigned source_tries;            /* EADDRNOTAVAIL retries on other source addresses */
     struct upstream_want want;        /* the caller's terms */
 };
@@ -122,6 +126,11 @@ struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *l
                                  struct stats *stats);
 /* Every upstream_conn must have been closed (and its callbacks run). */
 void upstream_destroy(struct upstream *up);
+/* tls = on: connections to UP's servers speak TLS with TLS (which must
+ * outlive UP), sharing TW's buffers. */
+struct tls_client;
+struct tls_worker;
+void upstream_set_tls(struct upstream *up, const struct tls_client *tls, struct tls_worker *tw);
 
 /* Starts a checkout (WANT is copied). Returns 0 when CB has run or will run,
  * exactly once: with an idle pooled connection it runs before this returns
