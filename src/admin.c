@@ -8,6 +8,7 @@
 #include "admin_internal.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "ferry/ports.h"
 #include "ferry/stats.h"
 #include "ferry/strbuf.h"
+#include "ferry/tls.h"
 #include "ferry/worker.h"
 
 #define ADMIN_REQUEST_MAX 8192
@@ -144,6 +146,42 @@ static void metrics_listeners(struct strbuf *b, const struct admin_source *src) 
         }
     }
     free(keys);
+}
+
+/* Handshake failures of every TLS listener of the current config, and the
+ * expiry (Unix time) of each of its certificates. */
+static void metrics_tls(struct strbuf *b, const struct admin_source *src) {
+    const struct generation *gen = *src->gen;
+    const struct config *cfg = gen->cfg;
+    metric_head(b, "ferry_tls_handshake_errors_total", "counter",
+                "TLS handshakes that failed, by listener and reason.");
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct config_listener *l = &cfg->listeners[i];
+        if (!config_listener_tls(l)) continue;
+        struct admin_sum s = admin_sum_of(src, STATS_LISTENER, (struct admin_key){l->name, NULL},
+                                          NVAL(struct stats_listener));
+        const uint64_t *fails = s.v + offsetof(struct stats_listener, tls_handshake_errors) /
+                                          sizeof(stat_t);
+        for (int r = 0; r < TLS_FAIL_REASONS; r++) {
+            strbuf_adds(b, "ferry_tls_handshake_errors_total{listener=\"");
+            admin_escaped(b, l->name);
+            strbuf_printf(b, "\",reason=\"%s\"} %llu\n", tls_fail_names[r],
+                          (unsigned long long)fails[r]);
+        }
+    }
+    metric_head(b, "ferry_tls_certificate_expiry_seconds", "gauge",
+                "When each certificate expires, in seconds since the Unix epoch.");
+    for (size_t i = 0; gen->tls && i < gen->tls->nlisteners; i++) {
+        const struct tls_server *srv = gen->tls->listeners[i];
+        for (size_t c = 0; srv && c < srv->ncerts; c++) {
+            const struct tls_cert *cert = &srv->certs[c];
+            strbuf_adds(b, "ferry_tls_certificate_expiry_seconds{listener=\"");
+            admin_escaped(b, srv->listener);
+            strbuf_adds(b, "\",name=\"");
+            admin_escaped(b, cert->nnames ? cert->names[0] : cert->file);
+            strbuf_printf(b, "\"} %lld\n", (long long)cert->not_after);
+        }
+    }
 }
 
 static void metrics_routes(struct strbuf *b, const struct admin_source *src) {
@@ -286,6 +324,7 @@ static void metrics_upstreams(struct strbuf *b, const struct admin_source *src) 
 char *admin_metrics_text(const struct admin_source *src, size_t *len) {
     struct strbuf b = STRBUF_INIT;
     metrics_listeners(&b, src);
+    metrics_tls(&b, src);
     metrics_routes(&b, src);
     metrics_servers(&b, src);
     metrics_upstreams(&b, src);
@@ -359,6 +398,28 @@ static void status_upstreams(struct strbuf *b, const struct admin_source *src,
 
 /* /status; with STATS (and D, the dashboard's history) the fields of
  * /status?stats=1 as well. */
+/* Every certificate of every TLS listener: what it serves and until when. */
+static void status_certificates(struct strbuf *b, const struct generation *gen) {
+    strbuf_adds(b, ",\"certificates\":[");
+    bool first = true;
+    for (size_t i = 0; gen->tls && i < gen->tls->nlisteners; i++) {
+        const struct tls_server *srv = gen->tls->listeners[i];
+        for (size_t c = 0; srv && c < srv->ncerts; c++) {
+            const struct tls_cert *cert = &srv->certs[c];
+            strbuf_printf(b, "%s{\"listener\":\"", first ? "" : ",");
+            admin_escaped(b, srv->listener);
+            strbuf_adds(b, "\",\"file\":\"");
+            admin_escaped(b, cert->file);
+            strbuf_adds(b, "\",\"names\":");
+            status_strings(b, cert->names, cert->nnames);
+            strbuf_printf(b, ",\"not_after\":%lld,\"default\":%s}", (long long)cert->not_after,
+                          c == 0 ? "true" : "false");
+            first = false;
+        }
+    }
+    strbuf_adds(b, "]");
+}
+
 static char *status_json(const struct admin_source *src, struct dash *d, bool stats,
                          size_t *len) {
     const struct generation *gen = *src->gen;
@@ -372,7 +433,8 @@ static char *status_json(const struct admin_source *src, struct dash *d, bool st
         admin_escaped(&b, l->name);
         strbuf_printf(&b, "\",\"bind\":\"");
         admin_escaped(&b, l->bind.text);
-        strbuf_printf(&b, "\",\"mode\":\"%s\"", l->mode == MODE_TCP ? "tcp" : "http");
+        strbuf_printf(&b, "\",\"mode\":\"%s\",\"tls\":%s", l->mode == MODE_TCP ? "tcp" : "http",
+                      config_listener_tls(l) ? "true" : "false");
         if (stats) dash_listener_fields(&b, src, l);
         strbuf_printf(&b, "}");
     }
@@ -395,6 +457,7 @@ static char *status_json(const struct admin_source *src, struct dash *d, bool st
     }
     strbuf_printf(&b, "],");
     status_upstreams(&b, src, cfg, stats);
+    status_certificates(&b, gen);
     if (stats) dash_tail(&b, d, src);
     strbuf_printf(&b, "}\n");
     *len = b.len;

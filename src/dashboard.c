@@ -282,7 +282,7 @@ void dash_listener_fields(struct strbuf *b, const struct admin_source *src,
                           const struct config_listener *l) {
     struct admin_sum s = admin_sum_of(src, STATS_LISTENER, (struct admin_key){l->name, NULL},
                                       NVAL(struct stats_listener));
-    strbuf_printf(b, ",\"tls\":false,\"connections\":%llu,\"connections_total\":%llu",
+    strbuf_printf(b, ",\"connections\":%llu,\"connections_total\":%llu",
                   (unsigned long long)s.v[1], (unsigned long long)s.v[0]);
 }
 
@@ -374,6 +374,5 @@ void dash_tail(struct strbuf *b, struct dash *d, const struct admin_source *src)
         dash_str(b, ps->sources[i].name);
         strbuf_printf(b, ",\"in_use\":%u}", ps->sources[i].in_use);
     }
-    /* no TLS yet: the page shows the section once listeners have certificates */
-    strbuf_adds(b, "]},\"certificates\":[]");
+    strbuf_adds(b, "]}");
 }
