@@ -141,9 +141,11 @@ static int ticket_mac_init(EVP_MAC_CTX *hctx, unsigned char *key) {
     return EVP_MAC_CTX_set_params(hctx, params);
 }
 
-/* OpenSSL's ticket callback: 1 sealed/opened with the current key, 2
- * opened with the previous one (OpenSSL then issues a fresh ticket), 0
- * unknown key (a full handshake), -1 failure. */
+/* OpenSSL's ticket callback: 1 sealed, 2 opened (OpenSSL then issues a
+ * fresh ticket), 0 unknown key (a full handshake), -1 failure. Opening
+ * always asks for a fresh ticket: OpenSSL clients use a TLS 1.3 session
+ * once, so a client that resumed and got nothing new (ferry towards a
+ * ferry, say) would fall back to a full handshake every other time. */
 static int on_ticket_key(SSL *ssl, unsigned char name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
                          EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx, int enc) {
     FERRY_UNUSED(ssl);
@@ -158,7 +160,7 @@ static int on_ticket_key(SSL *ssl, unsigned char name[16], unsigned char iv[EVP_
         for (int i = 0; i < 2 && !result; i++)
             if (memcmp(name, ring.keys[i].name, 16) == 0) {
                 k = ring.keys[i];
-                result = i + 1;
+                result = 2;
             }
     }
     pthread_mutex_unlock(&ring.mu);
@@ -307,8 +309,15 @@ static bool cert_load(const char *file, const struct config_listener *l,
         return false;
     }
     if (SSL_CTX_use_PrivateKey_file(c->ctx, key, SSL_FILETYPE_PEM) != 1) {
-        tls_error(errs, file, cc->line, "listener %s: tls_cert: no PEM private key in %s (%s)",
-                  l->name, key, tls_last_reason());
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+            ERR_clear_error();
+            tls_error(errs, file, cc->line,
+                      "listener %s: tls_cert: the key in %s does not match the certificate in %s",
+                      l->name, key, cc->cert);
+        } else {
+            tls_error(errs, file, cc->line, "listener %s: tls_cert: no PEM private key in %s (%s)",
+                      l->name, key, tls_last_reason());
+        }
         return false;
     }
     if (SSL_CTX_check_private_key(c->ctx) != 1) {
