@@ -25,6 +25,7 @@
 
 #include <assert.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -32,6 +33,7 @@
 #include "ferry/config.h"
 #include "ferry/http_path.h"
 #include "ferry/route.h"
+#include "ferry/tls.h"
 #include "ferry/util.h"
 
 #define EXPLAIN_USAGE "expected 'METHOD http://HOST[:PORT]/PATH[?QUERY]' or 'METHOD /PATH'"
@@ -79,6 +81,9 @@ static bool explain_listener(const struct config *cfg, const struct config_liste
                              const struct explain_req *q, FILE *out);
 static enum explain_rule rule_between(const struct route_verdict *w, const struct route_verdict *l);
 static void print_request(FILE *out, const struct explain_req *q);
+struct tls_set;
+static void print_certificate(FILE *out, const struct config *cfg, const struct tls_set *tls,
+                              const struct config_listener *l, const struct explain_req *q);
 static void print_listener(FILE *out, const struct config *cfg, const struct config_listener *l,
                            const struct explain_req *q, bool all);
 static void print_methods(FILE *out, const struct config_route *r);
@@ -138,15 +143,17 @@ static int req_url(struct explain_req *q, const char *url, const char **why) {
         }
     }
     const char *p = url;
-    if (strncasecmp(url, "http://", 7) == 0) {
-        const char *a = url + 7;
+    size_t scheme = strncasecmp(url, "http://", 7) == 0    ? 7
+                    : strncasecmp(url, "https://", 8) == 0 ? 8
+                                                           : 0;
+    if (scheme) {
+        const char *a = url + scheme;
         size_t n = strcspn(a, "/?#");
+        q->port = scheme == 8 ? 443 : 80;
         if (req_authority(q, a, n, why) < 0) return -1;
         p = a + n;
     } else if (url[0] != '/' && strcmp(url, "*") != 0) {
-        *why = strncasecmp(url, "https://", 8) == 0
-                   ? "https: ferry listeners speak plain http; use http://HOST:PORT"
-                   : "the URL must start with http:// or /";
+        *why = "the URL must start with http://, https:// or /";
         return -1;
     }
     size_t plen = strcspn(p, "?#");
@@ -175,10 +182,9 @@ static int req_authority(struct explain_req *q, const char *a, size_t n, const c
     size_t hlen = colon ? (size_t)(colon - a) : n;
     if (hlen == 0 || memchr(a, '@', n)) {
         *why = hlen ? "user@ in the URL is not allowed (SPEC: Host has no userinfo)"
-                    : "no host after http://";
+                    : "no host after the scheme";
         return -1;
     }
-    q->port = 80;
     if (colon && req_port(colon + 1, (size_t)(a + n - colon - 1), &q->port) < 0) {
         *why = "the port must be a number 1..65535";
         return -1;
@@ -304,7 +310,8 @@ static bool explain_listener(const struct config *cfg, const struct config_liste
     return r || l->upstream;
 }
 
-int explain_run(const struct config *cfg, const char *request, FILE *out, FILE *err) {
+int explain_run(const struct config *cfg, const struct tls_set *tls, const char *request,
+                FILE *out, FILE *err) {
     struct explain_req q;
     const char *why = NULL;
     if (req_parse(&q, request, &why) < 0) {
@@ -325,6 +332,7 @@ int explain_run(const struct config *cfg, const char *request, FILE *out, FILE *
     for (size_t i = 0; i < n; i++) {
         fprintf(out, "\n");
         print_listener(out, cfg, ls[i], &q, all);
+        print_certificate(out, cfg, tls, ls[i], &q);
         routed |= explain_listener(cfg, ls[i], &q, out);
     }
     free(ls);
@@ -353,6 +361,22 @@ static void print_listener(FILE *out, const struct config *cfg, const struct con
     else if (all)
         fprintf(out, "  [no port in the URL: showing every http listener]");
     fprintf(out, "\n");
+}
+
+/* The certificate a TLS listener presents when the client asks for the
+ * URL's host by SNI. */
+static void print_certificate(FILE *out, const struct config *cfg, const struct tls_set *tls,
+                              const struct config_listener *l, const struct explain_req *q) {
+    size_t i = (size_t)(l - cfg->listeners);
+    const struct tls_server *srv = tls && i < tls->nlisteners ? tls->listeners[i] : NULL;
+    if (!srv) return;
+    char host[256];
+    size_t hlen = q->host[0] == '[' ? strcspn(q->host, "]") + 1 : strcspn(q->host, ":");
+    snprintf(host, sizeof(host), "%.*s", (int)hlen, q->host);
+    const struct tls_cert *c = tls_server_pick(srv, host[0] ? host : NULL);
+    fprintf(out, "certificate: %s (%s:%d), names", c->file, cfg->file, c->line);
+    for (size_t n = 0; n < c->nnames; n++) fprintf(out, "%s%s", n ? ", " : " ", c->names[n]);
+    fprintf(out, "%s\n", c == &srv->certs[0] ? " [the default]" : "");
 }
 
 static void print_methods(FILE *out, const struct config_route *r) {

@@ -373,7 +373,7 @@ int main(int argc, char **argv) {
     struct config *cfg = load_config(opt.config_path, &tls, NULL, 0);
     if (!cfg) return 1;
     if (opt.explain) {
-        rc = explain_run(cfg, opt.explain, stdout, stderr);
+        rc = explain_run(cfg, tls, opt.explain, stdout, stderr);
         tls_set_free(tls);
         config_free(cfg);
         return rc;

@@ -23,6 +23,10 @@ struct config;
  * an upstream (a route or its default `upstream`), 1 when none does (a path
  * the proxy refuses with 400 included), 2 when REQUEST cannot be parsed
  * (bad usage; a message goes to ERR). */
-int explain_run(const struct config *cfg, const char *request, FILE *out, FILE *err);
+struct tls_set;
+/* TLS (may be NULL): the certificates of CFG, to say which one a TLS
+ * listener would present for the request's host. */
+int explain_run(const struct config *cfg, const struct tls_set *tls, const char *request,
+                FILE *out, FILE *err);
 
 #endif
