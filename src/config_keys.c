@@ -382,6 +382,20 @@ static void set_tls_protocols(struct loader *ld, void *obj, const char *key, con
     l->tls_max = hi;
 }
 
+/* `hsts = off | DURATION` (the max-age). */
+static void set_hsts(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_listener *l = obj;
+    bool on;
+    uint64_t ms;
+    if (config_parse_bool(v, &on) == 0 && !on) {
+        l->hsts_ms = 0;
+    } else if (config_parse_duration(v, &ms) < 0 || ms < 1000 || ms > CONFIG_MAX_DURATION_MS) {
+        loader_key_error(ld, key, "expected off or a duration from 1s to 3650d, got '%s'", v);
+    } else {
+        l->hsts_ms = ms;
+    }
+}
+
 static void set_tls_ca(struct loader *ld, void *obj, const char *key, const char *v) {
     struct config_upstream *u = obj;
     FERRY_UNUSED(key);
@@ -604,7 +618,7 @@ static const struct key_def listener_keys[] = {
     K_REPEAT("tls_cert", set_tls_cert),
     K_FUNC("tls_protocols", set_tls_protocols),
     K_BOOL("redirect_https", struct config_listener, redirect_https),
-    K_NUM("hsts", KEY_DURATION, struct config_listener, hsts_ms, 0, NOLIMIT),
+    K_FUNC("hsts", set_hsts),
 };
 
 #define UPSTREAM_DURATION(n, f, lo) K_NUM(n, KEY_DURATION, struct config_upstream, f, lo, NOLIMIT)

@@ -534,10 +534,21 @@ SECTION_OF = {"global": "global", "listener": "listener web", "upstream": "upstr
               "route": "route api"}
 
 
+# Files the README's TLS examples name, made by test_readme_reference.
+TLS_FILES = {}
+
+
 def config_with(sec, key, value):
     secs = {k: list(v) for k, v in BASE.items()}
     name = SECTION_OF[sec]
     kvs = [kv for kv in secs[name] if kv[0] != key]
+    for path, real in TLS_FILES.items():
+        value = value.replace(path, real)
+    if sec == "listener" and key in ("tls_protocols", "hsts"):
+        kvs.append(("tls_cert", "%s %s" % (TLS_FILES["/etc/ferry/site.pem"],
+                                           TLS_FILES["/etc/ferry/site.key"])))
+    if sec == "upstream" and key in ("tls_ca", "tls_verify", "tls_sni"):
+        kvs.append(("tls", "on"))
     if sec == "route" and key == "path":
         kvs = [kv for kv in kvs if kv[0] != "path_prefix"]
     if sec == "listener" and key == "proxy_protocol_from":
@@ -572,6 +583,13 @@ def test_readme_reference(h):
             print("[%s]: %d keys, README and loader agree" % (sec, len(have)))
     assert not problems, "README config reference vs src/config_keys.c:\n  " + "\n  ".join(problems)
 
+    # the TLS examples name files: make real ones for -t to read
+    cert, key_file = h.path("site.pem"), h.path("site.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key_file, "-out", cert,
+                    "-days", "30", "-subj", "/CN=site.example"], check=True, capture_output=True)
+    TLS_FILES.update({"/etc/ferry/site.pem": cert, "/etc/ferry/site.key": key_file,
+                      "/etc/ferry/internal-ca.pem": cert})
     checked = 0
     for sec in SECTIONS:
         for key, default, example in ref[sec]:
