@@ -40,7 +40,8 @@ struct tls_conn {
     bool handshake_done;
     bool sock_reading;             /* uv_read_start is in effect */
     bool got_bytes;                /* the peer sent something */
-    bool failed;
+    bool failed;                   /* unusable: no more reads or writes */
+    bool read_done;                /* the peer ended its side (EOF, close_notify) */
     bool closing;
 };
 
@@ -363,7 +364,7 @@ static bool tls_has_input(const struct tls_conn *tc) {
 /* Moves what arrived through OpenSSL to the reader, as far as it reads. */
 static void tls_pump(struct tls_conn *tc) {
     struct transport *t = tc->t;
-    if (tc->closing || tc->failed) return;
+    if (tc->closing || tc->failed || tc->read_done) return;
     if (!tls_handshake(tc)) goto done;
     while (t->reading && tls_has_input(tc)) {
         uv_buf_t b = uv_buf_init(NULL, 0);
@@ -393,7 +394,7 @@ static void tls_pump(struct tls_conn *tc) {
         if (ferr < 0) {
             tls_fail(tc, ferr, TLS_FAIL_OTHER, uv_strerror(ferr));
         } else if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify: an orderly end */
-            tc->failed = true;
+            tc->read_done = true; /* we may still write: a half-close */
             tls_sock_update(tc);
             uv_buf_t none = uv_buf_init(NULL, 0);
             t->reading = false;
@@ -451,8 +452,12 @@ static void tls_sock_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     /* A TCP end without close_notify: HTTP's own framing says whether a
-     * message was whole, as for a plain connection. */
-    tc->failed = true;
+     * message was whole, as for a plain connection. Writing may go on (a
+     * half-close), unless the socket itself failed. */
+    if (nread == UV_EOF)
+        tc->read_done = true;
+    else
+        tc->failed = true;
     if (t->reading) {
         uv_buf_t none = uv_buf_init(NULL, 0);
         t->reading = false;
@@ -463,7 +468,7 @@ static void tls_sock_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 /* The socket is read while the handshake runs, and after it while the
  * reader reads and OpenSSL has taken every byte already read. */
 static void tls_sock_update(struct tls_conn *tc) {
-    bool want = !tc->failed && !tc->closing && !tc->in &&
+    bool want = !tc->failed && !tc->read_done && !tc->closing && !tc->in &&
                 (!tc->handshake_done || tc->t->reading);
     if (want == tc->sock_reading) return;
     if (want) {
@@ -480,7 +485,7 @@ static void tls_sock_update(struct tls_conn *tc) {
 static int tls_read_start(struct transport *t) {
     struct tls_conn *tc = tls_of(t);
     if (t->reading) return 0;
-    if (tc->failed) return UV_EOF;
+    if (tc->failed || tc->read_done) return UV_EOF;
     t->reading = true;
     if (tls_has_input(tc))
         tls_defer(tc);

@@ -301,6 +301,38 @@ static void test_verify_failure(void **state) {
     env_close(&e);
 }
 
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    (void)req;
+    assert_int_equal(status, 0);
+}
+
+/* A half-close: the client sends and shuts its side down (close_notify,
+ * FIN); the server reads everything, then EOF, and can still answer. */
+static void test_half_close(void **state) {
+    (void)state;
+    SKIP_WITHOUT_OPENSSL();
+    struct env e;
+    env_open(&e, set, NULL);
+    char *data = pattern(5000);
+    struct transport_write w, w2;
+    uv_shutdown_t sd;
+    assert_int_equal(transport_read_start(&e.srv.t, &reader), 0);
+    assert_int_equal(transport_read_start(&e.cli.t, &reader), 0);
+    assert_int_equal(transport_write(&e.cli.t, &w, data, 5000, on_write), 1);
+    RUN_UNTIL(&e, e.ready == 1 && e.write_cbs == 1);
+    assert_int_equal(transport_shutdown(&e.cli.t, &sd, on_shutdown), 0);
+    RUN_UNTIL(&e, e.srv.eof == 1);
+    assert_int_equal(e.srv.read_err, UV_EOF);
+    assert_int_equal(e.srv.got_len, 5000);
+    assert_false(e.srv.t.reading);
+    int r = transport_write(&e.srv.t, &w2, "answer", 6, on_write);
+    assert_true(r == 0 || r == 1);
+    RUN_UNTIL(&e, e.cli.got_len == 6);
+    assert_memory_equal(e.cli.got, "answer", 6);
+    free(data);
+    env_close(&e);
+}
+
 /* One connection that exchanges a byte each way, so the client gets its
  * ticket; returns whether it resumed the session kept in SESSION. */
 static bool one_connection(SSL_SESSION **session) {
@@ -345,6 +377,7 @@ int main(void) {
         cmocka_unit_test(test_close_cancels_waiting_writes),
         cmocka_unit_test(test_verify_failure),
         cmocka_unit_test(test_tickets_rotate),
+        cmocka_unit_test(test_half_close),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
