@@ -121,23 +121,23 @@ def tls_get(h, f, target="/", host="a.test", sni="a.test", ca=None, headers=(), 
     return r, s
 
 
-def metric(f, admin, name, **labels):
+def metric(f, admin, metric_name, **labels):
     """The value of one sample of /metrics (0 when absent)."""
     s = socket.create_connection(admin[1:], timeout=5)
     s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     data = harness.recv_until_eof(s, 5).decode()
     s.close()
-    want = name + "{" + ",".join('%s="%s"' % kv for kv in labels.items()) + "}"
+    want = metric_name + "{" + ",".join('%s="%s"' % kv for kv in labels.items()) + "}"
     for line in data.splitlines():
         if line.startswith(want + " "):
             return float(line.split()[-1])
     return 0.0
 
 
-def wait_metric(f, admin, value, name, **labels):
+def wait_metric(f, admin, value, metric_name, **labels):
     deadline = time.monotonic() + scaled(5)
     while True:
-        got = metric(f, admin, name, **labels)
+        got = metric(f, admin, metric_name, **labels)
         if got >= value or time.monotonic() > deadline:
             return got
         time.sleep(0.02)
@@ -181,7 +181,22 @@ def test_sni_certificates(h):
     up = http_upstream(h)
     a = make_cert(h, "a.test", ["a.test", "*.w.test"])
     b = make_cert(h, "b.test", ["b.test", "x.w.test"])
-    f = start(h, [("web", [a, b], None, "http", "app")], [("app", [up], None)])
+    adm = admin_addr()
+    f = start(h, [("web", [a, b], None, "http", "app")], [("app", [up], None)],
+              global_opts={"admin": fmt_addr(adm)})
+    # /status and /metrics list both certificates with their names and expiry
+    s = socket.create_connection(adm[1:], timeout=5)
+    s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    st = json.loads(harness.recv_until_eof(s, 5).split(b"\r\n\r\n", 1)[1])
+    s.close()
+    assert [l["tls"] for l in st["listeners"]] == [True], st["listeners"]
+    certs = st["certificates"]
+    assert [(c["file"], c["names"], c["default"]) for c in certs] == \
+        [(a[0], ["a.test", "*.w.test"], True), (b[0], ["b.test", "x.w.test"], False)], certs
+    for c in certs:
+        assert 29 * 86400 < c["not_after"] - time.time() < 31 * 86400, c
+        assert metric(f, adm, "ferry_tls_certificate_expiry_seconds", listener="web",
+                      name=c["names"][0]) == c["not_after"]
     for sni, cert in (("a.test", a), ("b.test", b), ("y.w.test", a), ("x.w.test", b),
                       ("other.test", a), (None, a)):
         ctx = client_ctx(cert[0])
