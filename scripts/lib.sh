@@ -11,7 +11,7 @@ FERRY_PACKAGES=(build-essential cmake pkg-config libuv1-dev libinih-dev libcmock
 # Only scripts/test needs these: compose_config validates docker-compose.yml
 # with Debian's docker-compose (no Docker engine needed); dash_browser loads
 # the admin dashboard in headless Chromium through selenium (no PyPI here);
-# the TLS tests make certificates with the openssl command.
+# the TLS and sni tests make certificates with the openssl command.
 FERRY_TEST_PACKAGES=(docker-compose python3-websockets clang libclang-rt-14-dev
                      chromium chromium-driver python3-selenium openssl)
 

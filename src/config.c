@@ -330,6 +330,9 @@ static void resolve_listeners(struct loader *ld) {
     }
 }
 
+static void route_check_kind(struct loader *ld, const struct config_route *r,
+                             const struct route_refs *refs);
+
 static void resolve_routes(struct loader *ld) {
     struct config *cfg = ld->cfg;
     for (size_t i = 0; i < cfg->nroutes; i++) {
@@ -340,16 +343,110 @@ static void resolve_routes(struct loader *ld) {
             if (!r->upstream)
                 loader_error(ld, refs->upstream_line, "undefined upstream '%s'", refs->upstream);
         }
-        if (!refs->listener) continue;
-        r->listener = config_find_listener(cfg, refs->listener);
-        if (!r->listener)
-            loader_error(ld, refs->listener_line, "undefined listener '%s'", refs->listener);
-        else if (r->listener->mode == MODE_TCP)
-            loader_error(
-                ld, refs->listener_line,
-                "route %s: listener '%s' is a tcp listener; routes apply to http listeners",
-                r->name, refs->listener);
+        if (refs->listener) {
+            r->listener = config_find_listener(cfg, refs->listener);
+            if (!r->listener)
+                loader_error(ld, refs->listener_line, "undefined listener '%s'", refs->listener);
+        }
+        route_check_kind(ld, r, refs);
     }
+}
+
+/* A route serves http listeners (host, path, methods) or one tcp listener
+ * (sni), never both: a tcp listener sees no request to match a path or a
+ * method against, and an http one never reads a ClientHello. */
+static void route_check_kind(struct loader *ld, const struct config_route *r,
+                             const struct route_refs *refs) {
+    const struct config_listener *l = r->listener;
+    if (refs->sni_line && !refs->listener) {
+        loader_error(ld, refs->sni_line,
+                     "route %s: sni needs 'listener = NAME' naming a tcp listener", r->name);
+    } else if (refs->sni_line && l && l->mode != MODE_TCP) {
+        loader_error(ld, refs->sni_line,
+                     "route %s: sni applies to tcp listeners; listener '%s' is http (use host)",
+                     r->name, l->name);
+    } else if (l && l->mode == MODE_TCP && !refs->sni_line) {
+        loader_error(ld, refs->listener_line,
+                     "route %s: listener '%s' is a tcp listener; a route on it needs sni",
+                     r->name, l->name);
+    } else if (l && l->mode == MODE_TCP && refs->http_key) {
+        loader_error(ld, refs->http_line,
+                     "route %s: '%s' does not apply to a route of tcp listener '%s' (it routes "
+                     "by sni only)",
+                     r->name, refs->http_key, l->name);
+    }
+}
+
+bool config_listener_has_sni(const struct config *cfg, const struct config_listener *l) {
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        if (cfg->routes[i].listener == l && cfg->routes[i].nsnis > 0) return true;
+    return false;
+}
+
+/* A tcp listener needs somewhere to send a connection: its `upstream`, or
+ * sni routes (a connection that matches none of them is then closed).
+ * header_timeout bounds the wait for a ClientHello, so only a tcp listener
+ * that reads one takes it. */
+static void check_tcp_listeners(struct loader *ld) {
+    for (size_t i = 0; i < ld->cfg->nlisteners; i++) {
+        const struct config_listener *l = &ld->cfg->listeners[i];
+        if (l->mode != MODE_TCP) continue;
+        bool sni = config_listener_has_sni(ld->cfg, l);
+        if (!ld->lrefs[i].upstream && !sni)
+            loader_error(ld, l->line,
+                         "listener %s: mode tcp needs 'upstream' (or routes with sni and "
+                         "'listener = %s')",
+                         l->name, l->name);
+        if (ld->lrefs[i].header_timeout_line && !sni)
+            loader_error(ld, ld->lrefs[i].header_timeout_line,
+                         "listener %s: 'header_timeout' applies to mode http, or to a tcp "
+                         "listener with sni routes (the wait for the ClientHello)",
+                         l->name);
+    }
+}
+
+/* One (listener, sni pattern) of a route, for check_duplicate_snis. */
+struct sni_rule {
+    const char *listener; /* the tcp listener's name */
+    const char *pattern;  /* lower-cased, as in the config */
+    size_t route;         /* index in cfg->routes */
+};
+
+static int sni_rule_cmp(const void *a, const void *b) {
+    const struct sni_rule *x = a, *y = b;
+    int c = strcmp(x->listener, y->listener);
+    if (c == 0) c = strcmp(x->pattern, y->pattern);
+    return c != 0 ? c : (x->route > y->route) - (x->route < y->route);
+}
+
+/* Two routes of one tcp listener with the same sni name would make the
+ * choice depend on file order: each later one is reported against the
+ * first (by line). A route listing a name twice was refused at its key. */
+static void check_duplicate_snis(struct loader *ld) {
+    const struct config *cfg = ld->cfg;
+    struct sni_rule *v = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct config_route *r = &cfg->routes[i];
+        if (ld->rrefs[i].bad || !r->listener || r->listener->mode != MODE_TCP) continue;
+        for (size_t s = 0; s < r->nsnis; s++) {
+            v = grow(v, n, sizeof *v);
+            v[n++] = (struct sni_rule){r->listener->name, r->snis[s], i};
+        }
+    }
+    if (n > 1) qsort(v, n, sizeof *v, sni_rule_cmp); /* routes are in file order */
+    for (size_t first = 0, i = 1; i < n; i++) {
+        if (strcmp(v[i].listener, v[first].listener) || strcmp(v[i].pattern, v[first].pattern)) {
+            first = i;
+            continue;
+        }
+        const struct config_route *later = &cfg->routes[v[i].route];
+        const struct config_route *earlier = &cfg->routes[v[first].route];
+        loader_error(ld, later->line,
+                     "route %s: sni '%s' on listener %s is already routed by route %s (line %d)",
+                     later->name, v[i].pattern, v[i].listener, earlier->name, earlier->line);
+    }
+    free(v);
 }
 
 static int str_cmp(const void *a, const void *b) {
@@ -407,7 +504,7 @@ static void check_duplicate_routes(struct loader *ld) {
     struct route_match *m = xcalloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *m);
     size_t n = 0;
     for (size_t i = 0; i < cfg->nroutes; i++) {
-        if (ld->rrefs[i].bad) continue;
+        if (ld->rrefs[i].bad || ld->rrefs[i].sni_line) continue; /* check_duplicate_snis */
         m[n].key = route_key(&cfg->routes[i], &ld->rrefs[i]);
         m[n].line = cfg->routes[i].line;
         m[n++].index = i;
@@ -502,6 +599,8 @@ static struct config *load_text(const char *name, const char *text, size_t len,
     resolve_listeners(&ld);
     resolve_routes(&ld);
     check_duplicate_routes(&ld);
+    check_duplicate_snis(&ld);
+    check_tcp_listeners(&ld);
     if (ld.cfg->nlisteners == 0) /* it would start, bind nothing and serve nothing */
         loader_error(&ld, 0, "no [listener NAME] section: nothing to serve");
     loader_free(&ld);
@@ -586,6 +685,7 @@ static void upstream_free(struct config_upstream *u) {
 static void route_free(struct config_route *r) {
     free(r->name);
     strv_free(r->hosts, r->nhosts);
+    strv_free(r->snis, r->nsnis);
     free(r->path);
     strv_free(r->methods, r->nmethods);
     headers_free(r->add_request_headers, r->nadd_request_headers);

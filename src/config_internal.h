@@ -49,6 +49,7 @@ struct section_def {
 struct listener_refs {
     char *upstream;    /* `upstream =`, or NULL */
     int upstream_line; /* its line */
+    int header_timeout_line; /* `header_timeout =`, 0 = absent (tcp: sni routes only) */
 };
 
 /* Names a route refers to, resolved after the whole file is read. */
@@ -58,6 +59,9 @@ struct route_refs {
     int upstream_line; /* its line */
     char *listener;    /* `listener =`, or NULL for every http listener */
     int listener_line; /* its line */
+    int sni_line;      /* first `sni =`, 0 = none: a route of a tcp listener */
+    const char *http_key; /* the first http-only key (host, path, ...), or NULL */
+    int http_line;     /* its line */
 };
 
 /* One problem, kept with its line until all are sorted. */
@@ -97,6 +101,7 @@ void config_lower(char *s);
 bool config_url_path_ok(const char *p);
 bool config_ip_literal_ok(const char *s);
 bool config_route_host_ok(const char *h);
+bool config_sni_ok(const char *h);
 int config_parse_cidr(const char *word, struct config_cidr *out);
 
 /* key schema: the sections, their keys and setters */

@@ -419,24 +419,42 @@ static void set_tls_sni(struct loader *ld, void *obj, const char *key, const cha
 
 /* ---- [route NAME] ----------------------------------------------------- */
 
-static void set_host(struct loader *ld, void *obj, const char *key, const char *v) {
-    struct config_route *r = obj;
+/* host and sni: V lower-cased, accepted by OK (else an error that says
+ * what was EXPECTED), and not already in the route's LIST of N. */
+static void add_name_pattern(struct loader *ld, const char *key, const char *v,
+                             bool (*ok)(const char *), const char *expected, char ***list,
+                             size_t *n) {
     char *h = xstrdup(v);
     config_lower(h);
-    if (!config_route_host_ok(h)) {
-        loader_key_error(ld, key, "expected a host name, *.suffix or [IPv6], got '%s'", v);
+    if (!ok(h)) {
+        loader_key_error(ld, key, "expected %s, got '%s'", expected, v);
         free(h);
         return;
     }
-    for (size_t i = 0; i < r->nhosts; i++) {
-        if (strcmp(r->hosts[i], h) == 0) {
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp((*list)[i], h) == 0) {
             loader_key_error(ld, key, "'%s' listed twice", h);
             free(h);
             return;
         }
     }
-    r->hosts = grow(r->hosts, r->nhosts, sizeof *r->hosts);
-    r->hosts[r->nhosts++] = h;
+    *list = grow(*list, *n, sizeof **list);
+    (*list)[(*n)++] = h;
+}
+
+static void set_host(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_route *r = obj;
+    add_name_pattern(ld, key, v, config_route_host_ok, "a host name, *.suffix or [IPv6]",
+                     &r->hosts, &r->nhosts);
+}
+
+/* sni = NAME | *.suffix: matched against a ClientHello's server name on a
+ * tcp listener (resolve_routes checks the listener). */
+static void set_sni(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_route *r = obj;
+    add_name_pattern(ld, key, v, config_sni_ok,
+                     "a DNS host name or *.suffix (letters, digits, '-' and '.'; no IP address)",
+                     &r->snis, &r->nsnis);
 }
 
 static int seen_line(const struct loader *ld, const char *key) {
@@ -646,6 +664,7 @@ static const struct key_def upstream_keys[] = {
 
 static const struct key_def route_keys[] = {
     K_REPEAT("host", set_host),
+    K_REPEAT("sni", set_sni),
     K_FUNC("path", set_path),
     K_FUNC("path_prefix", set_path_prefix),
     K_FUNC("methods", set_methods),
@@ -745,8 +764,9 @@ static void *listener_section_open(struct loader *ld, const char *name) {
  * proxy_protocol_from without a PROXY header to check or on a unix socket)
  * are refused rather than silently ignored. */
 static void listener_section_finish(struct loader *ld, void *obj) {
-    static const char *const http_only[] = {"header_timeout", "max_header_size", "max_body_size"};
+    static const char *const http_only[] = {"max_header_size", "max_body_size"};
     struct config_listener *l = obj;
+    ld->lrefs[ld->index].header_timeout_line = seen_line(ld, "header_timeout");
     int from = seen_line(ld, "proxy_protocol_from");
     if (!seen_line(ld, "bind")) loader_error(ld, l->line, "listener %s: missing 'bind'", l->name);
     if (from && l->bind.kind == ADDR_UNIX)
@@ -768,8 +788,7 @@ static void listener_section_finish(struct loader *ld, void *obj) {
         loader_error(ld, line, "listener %s: redirect_https applies to a cleartext http listener",
                      l->name);
     if (l->mode != MODE_TCP) return;
-    if (!seen_line(ld, "upstream"))
-        loader_error(ld, l->line, "listener %s: mode tcp needs 'upstream'", l->name);
+    /* whether it needs `upstream` is known once its routes are (config.c) */
     for (size_t i = 0; i < FERRY_ARRAY_LEN(http_only); i++) {
         if ((line = seen_line(ld, http_only[i])))
             loader_error(ld, line, "listener %s: '%s' applies to mode http only", l->name,
@@ -845,9 +864,28 @@ static void *route_section_open(struct loader *ld, const char *name) {
     return r;
 }
 
+/* Keys that only mean something to an http route. resolve_routes refuses
+ * them on a route of a tcp listener, which routes by `sni` alone. */
+static void route_note_kind(struct loader *ld) {
+    static const char *const http_keys[] = {
+        "host",         "path",           "path_prefix",           "methods",
+        "strip_prefix", "add_request_header", "remove_request_header", "add_response_header",
+    };
+    struct route_refs *refs = &ld->rrefs[ld->index];
+    refs->sni_line = seen_line(ld, "sni");
+    for (size_t i = 0; i < FERRY_ARRAY_LEN(http_keys); i++) {
+        int line = seen_line(ld, http_keys[i]);
+        if (line && (!refs->http_line || line < refs->http_line)) {
+            refs->http_line = line;
+            refs->http_key = http_keys[i];
+        }
+    }
+}
+
 static void route_section_finish(struct loader *ld, void *obj) {
     struct config_route *r = obj;
     int strip = seen_line(ld, "strip_prefix");
+    route_note_kind(ld);
     if (!seen_line(ld, "upstream"))
         loader_error(ld, r->line, "route %s: missing 'upstream'", r->name);
     /* path_exact: `path` won, even if a refused path_prefix came after it */

@@ -273,6 +273,20 @@ bool config_cidr_match(const struct config_cidr *list, size_t n, const uint8_t a
 
 /* Exact name, "*.suffix", or a bracketed IPv6 literal as it appears in a
  * Host header. No port: routes match the host whatever the port. */
+/* An `sni` pattern: a DNS host name or "*." and one, as a ClientHello can
+ * carry it (RFC 6066 3: no IP literal, no trailing dot), and in the bytes
+ * ferry's reader accepts (letters, digits, '-', '.'; no '_'), so that a
+ * route that could never match is an error rather than a silent miss. */
+bool config_sni_ok(const char *h) {
+    const char *name = strncmp(h, "*.", 2) == 0 ? h + 2 : h;
+    bool numeric = true;
+    for (const char *p = name; *p; p++) {
+        if (*p == '_') return false;
+        if (!is_digit(*p) && *p != '.') numeric = false;
+    }
+    return !numeric && host_name_ok(name);
+}
+
 bool config_route_host_ok(const char *h) {
     if (strncmp(h, "*.", 2) == 0) return host_name_ok(h + 2);
     if (h[0] != '[') return host_name_ok(h);

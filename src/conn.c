@@ -15,6 +15,7 @@
  * close and free. It never asks the listener's mode: c->proto decides.
  *
  *   CONN_ACCEPTED, CONN_PROXY_HDR   before the protocol starts
+ *   CONN_TLS_HELLO                  the relay reads the ClientHello (sni routes)
  *   CONN_CONNECTING, CONN_RELAYING  the relay (conn_tcp.c)
  *   CONN_HTTP_IDLE/HEAD/BUSY        HTTP/1.x (conn_http.c)
  *   CONN_LINGER                     last response written, write side shut
@@ -58,9 +59,10 @@ static bool conn_input_waiting(struct conn *c);
 
 _Static_assert(CONN_NSTATES <= 16, "conn.state is 4 bits");
 
-static const char *const conn_state_names[] = {"accepted", "proxy-header", "connecting",
-                                               "relaying", "idle",         "head",
-                                               "busy",     "linger",       "closed"};
+static const char *const conn_state_names[] = {
+    "accepted", "proxy-header", "tls-hello", "connecting", "relaying",
+    "idle",     "head",         "busy",      "linger",     "closed"};
+_Static_assert(FERRY_ARRAY_LEN(conn_state_names) == CONN_NSTATES, "a name per state");
 
 void conn_arm(struct conn *c, uint64_t ms, wheel_cb cb) {
     if (!c->closing) wheel_start(&c->ctx->wheel, &c->timer, ms, cb);

@@ -17,12 +17,15 @@
 #include "ferry/wheel.h"
 
 struct config_listener;
+struct config_upstream;
 struct exchange;
+struct tls_hello;
 struct worker_ctx;
 
 enum conn_state {
     CONN_ACCEPTED,   /* just accepted, nothing decided yet */
     CONN_PROXY_HDR,  /* reading the PROXY protocol header of a balancer in front */
+    CONN_TLS_HELLO,  /* tcp with sni routes: peeking at the ClientHello (header_timeout runs) */
     CONN_CONNECTING, /* tcp: checkout in flight, client not read yet */
     CONN_RELAYING,   /* tcp, or http after a 101: two pipes run */
     CONN_HTTP_IDLE,  /* http: waiting for the first byte of a request */
@@ -39,6 +42,11 @@ struct relay {
     struct conn *c;                    /* owner */
     struct upstream_checkout checkout; /* tcp: in flight in CONN_CONNECTING */
     const char *upstream_text;         /* server address for the access log, or "-" */
+    const struct config_upstream *ucfg; /* the upstream connected to (NULL before) */
+    struct tls_hello *hello;           /* sni routing: the ClientHello read so far, freed
+                                        * once it picked the upstream; else NULL */
+    const char *route;                 /* sni routing: the route taken, "-" for none;
+                                        * NULL on a listener without sni routes */
     struct pipe_dir to_up;             /* client -> upstream */
     struct pipe_dir to_client;         /* upstream -> client */
     char *held_block;                  /* a block an HTTP write queued before the switch

@@ -16,7 +16,7 @@ struct generation *generation_new(struct config *cfg, struct tls_set *tls, unsig
     g->tls = tls;
     g->routes = xcalloc(cfg->nlisteners + 1, sizeof(*g->routes));
     for (size_t i = 0; i < cfg->nlisteners; i++)
-        if (cfg->listeners[i].mode == MODE_HTTP)
+        if (cfg->listeners[i].mode == MODE_HTTP || config_listener_has_sni(cfg, &cfg->listeners[i]))
             g->routes[i] = route_table_build(cfg, &cfg->listeners[i]);
     return g;
 }

@@ -378,14 +378,17 @@ void access_log_tcp(const struct access_tcp_entry *e) {
         line_json(&l, "time", when, FIELD_SHORT);
         line_json(&l, "client", e->client, FIELD_SHORT);
         line_json(&l, "listener", e->listener, FIELD_SHORT);
+        if (e->route) line_json(&l, "route", e->route, FIELD_SHORT);
         line_json(&l, "upstream", e->upstream, FIELD_SHORT);
         line_fmt(&l, FIELD_NUMBER, ",\"bytes_in\":%llu,\"bytes_out\":%llu",
                  (unsigned long long)e->bytes_in, (unsigned long long)e->bytes_out);
         line_fmt(&l, FIELD_NUMBER, ",\"duration\":%.3f}", e->duration_s);
     } else {
         access_time(when, sizeof(when), false);
-        line_fmt(&l, 4 * FIELD_SHORT, "%s - - [%s] \"TCP\" listener=%s upstream=%s", e->client,
-                 when, e->listener, e->upstream);
+        line_fmt(&l, 3 * FIELD_SHORT, "%s - - [%s] \"TCP\" listener=%s", e->client, when,
+                 e->listener);
+        if (e->route) line_fmt(&l, FIELD_SHORT, " route=%s", e->route);
+        line_fmt(&l, FIELD_SHORT, " upstream=%s", e->upstream);
         line_fmt(&l, 2 * FIELD_NUMBER, " in=%llu out=%llu duration=%.3f",
                  (unsigned long long)e->bytes_in, (unsigned long long)e->bytes_out,
                  e->duration_s);

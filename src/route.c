@@ -162,9 +162,10 @@ static size_t host_normalize(const char *host, size_t len) {
     return n;
 }
 
-/* A route applies to listener L when it names no listener or names L. */
+/* A route applies to listener L when it names L, or names no listener and L
+ * is an http listener (a route of a tcp listener always names it). */
 static bool route_applies(const struct config_route *r, const struct config_listener *l) {
-    return r->listener == NULL || r->listener == l;
+    return r->listener == l || (r->listener == NULL && l->mode == MODE_HTTP);
 }
 
 /* Best first within one host bucket: exact paths before prefixes, longer
@@ -209,14 +210,18 @@ static void pair_key(struct route_pair *p, const char *host) {
 }
 
 /* Writes one pair per (applicable route, host), or one HOST_ANY pair for a
- * route without hosts, into OUT (or only counts them when OUT is NULL). */
+ * route without hosts, into OUT (or only counts them when OUT is NULL). On a
+ * tcp listener a route's `sni` names stand in for hosts (the loader saw to
+ * it that each such route has some). */
 static size_t pairs_collect(const struct config *cfg, const struct config_listener *l,
                             struct route_pair *out) {
     size_t n = 0;
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const struct config_route *r = &cfg->routes[i];
         if (!route_applies(r, l)) continue;
-        size_t hosts = r->nhosts ? r->nhosts : 1;
+        char *const *names = l->mode == MODE_TCP ? r->snis : r->hosts;
+        size_t nnames = l->mode == MODE_TCP ? r->nsnis : r->nhosts;
+        size_t hosts = nnames ? nnames : 1;
         for (size_t h = 0; out && h < hosts; h++) {
             struct route_pair *p = &out[n + h];
             p->entry.route = r;
@@ -224,7 +229,7 @@ static size_t pairs_collect(const struct config *cfg, const struct config_listen
             p->kind = HOST_ANY;
             p->key = NULL;
             p->len = 0;
-            if (r->nhosts) pair_key(p, r->hosts[h]);
+            if (nnames) pair_key(p, names[h]);
         }
         n += hosts;
     }
@@ -306,12 +311,12 @@ static void table_fill(struct route_table *t, const struct route_pair *pairs, si
 }
 
 /* Every pair is sorted once here, so matching never sorts or allocates. A tcp
- * listener gets an empty table: routes are an http notion and route_match on
- * it returns NULL. */
+ * listener's table holds its sni routes, keyed by their names as if they
+ * were hosts; every path and method fits them. */
 struct route_table *route_table_build(const struct config *cfg, const struct config_listener *l) {
     assert(cfg && l);
     struct route_table *t = xcalloc(1, sizeof(*t));
-    size_t n = l->mode == MODE_HTTP ? pairs_collect(cfg, l, NULL) : 0;
+    size_t n = pairs_collect(cfg, l, NULL);
     if (n == 0) return t;
     struct route_pair *pairs = xmalloc(n * sizeof(*pairs));
     pairs_collect(cfg, l, pairs);
@@ -399,6 +404,13 @@ const struct config_route *route_match(const struct route_table *t, const char *
         if (r) return r;
     }
     return bucket_match(&t->any, path, path_len, method, method_len);
+}
+
+/* An sni route has path "/" and no methods, so the path and method given
+ * here fit every one, and the host rules alone decide, as for hosts. */
+const struct config_route *route_match_sni(const struct route_table *t, const char *name,
+                                           size_t name_len) {
+    return route_match(t, name, name_len, "/", 1, "", 0);
 }
 
 /* Introspection for `ferry --explain`. It walks the table in the order

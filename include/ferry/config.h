@@ -114,7 +114,8 @@ struct config_listener {
     struct config_addr bind;         /* where to listen */
     unsigned backlog;                /* listen() queue */
     enum listener_mode mode;
-    struct config_upstream *upstream; /* tcp: never NULL; http: NULL = 404 */
+    struct config_upstream *upstream; /* http: NULL = 404; tcp: NULL only when routes
+                                       * with `sni` name this listener (no match: closed) */
     uint64_t header_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t max_header_size; /* bytes */
@@ -171,7 +172,9 @@ struct config_route {
     bool path_exact;            /* true for `path =`, false for `path_prefix` */
     char **methods;             /* upper-case tokens as written; empty = any */
     size_t nmethods;
-    struct config_listener *listener; /* NULL = every http listener */
+    char **snis;                /* tcp routes: lower-cased; exact or "*.suffix"; else empty */
+    size_t nsnis;
+    struct config_listener *listener; /* NULL = every http listener; a tcp one for sni routes */
     struct config_upstream *upstream; /* never NULL */
     bool strip_prefix;
     struct config_header *add_request_headers;
@@ -215,6 +218,9 @@ void config_errors_free(struct config_errors *errs);
 
 struct config_upstream *config_find_upstream(const struct config *cfg, const char *name);
 struct config_listener *config_find_listener(const struct config *cfg, const char *name);
+/* Whether routes with `sni` name tcp listener L: it reads each client's
+ * ClientHello to pick an upstream. */
+bool config_listener_has_sni(const struct config *cfg, const struct config_listener *l);
 
 /* Value parsers, exposed for unit tests and the command line. Each returns 0
  * on success or -1 when TEXT is not a valid value (nothing is written then).

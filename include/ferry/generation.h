@@ -18,7 +18,8 @@ struct generation {
     atomic_uint refs;             /* users: the main thread and each worker's view */
     unsigned id;                  /* 1 for the config loaded at start, +1 per reload */
     struct config *cfg;           /* owned */
-    struct route_table **routes;  /* per listener (cfg->listeners order); NULL for tcp */
+    struct route_table **routes;  /* per listener (cfg->listeners order); NULL for a tcp
+                                   * listener without sni routes (it reads no ClientHello) */
     struct tls_set *tls;          /* owned: the TLS contexts of cfg */
 };
 

@@ -41,6 +41,7 @@ struct access_tcp_entry {
     const char *client;   /* "ADDR:PORT" or "unix" */
     const char *listener; /* listener name */
     const char *upstream; /* server address as configured, or "-" */
+    const char *route;    /* sni routing: the route taken or "-"; NULL: not written */
     uint64_t bytes_in;    /* from the client */
     uint64_t bytes_out;   /* to the client */
     double duration_s;

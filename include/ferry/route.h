@@ -1,4 +1,5 @@
-/* route: the compiled route table of one http listener and its matching.
+/* route: the compiled route table of one listener and its matching: http
+ * routes by host, path and method, or a tcp listener's routes by sni.
  *
  * Built once per listener at config load (route_table_build) from every
  * route that applies to that listener; matching never allocates and never
@@ -19,8 +20,8 @@ struct config_listener;
 struct config_route;
 struct route_table;
 
-/* Routes of CFG that apply to listener L (routes with no `listener`, or
- * naming L). The table points into CFG, which must outlive it. */
+/* Routes of CFG that apply to listener L (naming L, or, for an http
+ * listener, naming none). The table points into CFG, which must outlive it. */
 struct route_table *route_table_build(const struct config *cfg, const struct config_listener *l);
 void route_table_free(struct route_table *t);
 
@@ -31,6 +32,12 @@ void route_table_free(struct route_table *t);
 const struct config_route *route_match(const struct route_table *t, const char *host,
                                        size_t host_len, const char *path, size_t path_len,
                                        const char *method, size_t method_len);
+
+/* On a tcp listener's table: the route whose `sni` fits NAME (a server name
+ * from a ClientHello, lower-case, no port, no trailing dot), by the same
+ * precedence as hosts (exact, then the longest `*.suffix`), or NULL. */
+const struct config_route *route_match_sni(const struct route_table *t, const char *name,
+                                           size_t name_len);
 
 /* How a route's host rule relates to a request's host, best first. */
 enum route_host_fit {

@@ -868,7 +868,8 @@ static void test_missing_required(void **state) {
     EXPECT_ERRORS("[listener web]\nbacklog = 5\n[listener t]\nbind = :1\nmode = tcp\n[route r]\n"
                   "[upstream app]\n\n[upstream empty]\n",
                   "t.ini:1: listener web: missing 'bind'",
-                  "t.ini:3: listener t: mode tcp needs 'upstream'",
+                  "t.ini:3: listener t: mode tcp needs 'upstream' (or routes with sni and "
+                  "'listener = t')",
                   "t.ini:6: route r: missing 'upstream'",
                   "t.ini:7: upstream app: needs at least one 'server'",
                   "t.ini:9: upstream empty: needs at least one 'server'");
@@ -888,9 +889,70 @@ static void test_tcp_listener(void **state) {
     EXPECT_ERRORS(UP
                   "[listener db]\nheader_timeout = 1s\nbind = :5432\nmode = tcp\nupstream = app\n"
                   "max_header_size = 1k\nmax_body_size = 1k\n",
-                  "t.ini:4: listener db: 'header_timeout' applies to mode http only",
+                  "t.ini:4: listener db: 'header_timeout' applies to mode http, or to a tcp "
+                  "listener with sni routes (the wait for the ClientHello)",
                   "t.ini:8: listener db: 'max_header_size' applies to mode http only",
                   "t.ini:9: listener db: 'max_body_size' applies to mode http only");
+}
+
+/* sni routes: on a tcp listener only, which they must name; nothing http
+ * on them; a tcp listener with them needs no `upstream` and may set
+ * header_timeout. */
+#define TCP_SNI "[listener t]\nbind = :443\nmode = tcp\n"
+static void test_sni_routes(void **state) {
+    (void)state;
+    struct config *c = load_ok(UP TCP_SNI "header_timeout = 2s\n"
+                                  "[route a]\nsni = API.example.com\nsni = *.Example.com\n"
+                                  "listener = t\nupstream = app\n"
+                                  "[route b]\nsni = *.b.example.com\nlistener = t\nupstream = app\n");
+    assert_null(c->listeners[0].upstream);
+    assert_int_equal(c->listeners[0].header_timeout_ms, 2000);
+    assert_int_equal(c->routes[0].nsnis, 2);
+    assert_string_equal(c->routes[0].snis[0], "api.example.com");
+    assert_string_equal(c->routes[0].snis[1], "*.example.com");
+    assert_ptr_equal(c->routes[0].listener, &c->listeners[0]);
+    assert_int_equal(c->routes[0].nhosts, 0);
+    /* the same sni on two routes of one listener, or twice in one route */
+    EXPECT_ERRORS(UP TCP_SNI "upstream = app\n"
+                  "[route a]\nsni = x.example.com\nlistener = t\nupstream = app\n"
+                  "[route b]\nlistener = t\nsni = X.example.com\nupstream = app\n"
+                  "[route c]\nlistener = t\nsni = *.example.com\nsni = *.example.com\n"
+                  "upstream = app\n",
+                  "t.ini:11: route b: sni 'x.example.com' on listener t is already routed by "
+                  "route a (line 7)",
+                  "t.ini:18: sni: '*.example.com' listed twice");
+    /* where sni may not go, and what a tcp route may not have */
+    EXPECT_ERRORS(UP TCP_SNI "upstream = app\n[listener w]\nbind = :80\n"
+                  "[route a]\nsni = a.example.com\nupstream = app\n"
+                  "[route b]\nsni = b.example.com\nlistener = w\nupstream = app\n"
+                  "[route c]\nlistener = t\nupstream = app\n"
+                  "[route d]\nlistener = t\nsni = d.example.com\nupstream = app\n"
+                  "path_prefix = /d\nhost = d.example.com\n",
+                  "t.ini:10: route a: sni needs 'listener = NAME' naming a tcp listener",
+                  "t.ini:13: route b: sni applies to tcp listeners; listener 'w' is http (use "
+                  "host)",
+                  "t.ini:17: route c: listener 't' is a tcp listener; a route on it needs sni",
+                  "t.ini:23: route d: 'path_prefix' does not apply to a route of tcp listener "
+                  "'t' (it routes by sni only)");
+    /* names a ClientHello can carry */
+    EXPECT_ERRORS(UP TCP_SNI "upstream = app\n[route a]\nlistener = t\nupstream = app\n"
+                  "sni = a_b.example.com\nsni = 10.0.0.1\nsni = [::1]\nsni = a.com.\nsni = *\n",
+                  "t.ini:10: sni: expected a DNS host name or *.suffix (letters, digits, '-' and "
+                  "'.'; no IP address), got 'a_b.example.com'",
+                  "t.ini:11: sni: expected a DNS host name or *.suffix (letters, digits, '-' and "
+                  "'.'; no IP address), got '10.0.0.1'",
+                  "t.ini:12: sni: expected a DNS host name or *.suffix (letters, digits, '-' and "
+                  "'.'; no IP address), got '[::1]'",
+                  "t.ini:13: sni: expected a DNS host name or *.suffix (letters, digits, '-' and "
+                  "'.'; no IP address), got 'a.com.'",
+                  "t.ini:14: sni: expected a DNS host name or *.suffix (letters, digits, '-' and "
+                  "'.'; no IP address), got '*'");
+    /* a tcp listener with neither upstream nor sni routes has nowhere to go */
+    EXPECT_ERRORS(UP TCP_SNI "header_timeout = 1s\n",
+                  "t.ini:3: listener t: mode tcp needs 'upstream' (or routes with sni and "
+                  "'listener = t')",
+                  "t.ini:6: listener t: 'header_timeout' applies to mode http, or to a tcp "
+                  "listener with sni routes (the wait for the ClientHello)");
 }
 
 static void test_references(void **state) {
@@ -901,7 +963,7 @@ static void test_references(void **state) {
         "upstream = app\nlistener = t\npath = /s\n" UP,
         "t.ini:3: undefined upstream 'ap'", "t.ini:9: undefined upstream 'nope'",
         "t.ini:10: undefined listener 'webb'",
-        "t.ini:13: route s: listener 't' is a tcp listener; routes apply to http listeners");
+        "t.ini:13: route s: listener 't' is a tcp listener; a route on it needs sni");
 }
 
 /* References work whatever the order of the sections. */
@@ -1273,6 +1335,7 @@ int main(void) {
         T(test_syntax_errors),
         T(test_missing_required),
         T(test_tcp_listener),
+        T(test_sni_routes),
         T(test_references),
         T(test_forward_references),
         T(test_route_paths),

@@ -35,9 +35,12 @@ struct rspec {
     bool exact;                  /* `path =` rather than `path_prefix =` */
     const char *methods[SPEC_MAX];
     int listener; /* L_NONE = every http listener */
+    const char *snis[SPEC_MAX]; /* a tcp route's names (listener L_TCP) */
 };
 
-/* One request and the route name it must get (NULL = no route). */
+/* One request and the route name it must get (NULL = no route). A case
+ * with a NULL method is a ClientHello's server name (HOST) on a tcp
+ * listener: route_match_sni. */
 struct rcase {
     const char *host;
     const char *path;
@@ -96,6 +99,8 @@ static struct config *cfg_build(const struct rspec *specs, size_t n, const size_
         r->nmethods = count_list(s->methods);
         r->methods = dup_list(s->methods, r->nmethods);
         r->listener = s->listener == L_NONE ? NULL : &listeners[s->listener];
+        r->nsnis = count_list(s->snis);
+        r->snis = dup_list(s->snis, r->nsnis);
         r->upstream = &upstream_app;
     }
     return cfg;
@@ -108,6 +113,7 @@ static void cfg_destroy(struct config *cfg) {
         free_list(r->hosts, r->nhosts);
         free(r->path);
         free_list(r->methods, r->nmethods);
+        free_list(r->snis, r->nsnis);
     }
     free(cfg->routes);
     free(cfg);
@@ -124,16 +130,23 @@ static char *bytes(const char *s, size_t *len) {
 
 static void check_case(const struct route_table *t, const struct rcase *c, const char *what) {
     size_t hl, pl, ml;
-    char *h = bytes(c->host, &hl), *p = bytes(c->path, &pl), *m = bytes(c->method, &ml);
-    const struct config_route *r = route_match(t, h, hl, p, pl, m, ml);
+    char *h = bytes(c->host, &hl);
+    const struct config_route *r;
+    if (c->method) {
+        char *p = bytes(c->path, &pl), *m = bytes(c->method, &ml);
+        r = route_match(t, h, hl, p, pl, m, ml);
+        free(p);
+        free(m);
+    } else {
+        r = route_match_sni(t, h, hl);
+    }
     free(h);
-    free(p);
-    free(m);
     const char *got = r ? r->name : NULL;
     bool ok =
         (got == NULL && c->expect == NULL) || (got && c->expect && strcmp(got, c->expect) == 0);
     if (!ok) {
-        print_error("%s: %s %s%s -> %s, want %s\n", what, c->method, c->host, c->path,
+        print_error("%s: %s %s%s -> %s, want %s\n", what, c->method ? c->method : "SNI",
+                    c->host, c->path ? c->path : "",
                     got ? got : "(none)", c->expect ? c->expect : "(none)");
         fail();
     }
@@ -496,6 +509,38 @@ static void test_empty_tables(void **state) {
     route_table_free(NULL);
 }
 
+/* sni routes on a tcp listener: exact beats *.suffix, the longest suffix
+ * wins, no name fits no route; http routes never apply there, nor sni
+ * routes on an http listener. */
+static void test_sni(void **state) {
+    (void)state;
+    static const struct rspec routes[] = {
+        {.name = "exact", .snis = {"api.example.com", "www.example.org"}, .listener = L_TCP},
+        {.name = "wild", .snis = {"*.example.com"}, .listener = L_TCP},
+        {.name = "deeper", .snis = {"*.eu.example.com"}, .listener = L_TCP},
+        {.name = "http_all", .path = "/"},
+        {.name = "http_web", .hosts = {"api.example.com"}, .listener = L_WEB},
+    };
+    static const struct rcase sni[] = {
+        {"api.example.com", NULL, NULL, "exact"},
+        {"www.example.org", NULL, NULL, "exact"},
+        {"x.example.com", NULL, NULL, "wild"},
+        {"a.b.example.com", NULL, NULL, "wild"},
+        {"db.eu.example.com", NULL, NULL, "deeper"},
+        {"eu.example.com", NULL, NULL, "wild"},
+        {"example.com", NULL, NULL, NULL},
+        {"other.org", NULL, NULL, NULL},
+        {"", NULL, NULL, NULL},
+        {"api.example.com", "/", "GET", "exact"}, /* the same table */
+    };
+    static const struct rcase web[] = {
+        {"api.example.com", "/", "GET", "http_web"},
+        {"x.example.com", "/", "GET", "http_all"},
+    };
+    run_on(routes, FERRY_ARRAY_LEN(routes), sni, FERRY_ARRAY_LEN(sni), L_TCP);
+    run_on(routes, FERRY_ARRAY_LEN(routes), web, FERRY_ARRAY_LEN(web), L_WEB);
+}
+
 /* clang-format on */
 
 /* Many hosts: the hash maps probe past collisions and find every key. */
@@ -540,7 +585,7 @@ int main(void) {
         cmocka_unit_test(test_methods_tie),        cmocka_unit_test(test_whole_request_precedence),
         cmocka_unit_test(test_suffix_fallback),    cmocka_unit_test(test_multiple_hosts),
         cmocka_unit_test(test_listener_scope),     cmocka_unit_test(test_empty_tables),
-        cmocka_unit_test(test_many_hosts),
+        cmocka_unit_test(test_many_hosts),         cmocka_unit_test(test_sni),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
