@@ -445,10 +445,17 @@ static char *status_json(const struct admin_source *src, struct dash *d, bool st
         admin_escaped(&b, r->name);
         strbuf_printf(&b, "\",\"hosts\":");
         status_strings(&b, r->hosts, r->nhosts);
-        strbuf_printf(&b, ",\"%s\":\"", r->path_exact ? "path" : "path_prefix");
-        admin_escaped(&b, r->path);
-        strbuf_printf(&b, "\",\"methods\":");
-        status_strings(&b, r->methods, r->nmethods);
+        if (r->nsnis > 0) { /* a tcp listener's route: no path or methods to show */
+            strbuf_printf(&b, ",\"listener\":\"");
+            admin_escaped(&b, r->listener->name);
+            strbuf_printf(&b, "\",\"sni\":");
+            status_strings(&b, r->snis, r->nsnis);
+        } else {
+            strbuf_printf(&b, ",\"%s\":\"", r->path_exact ? "path" : "path_prefix");
+            admin_escaped(&b, r->path);
+            strbuf_printf(&b, "\",\"methods\":");
+            status_strings(&b, r->methods, r->nmethods);
+        }
         strbuf_printf(&b, ",\"upstream\":\"");
         admin_escaped(&b, r->upstream->name);
         strbuf_printf(&b, "\",\"line\":%d", r->line);

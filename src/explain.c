@@ -19,11 +19,15 @@
  * SPEC's order (host, then path, then methods, then route.c's tie-breaks);
  * the first rule on which they differ is the reason. Why the winner won is
  * the same comparison against the runner-up. The output is meant to be
- * pasted into a bug report: every route and upstream carries FILE:LINE. */
+ * pasted into a bug report: every route and upstream carries FILE:LINE.
+ *
+ * `SNI NAME[:PORT]` asks the same of the tcp listeners that route by sni:
+ * which route a ClientHello naming NAME takes (explain_sni, at the end). */
 #include "ferry/explain.h"
 #include "ferry/http.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +40,8 @@
 #include "ferry/tls.h"
 #include "ferry/util.h"
 
-#define EXPLAIN_USAGE "expected 'METHOD http://HOST[:PORT]/PATH[?QUERY]' or 'METHOD /PATH'"
+#define EXPLAIN_USAGE                                                                              \
+    "expected 'METHOD http://HOST[:PORT]/PATH[?QUERY]', 'METHOD /PATH' or 'SNI NAME[:PORT]'"
 
 /* The request text taken apart. Every string is owned (req_free). */
 struct explain_req {
@@ -101,6 +106,9 @@ static void print_losers(FILE *out, const struct config *cfg, const struct expla
 static void print_misses(FILE *out, const struct config *cfg, const struct explain_walk *w,
                          const struct config_listener *l, const struct explain_req *q);
 static void print_miss(FILE *out, const struct route_verdict *v, const struct explain_req *q);
+static const char *sni_request(const char *text);
+static int explain_sni(const struct config *cfg, const char *request, const char *name, FILE *out,
+                       FILE *err);
 
 /* ---- the request text ---------------------------------------------------- */
 
@@ -314,6 +322,8 @@ int explain_run(const struct config *cfg, const struct tls_set *tls, const char 
                 FILE *out, FILE *err) {
     struct explain_req q;
     const char *why = NULL;
+    const char *sni = sni_request(request);
+    if (sni) return explain_sni(cfg, request, sni, out, err);
     if (req_parse(&q, request, &why) < 0) {
         fprintf(err, "ferry: --explain '%s': %s\n  %s\n", request, why, EXPLAIN_USAGE);
         return 2; /* bad usage, as the spec says of the command line */
@@ -599,4 +609,156 @@ static void print_miss(FILE *out, const struct route_verdict *v, const struct ex
         fprintf(out, "%smethod %s not in ", sep, q->method);
         print_methods(out, r);
     }
+}
+
+/* ---- SNI NAME[:PORT]: tcp listeners that route by sni ---------------------- */
+
+/* The part after "SNI " when TEXT asks about a server name ("SNI
+ * api.example.com:443"), else NULL: "SNI /x" or "SNI http://..." stay HTTP
+ * requests with the method SNI. */
+static const char *sni_request(const char *text) {
+    while (*text == ' ' || *text == '\t')
+        text++;
+    if (strncasecmp(text, "SNI", 3) != 0 || (text[3] != ' ' && text[3] != '\t')) return NULL;
+    const char *rest = text + 4;
+    while (*rest == ' ' || *rest == '\t')
+        rest++;
+    if (*rest == '/' || strncasecmp(rest, "http://", 7) == 0 || strncasecmp(rest, "https://", 8) == 0)
+        return NULL;
+    return rest;
+}
+
+/* NAME[:PORT] into a lower-cased name as a ClientHello carries it (letters,
+ * digits, '-', '.'; what ferry's reader accepts) and a port (0: none).
+ * Returns the name to free, or NULL with *WHY set. */
+static char *sni_name(const char *text, unsigned *port, const char **why) {
+    size_t n = strcspn(text, ": \t");
+    const char *p = text + n;
+    *port = 0;
+    if (*p == ':' && req_port(p + 1, strcspn(p + 1, " \t"), port) < 0) {
+        *why = "the port must be a number 1..65535";
+        return NULL;
+    }
+    p += *p == ':' ? 1 + strcspn(p + 1, " \t") : 0;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    bool ok = n > 0 && n <= 253 && *p == '\0' && text[0] != '.' && text[n - 1] != '.';
+    char *name = xstrndup(text, n);
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = name[i] = (char)tolower((unsigned char)name[i]);
+        ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+             (c == '.' && name[i + 1] != '.');
+    }
+    if (ok) return name;
+    free(name);
+    *why = "a server name is a DNS host name (letters, digits, '-' and '.'), then :PORT if any";
+    return NULL;
+}
+
+/* Why W beat the runner-up R, or why L lost to W: on one tcp listener no
+ * two routes share a name, so the host rule alone separates them. */
+static void print_sni_won(FILE *out, const struct route_verdict *w, const struct route_verdict *r) {
+    if (w->host == ROUTE_HOST_EXACT)
+        fprintf(out, "exact sni %s beats suffix %s", w->host_pattern, r->host_pattern);
+    else
+        fprintf(out, "longer suffix %s beats suffix %s", w->host_pattern, r->host_pattern);
+    fprintf(out, " (runner-up: %s)", r->route->name);
+}
+
+static void print_sni_lost(FILE *out, const struct route_verdict *w,
+                           const struct route_verdict *l) {
+    if (w->host == ROUTE_HOST_EXACT)
+        fprintf(out, "%s is a suffix match, exact sni %s wins", l->host_pattern, w->host_pattern);
+    else
+        fprintf(out, "suffix %s is shorter than %s", l->host_pattern, w->host_pattern);
+}
+
+/* Explains NAME on tcp listener L: the winner and why, its upstream, the
+ * routes that also fit and those that did not. Returns whether a
+ * connection gets an upstream there. */
+static bool explain_sni_listener(const struct config *cfg, const struct config_listener *l,
+                                 const char *name, FILE *out) {
+    struct route_table *t = route_table_build(cfg, l);
+    struct explain_walk w = {0};
+    const struct config_route *r =
+        route_explain(t, name, strlen(name), "/", 1, "", 0, walk_on_verdict, &w);
+    size_t win = 0;
+    while (r && win < w.n && w.v[win].route != r)
+        win++;
+    if (r) {
+        const struct route_verdict *v = &w.v[win];
+        fprintf(out, "route:    %s (%s:%d) sni %s (%s)\nwhy:      ", r->name, cfg->file, r->line,
+                v->host_pattern, v->host == ROUTE_HOST_EXACT ? "exact" : "suffix");
+        size_t i = win + 1;
+        while (i < w.n && !w.v[i].matched)
+            i++;
+        if (i < w.n)
+            print_sni_won(out, v, &w.v[i]);
+        else
+            fprintf(out, "the only route whose sni fits");
+        fprintf(out, "\n");
+        print_upstream(out, cfg, r->upstream);
+    } else if (l->upstream) {
+        fprintf(out, "route:    none matched: listener %s's default upstream takes it\n", l->name);
+        print_upstream(out, cfg, l->upstream);
+    } else {
+        fprintf(out, "route:    none matched\nresult:   closed: no sni route and no default "
+                     "upstream\n");
+    }
+    const char *title = "also matched, lost:\n";
+    for (size_t i = r ? win + 1 : w.n; i < w.n; i++) {
+        if (!w.v[i].matched) continue;
+        fprintf(out, "%s  %s (%s:%d): ", title, w.v[i].route->name, cfg->file, w.v[i].route->line);
+        print_sni_lost(out, &w.v[win], &w.v[i]);
+        fprintf(out, "\n");
+        title = "";
+    }
+    title = "did not match:\n";
+    for (size_t i = 0; i < w.n; i++) {
+        const struct config_route *m = w.v[i].route;
+        if (w.v[i].matched) continue;
+        fprintf(out, "%s  %s (%s:%d): sni differs (route:", title, m->name, cfg->file, m->line);
+        for (size_t s = 0; s < m->nsnis; s++)
+            fprintf(out, "%s %s", s ? "," : "", m->snis[s]);
+        fprintf(out, ")\n");
+        title = "";
+    }
+    free(w.v);
+    route_table_free(t);
+    return r || l->upstream;
+}
+
+/* `SNI NAME[:PORT]`: the tcp listeners with sni routes bound to PORT, or
+ * all of them when there is no port or none is bound to it. Exit status as
+ * for a request: 0 when one of them sends the connection to an upstream, 1
+ * when none does, 2 when the text cannot be parsed. Only the name counts:
+ * a hello without SNI or not TLS at all goes to the listener's upstream. */
+static int explain_sni(const struct config *cfg, const char *request, const char *text,
+                       FILE *out, FILE *err) {
+    unsigned port;
+    const char *why = NULL;
+    char *name = sni_name(text, &port, &why);
+    if (!name) {
+        fprintf(err, "ferry: --explain '%s': %s\n  %s\n", request, why, EXPLAIN_USAGE);
+        return 2;
+    }
+    fprintf(out, "request:  SNI %s (the server name of a TLS ClientHello)\n", name);
+    size_t n = 0;
+    bool all = false, routed = false;
+    for (size_t pass = 0; pass < 2 && n == 0; pass++) {
+        all = pass == 1 || port == 0;
+        for (size_t i = 0; i < cfg->nlisteners; i++) {
+            const struct config_listener *l = &cfg->listeners[i];
+            if (!config_listener_has_sni(cfg, l)) continue;
+            if (!all && !(l->bind.kind == ADDR_INET && l->bind.port == port)) continue;
+            n++;
+            fprintf(out, "\nlistener: %s (%s, %s:%d)", l->name, l->bind.text, cfg->file, l->line);
+            if (port && all) fprintf(out, "  [port %u matches no such listener: showing all]", port);
+            fprintf(out, "\n");
+            routed |= explain_sni_listener(cfg, l, name, out);
+        }
+    }
+    if (n == 0) fprintf(out, "listener: none: %s has no tcp listener with sni routes\n", cfg->file);
+    free(name);
+    return routed ? 0 : 1;
 }

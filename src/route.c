@@ -442,14 +442,17 @@ static void walk_bucket(struct route_walk *w, const struct route_bucket *b, enum
 static void walk_suffixes(struct route_walk *w, const struct route_table *t, const char *host,
                           size_t host_len);
 
-/* The host of R, as written, that lands in the bucket of KIND and KEY; NULL
+/* The host (or sni name, for a tcp listener's route: it has one kind or the
+ * other) of R, as written, that lands in the bucket of KIND and KEY; NULL
  * for HOST_ANY. */
 static const char *route_host_pattern(const struct config_route *r, enum host_kind kind,
                                       const char *key, size_t len) {
-    for (size_t h = 0; kind != HOST_ANY && h < r->nhosts; h++) {
+    char *const *names = r->nsnis ? r->snis : r->hosts;
+    size_t n = r->nsnis ? r->nsnis : r->nhosts;
+    for (size_t h = 0; kind != HOST_ANY && h < n; h++) {
         struct route_pair p;
-        pair_key(&p, r->hosts[h]);
-        if (p.kind == kind && host_compare(p.key, p.len, key, len) == 0) return r->hosts[h];
+        pair_key(&p, names[h]);
+        if (p.kind == kind && host_compare(p.key, p.len, key, len) == 0) return names[h];
     }
     return NULL;
 }

@@ -22,10 +22,15 @@ struct config;
  * OUT. Returns 0 when at least one considered listener sends the request to
  * an upstream (a route or its default `upstream`), 1 when none does (a path
  * the proxy refuses with 400 included), 2 when REQUEST cannot be parsed
- * (bad usage; a message goes to ERR). */
-struct tls_set;
-/* TLS (may be NULL): the certificates of CFG, to say which one a TLS
+ * (bad usage; a message goes to ERR).
+ *
+ * REQUEST may also be "SNI NAME[:PORT]": the same for a TLS connection whose
+ * ClientHello names NAME, on the tcp listeners with sni routes (bound to
+ * PORT, or all of them when none is or there is no port).
+ *
+ * TLS (may be NULL): the certificates of CFG, to say which one a TLS
  * listener would present for the request's host. */
+struct tls_set;
 int explain_run(const struct config *cfg, const struct tls_set *tls, const char *request,
                 FILE *out, FILE *err);
 

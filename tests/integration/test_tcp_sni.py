@@ -7,12 +7,14 @@ self-signed certificate made by `openssl req` at test time, answering every
 line with its own identity (and HTTP requests with a response naming it).
 Clients verify the upstream's certificate, so a completed handshake proves
 both the routing and that ferry changed no byte."""
+import json
 import os
 import shutil
 import socket
 import ssl
 import subprocess
 import time
+import urllib.request
 
 import harness
 from harness import free_port, fmt_addr, wait_closed
@@ -66,13 +68,19 @@ def tls_upstream(h, name):
     return h.thread_server(handler), cert
 
 
-def start(h, routes, default=None, listener_opts=None, ups=None):
+def start(h, routes, default=None, listener_opts=None, ups=None, admin=False):
     """ferry with tcp listener "tls" routing by sni. routes: [(route, upstream,
     [sni...])]; default: the listener's upstream name or None. ups: {name:
-    addr} of every upstream. Returns the Ferry."""
+    addr} of every upstream; admin: an admin endpoint too (its address is
+    f.addrs[1], listening when this returns). Returns the Ferry."""
     def make():
         addr = ("tcp", "127.0.0.1", free_port())
-        lines = ["[global]", "workers = 2", "shutdown_timeout = 5s", "log_level = info", "",
+        addrs = [addr]
+        lines = ["[global]", "workers = 2", "shutdown_timeout = 5s", "log_level = info"]
+        if admin:
+            addrs.append(("tcp", "127.0.0.1", free_port()))
+            lines.append("admin = " + fmt_addr(addrs[1]))
+        lines += ["",
                  "[listener tls]", "bind = " + fmt_addr(addr), "mode = tcp"]
         if default:
             lines.append("upstream = " + default)
@@ -82,7 +90,7 @@ def start(h, routes, default=None, listener_opts=None, ups=None):
         for rname, up, snis in routes:
             lines += ["", "[route %s]" % rname, "listener = tls", "upstream = " + up]
             lines += ["sni = " + s for s in snis]
-        return "\n".join(lines) + "\n", [addr]
+        return "\n".join(lines) + "\n", addrs
     return h.start_ferry(make)
 
 
@@ -169,7 +177,7 @@ def finish_handshake(sock, obj, inc, out, line=b"ping\n", timeout=10):
     return answer
 
 
-def access_lines(f, n, timeout=5):
+def access_lines(f, n, timeout=10):
     """The first n tcp access log lines, waiting up to timeout for them."""
     deadline = time.monotonic() + timeout
     while True:
@@ -322,6 +330,27 @@ def test_sni_proxy_protocol(h):
     lines = access_lines(f, 1)
     assert len(lines) == 1 and lines[0].startswith("192.0.2.7") and " route=r_wild " in lines[0], \
         lines
+
+
+def test_sni_status_explain(h):
+    """/status lists sni routes with their listener and names; --explain
+    'SNI NAME' names the route a ClientHello would take, and why."""
+    api, _ = tls_upstream(h, "api")
+    f = start(h, [("r_api", "api", ["api.example.com"]), ("r_wild", "api", ["*.example.com"])],
+              None, None, {"api": api}, admin=True)
+    with urllib.request.urlopen("http://%s/status" % fmt_addr(f.addrs[1]), timeout=10) as r:
+        st = json.load(r)
+    routes = {r["name"]: r for r in st["routes"]}
+    assert routes["r_api"]["sni"] == ["api.example.com"] and routes["r_api"]["listener"] == "tls" \
+        and routes["r_api"]["upstream"] == "api" and "path_prefix" not in routes["r_api"], routes
+    assert routes["r_wild"]["sni"] == ["*.example.com"], routes
+    rc, out, err = h.run_ferry(["-c", f.config_path, "--explain", "SNI Api.Example.com"], 30)
+    assert rc == 0, (rc, out, err)
+    assert "route:    r_api (%s:" % f.config_path in out, out
+    assert "why:      exact sni api.example.com beats suffix *.example.com (runner-up: r_wild)" \
+        in out, out
+    rc, out, err = h.run_ferry(["-c", f.config_path, "--explain", "SNI other.org"], 30)
+    assert rc == 1 and "result:   closed: no sni route and no default upstream" in out, (rc, out)
 
 
 if __name__ == "__main__":

@@ -492,6 +492,55 @@ static void test_route_explain_walk(void **state) {
     config_free(cfg);
 }
 
+/* `SNI NAME[:PORT]`: the tcp listeners that route by sni, by the host rules;
+ * "SNI /x" is still an HTTP request with the method SNI. */
+static void test_sni(void **state) {
+    (void)state;
+    static const char cfg[] = "[listener tls]\nbind = :443\nmode = tcp\n"           /* 1-3 */
+                              "[listener alt]\nbind = :8443\nmode = tcp\nupstream = d\n" /* 4-7 */
+                              "[listener web]\nbind = :80\nupstream = d\n"           /* 8-10 */
+                              "[upstream a]\nserver = 127.0.0.1:1\n"                /* 11-12 */
+                              "[upstream d]\nserver = 127.0.0.1:2\n"                /* 13-14 */
+                              "[route exact]\nlistener = tls\nsni = api.example.com\nupstream = a\n"
+                              "[route wild]\nlistener = tls\nsni = *.example.com\nupstream = a\n"
+                              "[route eu]\nlistener = tls\nsni = *.eu.example.com\nupstream = a\n"
+                              "[route other]\nlistener = alt\nsni = x.test\nupstream = a\n";
+    struct run r = explain(cfg, "SNI API.example.com:443");
+    assert_int_equal(r.status, 0);
+    expect_line(r.out, "request:  SNI api.example.com (the server name of a TLS ClientHello)");
+    expect_line(r.out, "listener: tls (:443, t.ini:1)");
+    expect_line(r.out, "route:    exact (t.ini:15) sni api.example.com (exact)");
+    expect_line(r.out, "why:      exact sni api.example.com beats suffix *.example.com "
+                       "(runner-up: wild)");
+    expect_line(r.out, "upstream: a (t.ini:11) round_robin: 127.0.0.1:1");
+    expect_line(r.out, "  wild (t.ini:19): *.example.com is a suffix match, exact sni "
+                       "api.example.com wins");
+    expect_line(r.out, "  eu (t.ini:23): sni differs (route: *.eu.example.com)");
+    expect_no(r.out, "listener: alt");
+    run_free(&r);
+    r = explain(cfg, "SNI db.eu.example.com:443");
+    expect_line(r.out, "route:    eu (t.ini:23) sni *.eu.example.com (suffix)");
+    expect_line(r.out, "why:      longer suffix *.eu.example.com beats suffix *.example.com "
+                       "(runner-up: wild)");
+    run_free(&r);
+    /* no port: every such listener; one closes, the other has a default */
+    r = explain(cfg, "SNI nothing.test");
+    assert_int_equal(r.status, 0);
+    expect_line(r.out, "result:   closed: no sni route and no default upstream");
+    expect_line(r.out, "route:    none matched: listener alt's default upstream takes it");
+    run_free(&r);
+    r = explain(cfg, "SNI nothing.test:443");
+    assert_int_equal(r.status, 1);
+    run_free(&r);
+    r = explain(cfg, "SNI bad_name");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "'SNI NAME[:PORT]'"));
+    run_free(&r);
+    r = explain(cfg, "SNI http://x.test/");
+    expect_line(r.out, "request:  SNI http://x.test/");
+    run_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_host_wins),     cmocka_unit_test(test_longer_suffix_wins),
@@ -501,6 +550,7 @@ int main(void) {
         cmocka_unit_test(test_no_route_no_default), cmocka_unit_test(test_listener_by_port),
         cmocka_unit_test(test_bad_request),         cmocka_unit_test(test_request_forms),
         cmocka_unit_test(test_route_explain_walk),  cmocka_unit_test(test_normalised_path),
+        cmocka_unit_test(test_sni),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
