@@ -557,6 +557,10 @@ def config_with(sec, key, value):
         # Routes apply to http listeners: give them one.
         secs["listener other"] = [("bind", "127.0.0.1:8081"), ("mode", "http"),
                                   ("upstream", "app")]
+    if sec == "route" and key == "sni":
+        # sni routes a tcp listener, which it must name; it has no path.
+        secs["listener tls"] = [("bind", "127.0.0.1:8443"), ("mode", "tcp")]
+        kvs = [kv for kv in kvs if kv[0] != "path_prefix"] + [("listener", "tls")]
     kvs.append((key, value))
     secs[name] = kvs
     out = []
