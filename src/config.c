@@ -369,6 +369,11 @@ static void route_check_kind(struct loader *ld, const struct config_route *r,
         loader_error(ld, refs->listener_line,
                      "route %s: listener '%s' is a tcp listener; a route on it needs sni",
                      r->name, l->name);
+    } else if (refs->sni_line && l && config_listener_tls(l)) {
+        loader_error(ld, refs->sni_line,
+                     "route %s: listener '%s' terminates TLS (tls_cert); sni routes pass TLS "
+                     "through untouched, on a listener without tls_cert",
+                     r->name, l->name);
     } else if (l && l->mode == MODE_TCP && refs->http_key) {
         loader_error(ld, refs->http_line,
                      "route %s: '%s' does not apply to a route of tcp listener '%s' (it routes "

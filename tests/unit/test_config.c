@@ -934,6 +934,11 @@ static void test_sni_routes(void **state) {
                   "t.ini:17: route c: listener 't' is a tcp listener; a route on it needs sni",
                   "t.ini:23: route d: 'path_prefix' does not apply to a route of tcp listener "
                   "'t' (it routes by sni only)");
+    /* a listener that terminates TLS cannot also pass it through by sni */
+    EXPECT_ERRORS(UP TCP_SNI "upstream = app\ntls_cert = /x.pem\n"
+                  "[route a]\nlistener = t\nsni = a.example.com\nupstream = app\n",
+                  "t.ini:10: route a: listener 't' terminates TLS (tls_cert); sni routes pass "
+                  "TLS through untouched, on a listener without tls_cert");
     /* names a ClientHello can carry */
     EXPECT_ERRORS(UP TCP_SNI "upstream = app\n[route a]\nlistener = t\nupstream = app\n"
                   "sni = a_b.example.com\nsni = 10.0.0.1\nsni = [::1]\nsni = a.com.\nsni = *\n",
