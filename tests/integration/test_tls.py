@@ -476,6 +476,11 @@ def test_upstream_tls(h):
         assert r.status == 502, r
         body = r.body.decode()
         assert body == "502 Bad Gateway: route -, upstream %s: certificate verify failed\n" % name, body
+    # The warning names the failure, not libuv's words for its code.
+    log = front.stderr()
+    assert "upstream wrongca: connect to %s: certificate verify failed" % fmt_addr(back.addrs[0]) \
+        in log, log
+    assert "protocol error" not in log, log
     r = harness.http_client(h, front, 3).request("GET", "/", [("Host", "x")], None, timeout=10)
     assert r.status == 200, r
 
