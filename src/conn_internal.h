@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "ferry/buffer.h"
+#include "ferry/config.h"
 #include "ferry/pipe.h"
 #include "ferry/transport.h"
 #include "ferry/upstream.h"
@@ -123,6 +124,12 @@ struct conn {
     } peer_addr;                       /* the client (from a PROXY header when there is one);
                                         * AF_UNSPEC for unix clients */
 };
+
+/* The scheme the client used: "https" on a TLS listener, else "http"
+ * (X-Forwarded-Proto, and redirects rewritten back to the client). */
+static inline const char *conn_scheme(const struct conn *c) {
+    return config_listener_tls(c->lcfg) ? "https" : "http";
+}
 
 /* The client's address as text, "unix" for unix clients. Formatted when
  * asked (logs, X-Forwarded-For), so that an idle connection does not carry

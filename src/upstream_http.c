@@ -77,7 +77,7 @@ static int upstream_http_build_head(struct exchange *x) {
     struct http_request_rewrite rw = {
         .route = x->route,
         .client_addr = CONN_PEER(c),
-        .proto = config_listener_tls(c->lcfg) ? "https" : "http",
+        .proto = conn_scheme(c),
         .request_id = x->rid,
         .default_host = c->up->server->cfg->addr.text,
     };
