@@ -45,10 +45,18 @@ static bool http_removed_by_route(const struct http_msg *m, const struct http_fi
 /* The target as the upstream sees it: origin-form, minus the route's
  * prefix when strip_prefix is on (never an empty path: "/" at least). */
 size_t http_strip_len(const struct config_route *r, size_t path_len) {
-    if (!r || !r->strip_prefix || r->path_exact) return 0;
-    size_t plen = strlen(r->path);
-    if (plen > 0 && r->path[plen - 1] == '/') plen--; /* keep the slash that follows */
+    size_t plen;
+    http_route_prefix(r, &plen); /* without its slash: the one that follows stays */
     return plen <= path_len ? plen : 0;
+}
+
+const char *http_route_prefix(const struct config_route *r, size_t *len) {
+    *len = 0;
+    if (!r || !r->strip_prefix || r->path_exact) return "";
+    size_t plen = strlen(r->path);
+    if (plen > 0 && r->path[plen - 1] == '/') plen--;
+    *len = plen;
+    return r->path;
 }
 
 /* The query is a span of its own: once the path is normalised in place,
@@ -66,10 +74,12 @@ static void out_target(struct strbuf *o, const struct http_msg *m, const struct 
 }
 
 /* Fields ferry writes itself: whatever the client sent under these names
- * is replaced (X-Forwarded-For is extended, see below). */
+ * is replaced (X-Forwarded-For is extended, see below). A client's
+ * X-Forwarded-Prefix is dropped on every route: apps that trust it (Flask's
+ * ProxyFix) would otherwise build their URLs from what a client made up. */
 static bool http_managed(const struct http_field *f) {
     return f->id == HTTP_F_X_FORWARDED_PROTO || f->id == HTTP_F_X_FORWARDED_HOST ||
-           f->id == HTTP_F_X_FORWARDED_FOR;
+           f->id == HTTP_F_X_FORWARDED_FOR || f->id == HTTP_F_X_FORWARDED_PREFIX;
 }
 
 /* The client's X-Request-Id goes upstream (in place) unless the route
@@ -117,6 +127,11 @@ size_t http_build_request(char *out, size_t cap, const struct http_msg *req,
     strbuf_adds(&o, rw->client_addr);
     strbuf_add(&o, "\r\n", 2);
     out_field(&o, "X-Forwarded-Proto", rw->proto);
+    if (rw->prefix_len) {
+        strbuf_adds(&o, "X-Forwarded-Prefix: ");
+        strbuf_add(&o, rw->prefix, rw->prefix_len);
+        strbuf_add(&o, "\r\n", 2);
+    }
     if (req->host >= 0) {
         strbuf_adds(&o, "X-Forwarded-Host: ");
         out_span(&o, req, req->fields[req->host].value);

@@ -81,6 +81,7 @@ static int upstream_http_build_head(struct exchange *x) {
         .request_id = x->rid,
         .default_host = c->up->server->cfg->addr.text,
     };
+    rw.prefix = http_route_prefix(x->route, &rw.prefix_len);
     size_t n = http_build_request(conn_block_data(x->up_head), CONN_BLOCK_DATA_SIZE, &x->req, &rw);
     x->up_head_len = (uint32_t)n;
     return n ? 0 : -1;

@@ -52,6 +52,7 @@ enum http_field_id {
     HTTP_F_X_FORWARDED_FOR,
     HTTP_F_X_FORWARDED_PROTO,
     HTTP_F_X_FORWARDED_HOST,
+    HTTP_F_X_FORWARDED_PREFIX,
     HTTP_F_X_REQUEST_ID,
 };
 
@@ -163,6 +164,8 @@ struct http_request_rewrite {
     const struct config_route *route; /* strip_prefix, add/remove headers; may be NULL */
     const char *client_addr;          /* appended to X-Forwarded-For */
     const char *proto;                /* X-Forwarded-Proto: "http" */
+    const char *prefix;               /* X-Forwarded-Prefix ("/api"), PREFIX_LEN bytes */
+    size_t prefix_len;                /* 0: none sent */
     const char *request_id;           /* generated id, sent when the client's is not kept */
     const char *default_host;         /* Host for an HTTP/1.0 request without one */
 };
@@ -183,6 +186,11 @@ bool http_keeps_request_id(const struct http_msg *req, const struct config_route
  * strip_prefix removes (0 when it does not apply). The upstream then sees
  * the rest, or "/" when nothing is left. */
 size_t http_strip_len(const struct config_route *r, size_t path_len);
+
+/* The prefix route R strips, as its apps are told (X-Forwarded-Prefix) and
+ * as redirects get it back: its path_prefix without the trailing slash
+ * ("/api" for "/api/"). Its length in *LEN; 0 when R strips nothing. */
+const char *http_route_prefix(const struct config_route *r, size_t *len);
 
 /* What ferry changes in a response on its way to the client. */
 struct http_response_rewrite {
