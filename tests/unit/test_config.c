@@ -1010,6 +1010,33 @@ static void test_route_paths(void **state) {
         "t.ini:18: route d: strip_prefix needs path_prefix");
 }
 
+/* rewrite_redirects follows strip_prefix unless set; read_timeout and
+ * idle_timeout on a route override; 0 means "not set" (the upstream's and
+ * the listener's apply). */
+static void test_route_prefix_keys(void **state) {
+    (void)state;
+    struct config *c = load_ok(
+        UP "[route a]\nupstream = app\npath_prefix = /a/\nstrip_prefix = on\n"
+           "[route b]\nupstream = app\npath_prefix = /b/\nstrip_prefix = on\n"
+           "rewrite_redirects = off\nread_timeout = 5m\nidle_timeout = 1h\n"
+           "[route c]\nupstream = app\npath_prefix = /c/\nrewrite_redirects = on\n"
+           "[route d]\nupstream = app\npath_prefix = /d/\n");
+    assert_true(c->routes[0].rewrite_redirects);
+    assert_false(c->routes[1].rewrite_redirects);
+    assert_true(c->routes[2].rewrite_redirects);
+    assert_false(c->routes[3].rewrite_redirects);
+    assert_int_equal(c->routes[0].read_timeout_ms, 0);
+    assert_int_equal(c->routes[0].idle_timeout_ms, 0);
+    assert_int_equal(c->routes[1].read_timeout_ms, 300000);
+    assert_int_equal(c->routes[1].idle_timeout_ms, 3600000);
+    EXPECT_ERRORS(UP "[route a]\nupstream = app\nread_timeout = 0\nidle_timeout = soon\n"
+                     "rewrite_redirects = maybe\n",
+                  "t.ini:5: read_timeout: must be greater than 0",
+                  "t.ini:6: idle_timeout: bad duration 'soon' (expected e.g. 250ms, 10s, 5m, 1h)",
+                  "t.ini:7: rewrite_redirects: expected on, off, yes, no, true or false, got "
+                  "'maybe'");
+}
+
 static void test_route_hosts(void **state) {
     (void)state;
     struct config *c =
@@ -1344,6 +1371,7 @@ int main(void) {
         T(test_references),
         T(test_forward_references),
         T(test_route_paths),
+        T(test_route_prefix_keys),
         T(test_route_hosts),
         T(test_route_methods),
         T(test_route_headers),
