@@ -33,6 +33,7 @@
 #include "ferry/generation.h"
 #include "ferry/http.h"
 #include "ferry/http_path.h"
+#include "ferry/http_rewrite.h"
 #include "ferry/log.h"
 #include "ferry/stats.h"
 #include "ferry/upstream.h"
@@ -488,6 +489,24 @@ static void http_forward_request_body(struct conn *c, char *blk, size_t n) {
 
 /* --- what the exchange delivers ---------------------------------------- */
 
+/* What rewrite_redirects needs to put the response's Location, Content-
+ * Location and Set-Cookie Path back into the client's view, in RR; NULL
+ * when the route does not ask for it. */
+static const struct http_rewrite *http_redirects_for(struct conn *c, struct http_rewrite *rr) {
+    const struct exchange *x = c->x;
+    if (!x->route || !x->route->rewrite_redirects || !c->up) return NULL;
+    const struct config_addr *up = &c->up->server->cfg->addr;
+    *rr = (struct http_rewrite){
+        .scheme = conn_scheme(c),
+        .host = x->host, /* c->in, where the request's Host was, may hold the next one */
+        .host_len = strlen(x->host),
+        .up_host = up->kind == ADDR_INET ? up->host : NULL,
+        .up_port = up->port,
+    };
+    rr->prefix = http_route_prefix(x->route, &rr->prefix_len);
+    return rr;
+}
+
 /* Writes the response head (and the body bytes that came with it). */
 static void http_write_head(struct conn *c, const char *body, size_t body_len) {
     struct exchange *x = c->x;
@@ -496,6 +515,7 @@ static void http_write_head(struct conn *c, const char *body, size_t body_len) {
         conn_close(c, "out of memory");
         return;
     }
+    struct http_rewrite redirects;
     struct http_response_rewrite rw = {
         .route = x->route,
         .request_id = x->rid,
@@ -503,6 +523,7 @@ static void http_write_head(struct conn *c, const char *body, size_t body_len) {
         .close = x->close_client,
         .dechunk = x->dechunk,
         .hsts_s = c->lcfg->hsts_ms / 1000,
+        .redirects = http_redirects_for(c, &redirects),
     };
     size_t n = http_build_response(conn_block_data(blk), CONN_BLOCK_DATA_SIZE, &x->resp, &rw);
     if (n == 0) {

@@ -185,6 +185,11 @@ bool exchange_route(struct exchange *x, const struct route_table *routes,
                            http_span_ptr(m, m->path), m->path.len,
                            http_span_ptr(m, m->method_text), m->method_text.len);
     exchange_make_request_id(x); /* after routing: the route may remove the client's */
+    x->host[0] = '\0';
+    if (x->route && x->route->rewrite_redirects && host.len < sizeof(x->host)) {
+        memcpy(x->host, http_span_ptr(m, host), host.len);
+        x->host[host.len] = '\0';
+    }
     const struct config_upstream *cu = x->route ? x->route->upstream : fallback;
     if (!cu) return false;
     x->upstream = view_upstream(c->view, cu);

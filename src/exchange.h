@@ -114,6 +114,9 @@ struct exchange {
     uint64_t t_resp;                  /* response head arrived; 0 = not yet */
     uint64_t last_up;                 /* last byte from the upstream */
     char rid[208];                    /* X-Request-Id, sent (at most 200 bytes) or generated */
+    /* rewrite_redirects: the request's Host (a name of at most 253 bytes
+     * and a port), copied out of c->in at routing; "" for none or longer. */
+    char host[264];
     /* Access log fields, copied out of c->in before it is reused. */
     char log_method[24], log_target[512], log_referer[256], log_ua[256];
     uint8_t log_minor;

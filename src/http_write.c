@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "ferry/config.h"
+#include "ferry/http_rewrite.h"
 #include "ferry/strbuf.h"
 
 #include "http_internal.h"
@@ -145,6 +146,20 @@ size_t http_build_request(char *out, size_t cap, const struct http_msg *req,
     return o.full ? 0 : o.len;
 }
 
+/* Writes F's value as rewrite_redirects changes it, straight into O's
+ * room; false when it stays as sent (or is not one of the three). */
+static bool out_rewritten(struct strbuf *o, const struct http_msg *m, const struct http_field *f,
+                          const struct http_rewrite *rr) {
+    const char *v = http_span_ptr(m, f->value);
+    size_t n = 0;
+    if (http_span_eq(m, f->name, "location") || http_span_eq(m, f->name, "content-location"))
+        n = http_rewrite_location(rr, v, f->value.len, o->p + o->len, o->cap - o->len);
+    else if (http_span_eq(m, f->name, "set-cookie"))
+        n = http_rewrite_cookie(rr, v, f->value.len, o->p + o->len, o->cap - o->len);
+    o->len += n;
+    return n > 0;
+}
+
 size_t http_build_response(char *out, size_t cap, const struct http_msg *resp,
                            const struct http_response_rewrite *rw) {
     struct strbuf o = strbuf_fixed(out, cap);
@@ -169,7 +184,8 @@ size_t http_build_response(char *out, size_t cap, const struct http_msg *resp,
         if (f->id == HTTP_F_CONTENT_LENGTH && bodiless) continue;
         out_span(&o, resp, f->name);
         strbuf_add(&o, ": ", 2);
-        out_span(&o, resp, f->value);
+        if (!rw->redirects || !out_rewritten(&o, resp, f, rw->redirects))
+            out_span(&o, resp, f->value);
         strbuf_add(&o, "\r\n", 2);
     }
     if (resp->status >= 200 || tunnel) {

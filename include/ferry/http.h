@@ -27,6 +27,7 @@
 #include "ferry/util.h"
 
 struct config_route;
+struct http_rewrite;
 
 /* More fields than this in one head: 431 (request) or 502 (response). */
 #define HTTP_MAX_FIELDS 100
@@ -200,6 +201,8 @@ struct http_response_rewrite {
     bool close;                       /* the client connection ends after this response */
     bool dechunk;                     /* body is re-framed (chunked to an HTTP/1.0 client) */
     uint64_t hsts_s;                  /* Strict-Transport-Security max-age; 0: none added */
+    const struct http_rewrite *redirects; /* rewrite_redirects: Location, Content-Location,
+                                           * Set-Cookie Path (http_rewrite.h); NULL: as sent */
 };
 
 size_t http_build_response(char *out, size_t cap, const struct http_msg *resp,
