@@ -35,6 +35,7 @@
 #include "ferry/http_path.h"
 #include "ferry/http_rewrite.h"
 #include "ferry/log.h"
+#include "ferry/route.h"
 #include "ferry/stats.h"
 #include "ferry/upstream.h"
 #include "ferry/worker_ctx.h"
@@ -54,6 +55,7 @@ static void http_forward_request_body(struct conn *c, char *blk, size_t n);
 static void http_finish_exchange(struct conn *c);
 static void http_answer(struct conn *c, int status, const char *detail, const char *location);
 static bool http_redirect_https(struct conn *c);
+static bool http_redirect_slash(struct conn *c, const struct route_table *routes);
 static long http_check_request_body(struct conn *c, const char *data, size_t n);
 
 static char *http_block(struct conn *c) {
@@ -349,7 +351,9 @@ static void http_dispatch(struct conn *c) {
     if (c->lcfg->redirect_https && http_redirect_https(c)) return;
     const struct config *cfg = view_config(c->view);
     const struct route_table *routes = c->view->gen->routes[c->lcfg - cfg->listeners];
-    if (!exchange_route(x, routes, c->lcfg->upstream)) {
+    bool routed = exchange_route(x, routes, c->lcfg->upstream);
+    if (http_redirect_slash(c, routes)) return;
+    if (!routed) {
         http_answer(c, 404, "no route matches this request", NULL);
         return;
     }
@@ -375,6 +379,28 @@ static bool http_redirect_https(struct conn *c) {
         http_fail(c, 414, "target too long to redirect");
         return true;
     }
+    http_answer(c, 308, location, location);
+    return true;
+}
+
+/* `/api` when only `path_prefix = /api/` would take it: 308 to `/api/`
+ * (query kept), as nginx does for a location with a trailing slash; else
+ * a catch-all route or the listener's upstream would answer for the app.
+ * Returns true when it answered. */
+static bool http_redirect_slash(struct conn *c, const struct route_table *routes) {
+    struct exchange *x = c->x;
+    const struct http_msg *m = &x->req;
+    struct http_span host = m->host >= 0 ? m->fields[m->host].value : (struct http_span){0, 0};
+    const struct config_route *r = route_slash_redirect(
+        routes, http_span_ptr(m, host), host.len, http_span_ptr(m, m->path), m->path.len,
+        http_span_ptr(m, m->method_text), m->method_text.len, x->route);
+    if (!r) return false;
+    char location[2048];
+    int n = snprintf(location, sizeof(location), "%.*s/%.*s", (int)m->path.len,
+                     http_span_ptr(m, m->path), (int)m->query.len, http_span_ptr(m, m->query));
+    if (n < 0 || (size_t)n >= sizeof(location)) return false; /* served as it is */
+    x->route = r; /* counted under the route it leads to */
+    x->upstream = NULL;
     http_answer(c, 308, location, location);
     return true;
 }

@@ -406,6 +406,29 @@ const struct config_route *route_match(const struct route_table *t, const char *
     return bucket_match(&t->any, path, path_len, method, method_len);
 }
 
+/* The longest path route_slash_redirect looks at: longer ones are served
+ * as they are (a prefix route's root is never that long in practice). */
+#define ROUTE_SLASH_MAX 2048
+
+const struct config_route *route_slash_redirect(const struct route_table *t, const char *host,
+                                                size_t host_len, const char *path,
+                                                size_t path_len, const char *method,
+                                                size_t method_len,
+                                                const struct config_route *matched) {
+    if (path_len == 0 || path[path_len - 1] == '/' || path_len + 1 > ROUTE_SLASH_MAX) return NULL;
+    /* Something names this path itself (`path = /api`, `path_prefix = /api`): it is served. */
+    if (matched && (matched->path_exact || strlen(matched->path) >= path_len)) return NULL;
+    char slashed[ROUTE_SLASH_MAX];
+    memcpy(slashed, path, path_len);
+    slashed[path_len] = '/';
+    const struct config_route *r =
+        route_match(t, host, host_len, slashed, path_len + 1, method, method_len);
+    if (!r || r->path_exact || strlen(r->path) != path_len + 1 ||
+        memcmp(r->path, slashed, path_len + 1) != 0)
+        return NULL;
+    return r;
+}
+
 /* An sni route has path "/" and no methods, so the path and method given
  * here fit every one, and the host rules alone decide, as for hosts. */
 const struct config_route *route_match_sni(const struct route_table *t, const char *name,
