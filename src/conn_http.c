@@ -357,7 +357,7 @@ static void http_dispatch(struct conn *c) {
         http_answer(c, 404, "no route matches this request", NULL);
         return;
     }
-    http_arm(c, x->upstream->cfg->read_timeout_ms);
+    http_arm(c, exchange_read_timeout(x));
     exchange_checkout(x);
 }
 
@@ -639,6 +639,7 @@ static void http1_tunnel(struct exchange *x, const char *up_rest, size_t up_rest
         conn_close(c, "out of memory");
         return;
     }
+    r->idle_ms = exchange_idle_timeout(x);
     upstream_conn_pause(c->up); /* the pipe reads it from now on */
     conn_read_stop(c);
     if (c->up_writes > 0) { /* the head may still be queued: its block must outlive the write */
@@ -700,11 +701,11 @@ static void http_response_done(struct conn *c) {
  * (it must not pin the upstream connection and our buffers forever). The
  * timer is armed for whichever ends first. */
 static void http_busy_timer(struct conn *c, struct exchange *x) {
-    uint64_t limit = x->upstream ? x->upstream->cfg->read_timeout_ms : 1000;
+    uint64_t limit = exchange_read_timeout(x);
     uint64_t now = uv_now(c->ctx->loop);
     uint64_t next = now + limit;
     if (conn_client_queued(c) > 0) {
-        uint64_t stall = conn_client_stall_deadline(c);
+        uint64_t stall = conn_client_stall_deadline(c, exchange_idle_timeout(x));
         if (now >= stall) {
             conn_abort(c, "client stopped reading");
             return;

@@ -52,6 +52,8 @@ struct relay {
     struct pipe_dir to_client;         /* upstream -> client */
     char *held_block;                  /* a block an HTTP write queued before the switch
                                         * may still use (freed with the relay) */
+    uint64_t idle_ms;                  /* idle limit: the route's idle_timeout, else the
+                                        * listener's */
 };
 
 /* What a connection speaks, chosen at accept from the listener's mode: the
@@ -141,9 +143,9 @@ const char *conn_peer(const struct conn *c, char *buf);
 
 void conn_set_state(struct conn *c, enum conn_state next);
 /* When a client with bytes waiting counts as having stopped reading:
- * idle_timeout after its last progress (a completed write, or the kernel's
- * send queue shrinking). */
-uint64_t conn_client_stall_deadline(struct conn *c);
+ * IDLE_MS (idle_timeout) after its last progress (a completed write, or the
+ * kernel's send queue shrinking). */
+uint64_t conn_client_stall_deadline(struct conn *c, uint64_t idle_ms);
 
 /* (Re)arms the conn's one timer; nothing once the conn is closing. */
 void conn_arm(struct conn *c, uint64_t ms, wheel_cb cb);

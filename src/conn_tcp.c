@@ -127,7 +127,10 @@ static void tcp_hello_decide(struct conn *c) {
         conn_close(c, "malformed ClientHello");
         return;
     }
-    if (route) r->route = route->name;
+    if (route) {
+        r->route = route->name;
+        r->idle_ms = route->idle_timeout_ms; /* 0: the listener's */
+    }
     const struct config_upstream *u = route ? route->upstream : c->lcfg->upstream;
     if (!u) {
         conn_close(c, "no sni route matched and no default upstream");
@@ -200,8 +203,9 @@ void conn_relay_start(struct conn *c) {
     pipe_init(&r->to_client, up, &c->client_tp, &c->ctx->pool, conn_on_pipe, c);
     int err = pipe_start(&r->to_up);
     if (err == 0) err = pipe_start(&r->to_client);
+    if (!r->idle_ms) r->idle_ms = c->lcfg->idle_timeout_ms;
     if (err == 0)
-        conn_arm(c, c->lcfg->idle_timeout_ms, conn_on_idle_timer);
+        conn_arm(c, r->idle_ms, conn_on_idle_timer);
     if (err < 0) conn_close(c, uv_strerror(err));
 }
 
@@ -228,7 +232,7 @@ static void conn_on_idle_timer(struct wheel_timer *t) {
     const struct relay *r = c->relay;
     uint64_t last = r->to_up.last_active > r->to_client.last_active ? r->to_up.last_active
                                                                      : r->to_client.last_active;
-    uint64_t deadline = last + c->lcfg->idle_timeout_ms;
+    uint64_t deadline = last + r->idle_ms;
     uint64_t now = uv_now(c->ctx->loop);
     if (now < deadline) {
         conn_arm(c, deadline - now, conn_on_idle_timer);

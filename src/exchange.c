@@ -197,6 +197,16 @@ bool exchange_route(struct exchange *x, const struct route_table *routes,
     return true;
 }
 
+uint64_t exchange_read_timeout(const struct exchange *x) {
+    if (x->route && x->route->read_timeout_ms) return x->route->read_timeout_ms;
+    return x->upstream ? x->upstream->cfg->read_timeout_ms : 1000;
+}
+
+uint64_t exchange_idle_timeout(const struct exchange *x) {
+    if (x->route && x->route->idle_timeout_ms) return x->route->idle_timeout_ms;
+    return x->c->lcfg->idle_timeout_ms;
+}
+
 /* --- checkout and hold ------------------------------------------------------ */
 
 static int http_status_for(int err, const char **cause) {

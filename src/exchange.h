@@ -159,6 +159,11 @@ void exchange_checkout(struct exchange *x);
 void exchange_retry_fresh(struct exchange *x);
 /* Leaves a `hold`, counting how it ended. */
 void exchange_unhold(struct exchange *x, bool served);
+/* The limits of this request: its route's read_timeout and idle_timeout
+ * when set, else its upstream's read_timeout and its listener's
+ * idle_timeout (1 s read limit while no upstream is chosen yet). */
+uint64_t exchange_read_timeout(const struct exchange *x);
+uint64_t exchange_idle_timeout(const struct exchange *x);
 /* "route api, upstream app: connection refused" as the failure detail. */
 void exchange_fail_upstream(struct exchange *x, int status, const char *cause);
 

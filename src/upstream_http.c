@@ -63,7 +63,7 @@ void upstream_http_set_reading(struct exchange *x, bool want) {
         x->last_up = uv_now(c->ctx->loop); /* paused time is not upstream silence */
     } else {
         upstream_conn_pause(c->up);
-        if (c->state == CONN_HTTP_BUSY) x->down->arm(x, c->lcfg->idle_timeout_ms);
+        if (c->state == CONN_HTTP_BUSY) x->down->arm(x, exchange_idle_timeout(x));
     }
     x->up_reading = want;
 }
@@ -112,7 +112,7 @@ static void upstream_http_send_request(struct exchange *x) {
 void upstream_http_attach(struct exchange *x, struct upstream_conn *uc) {
     struct conn *c = x->c;
     assert(x->state == EXCHANGE_WAITING && !c->up);
-    x->down->arm(x, x->upstream->cfg->read_timeout_ms);
+    x->down->arm(x, exchange_read_timeout(x));
     c->up = uc;
     /* Reads go to us from now on; a pooled connection keeps reading (no
      * stop and start: the downstream pauses it if it must). */
