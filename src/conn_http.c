@@ -619,6 +619,13 @@ static void http1_tunnel(struct exchange *x, const char *up_rest, size_t up_rest
     x->status = 101;
     http_write_head(c, up_rest, up_rest_len);
     if (c->closing) return;
+    struct relay *r = conn_relay_new(c);
+    if (!r) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    r->idle_ms = exchange_idle_timeout(x);
+    uint32_t early_in = c->in_len;
     if (c->in_len > 0) {
         char *blk = http_block(c);
         if (!blk) {
@@ -633,13 +640,8 @@ static void http1_tunnel(struct exchange *x, const char *up_rest, size_t up_rest
         c->in_len = 0;
     }
     http_put(c, &c->in);
-    exchange_record(x);
-    struct relay *r = conn_relay_new(c);
-    if (!r) {
-        conn_close(c, "out of memory");
-        return;
-    }
-    r->idle_ms = exchange_idle_timeout(x);
+    x->bytes_out -= up_rest_len; /* the head's; the tunnel counts what follows it */
+    exchange_record(x);          /* its log line waits in r->log for the end */
     upstream_conn_pause(c->up); /* the pipe reads it from now on */
     conn_read_stop(c);
     if (c->up_writes > 0) { /* the head may still be queued: its block must outlive the write */
@@ -648,6 +650,9 @@ static void http1_tunnel(struct exchange *x, const char *up_rest, size_t up_rest
     }
     exchange_free(x); /* c->up stays: the relay takes it */
     conn_relay_start(c);
+    if (c->closing) return;
+    r->early_in = early_in; /* what went before the pipes ran is the tunnel's too */
+    r->early_out = up_rest_len;
 }
 
 /* --- the end of an exchange -------------------------------------------- */

@@ -20,6 +20,7 @@
 struct config_listener;
 struct config_upstream;
 struct exchange;
+struct relay_log;
 struct tls_hello;
 struct worker_ctx;
 
@@ -54,6 +55,10 @@ struct relay {
                                         * may still use (freed with the relay) */
     uint64_t idle_ms;                  /* idle limit: the route's idle_timeout, else the
                                         * listener's */
+    struct relay_log *log;             /* http after a 101: the request's access log line,
+                                        * written when the tunnel ends; else NULL */
+    uint64_t early_in, early_out;      /* http after a 101: bytes each way written before
+                                        * the pipes ran (for the log; counted elsewhere) */
 };
 
 /* What a connection speaks, chosen at accept from the listener's mode: the
@@ -191,6 +196,10 @@ struct upstream_want conn_want(const struct conn *c, bool fresh);
 
 /* The conn's relay, allocated on first use (NULL when out of memory). */
 struct relay *conn_relay_new(struct conn *c);
+
+/* exchange.c: writes a tunnel's access log line L (the upgrade request,
+ * then the bytes each way and the length of the tunnel), and frees L. */
+void relay_log_write(struct conn *c, struct relay_log *l);
 
 /* Pipes client <-> upstream until both directions end or idle_timeout
  * passes with no byte either way (tcp mode, and http after a 101). */

@@ -242,6 +242,11 @@ static void conn_on_idle_timer(struct wheel_timer *t) {
 }
 
 static void conn_log_access(struct conn *c) {
+    if (c->relay && c->relay->log) { /* an http tunnel: its request's line, now complete */
+        relay_log_write(c, c->relay->log);
+        c->relay->log = NULL;
+        return;
+    }
     if (c->lcfg->mode != MODE_TCP || !c->relay) return;
     struct access_tcp_entry e = {
         .client = CONN_PEER(c),
@@ -281,6 +286,7 @@ static void tcp_free(struct conn *c) {
     if (!r) return;
     buffer_put(&c->ctx->pool, r->held_block);
     free(r->hello);
+    free(r->log); /* written at close; only a relay that never closed still holds it */
     memtrim_note(&c->ctx->freed, sizeof(*r));
     free(r);
     c->relay = NULL;
