@@ -197,6 +197,7 @@ static bool upstream_http_on_head(struct exchange *x) {
                                                : "unexpected 101 response");
             return false;
         }
+        x->t_resp = uv_now(c->ctx->loop); /* the 101 is the answer: urt in the log */
         x->down->tunnel(x, buf + m->head_end, rest_len);
         return false;
     }

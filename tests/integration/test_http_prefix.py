@@ -250,8 +250,8 @@ def test_tunnel_log(h):
     s.close()
     opslib.wait_for(lambda: " 101 " in f.stdout(), 5, "the tunnel's log line")
     line = [l for l in f.stdout().splitlines() if " 101 " in l][0]
-    m = re.search(r'"GET /ws/echo HTTP/1.1" 101 (\d+) .* route=ws .* in=(\d+) out=(\d+) '
-                  r'duration=([0-9.]+)$', line)
+    m = re.search(r'"GET /ws/echo HTTP/1.1" 101 (\d+) .* route=ws .* urt=[0-9.]+ .* in=(\d+) '
+                  r'out=(\d+) duration=([0-9.]+)$', line)
     assert m, "tunnel line: %r" % line
     total, bin_, bout, dur = int(m.group(1)), int(m.group(2)), int(m.group(3)), float(m.group(4))
     assert bin_ == sent, "in=%d, the client sent %d" % (bin_, sent)
