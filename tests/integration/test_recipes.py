@@ -58,6 +58,16 @@ def _ferry(h, app, prefix):
         ("app", [("path_prefix", prefix + "/"), ("upstream", "app"), ("strip_prefix", "on")])])
 
 
+def _recipe(h, name, source, interpreter, prefix, env=None):
+    """Writes the app SOURCE, runs it with INTERPRETER on a free port behind
+    ferry under PREFIX. Returns (ferry, the Host to send, a client)."""
+    port = free_port()
+    script = h.write(name, source)
+    app = _start_app(h, name, [interpreter, script, str(port)], port, env=env)
+    f = _ferry(h, app, prefix)
+    return f, "%s:%d" % (f.addr[1], f.addr[2]), http_client(h, f)
+
+
 FLASK_APP = r'''
 import sys
 from flask import Flask, jsonify, redirect, request, url_for
@@ -86,12 +96,7 @@ app.run(host="127.0.0.1", port=int(sys.argv[1]))
 
 def test_flask(h):
     _need_python(["flask", "werkzeug"], "python3-flask")
-    port = free_port()
-    script = h.write("flask_app.py", FLASK_APP)
-    app = _start_app(h, "flask", [SYS_PY, script, str(port)], port)
-    f = _ferry(h, app, "/flask")
-    host = "%s:%d" % (f.addr[1], f.addr[2])
-    c = http_client(h, f)
+    f, host, c = _recipe(h, "flask_app.py", FLASK_APP, SYS_PY, "/flask")
     r = c.request("GET", "/flask/", [("Host", host)])
     assert r.status == 200, r
     j = r.json()
@@ -153,12 +158,7 @@ make_server("127.0.0.1", int(sys.argv[1]), get_wsgi_application()).serve_forever
 
 def test_django(h):
     _need_python(["django"], "python3-django")
-    port = free_port()
-    script = h.write("django_app.py", DJANGO_APP)
-    app = _start_app(h, "django", [SYS_PY, script, str(port)], port)
-    f = _ferry(h, app, "/dj")
-    host = "%s:%d" % (f.addr[1], f.addr[2])
-    c = http_client(h, f)
+    f, host, c = _recipe(h, "django_app.py", DJANGO_APP, SYS_PY, "/dj")
     r = c.request("GET", "/dj/form/", [("Host", host)])
     assert r.status == 200, r
     action = re.search(rb'action="([^"]*)"', r.body).group(1).decode()
@@ -201,12 +201,8 @@ def test_express(h):
     if not node or not os.path.isdir(os.path.join(NODE_PATH, "express")):
         raise harness.Skip("nodejs or node-express is not installed (apt-get install nodejs "
                            "node-express)")
-    port = free_port()
-    script = h.write("express_app.js", EXPRESS_APP)
-    app = _start_app(h, "express", [node, script, str(port)], port, env={"NODE_PATH": NODE_PATH})
-    f = _ferry(h, app, "/node")
-    host = "%s:%d" % (f.addr[1], f.addr[2])
-    c = http_client(h, f)
+    f, host, c = _recipe(h, "express_app.js", EXPRESS_APP, node, "/node",
+                         env={"NODE_PATH": NODE_PATH})
     r = c.request("GET", "/node/info", [("Host", host)])
     assert r.status == 200, r
     assert r.json() == {"ip": "127.0.0.1", "protocol": "http", "hostname": f.addr[1],
@@ -248,12 +244,8 @@ make_server("127.0.0.1", int(sys.argv[1]), app, server_class=Server,
 
 def test_socketio(h):
     _need_python(["socketio"], "python3-socketio")
-    port = free_port()
-    script = h.write("sio_app.py", SOCKETIO_APP)
-    app = _start_app(h, "socketio", [SYS_PY, script, str(port)], port)
-    f = _ferry(h, app, "/chat")
-    host = ("Host", "%s:%d" % (f.addr[1], f.addr[2]))
-    c = http_client(h, f)
+    f, host, c = _recipe(h, "sio_app.py", SOCKETIO_APP, SYS_PY, "/chat")
+    host = ("Host", host)
     base = "/chat/socket.io/?EIO=4&transport=polling"
     r = c.request("GET", base, [host])
     assert r.status == 200 and r.body.startswith(b"0"), r
