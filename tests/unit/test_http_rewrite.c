@@ -162,11 +162,13 @@ static void test_cookie(void **state) {
 /* A new value that does not fit is no value: the original stays. */
 static void test_no_room(void **state) {
     (void)state;
-    char out[8];
-    assert_int_equal(http_rewrite_location(&api, "/login", 6, out, sizeof(out)), 0);
+    char out[16];
+    assert_int_equal(http_rewrite_location(&api, "/login", 6, out, 9), 0);
     assert_int_equal(http_rewrite_location(&api, "/login", 6, out, 10), 10);
     assert_memory_equal(out, "/api/login", 10);
-    assert_int_equal(http_rewrite_cookie(&api, "a=1; Path=/", 11, out, sizeof(out)), 0);
+    assert_int_equal(http_rewrite_cookie(&api, "a=1; Path=/", 11, out, 13), 0);
+    assert_int_equal(http_rewrite_cookie(&api, "a=1; Path=/", 11, out, 14), 14);
+    assert_memory_equal(out, "a=1; Path=/api", 14);
 }
 
 int main(void) {
