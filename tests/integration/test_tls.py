@@ -71,9 +71,10 @@ def tls_listener_text(name, addr, certs, extra=None, mode="http", upstream="app"
     return lines
 
 
-def start(h, listeners, upstreams, global_opts=None, args=(), wait=True):
+def start(h, listeners, upstreams, global_opts=None, args=(), wait=True, routes=()):
     """listeners: [(name, certs, extra, mode, upstream)] (certs may be []);
-    upstreams: [(name, [servers], {opts})]. Returns ferry."""
+    upstreams: [(name, [servers], {opts})]; routes: [(name, [(key, value)])].
+    Returns ferry."""
     def make():
         g = {"workers": "1", "shutdown_timeout": "5s", "log_level": "info"}
         g.update(global_opts or {})
@@ -87,6 +88,8 @@ def start(h, listeners, upstreams, global_opts=None, args=(), wait=True):
             lines += ["", "[upstream %s]" % name]
             lines += ["server = %s" % (s if isinstance(s, str) else fmt_addr(s)) for s in servers]
             lines += ["%s = %s" % kv for kv in (opts or {}).items()]
+        for name, kvs in routes:
+            lines += ["", "[route %s]" % name] + ["%s = %s" % kv for kv in kvs]
         return "\n".join(lines) + "\n", addrs
     return h.start_ferry(make, args=args, wait=wait)
 
@@ -502,6 +505,35 @@ def test_redirect_and_hsts(h):
     r, _ = tls_get(h, f, ca=a[0])
     assert r.status == 200 and r.header("strict-transport-security") == "max-age=31536000", \
         r.headers
+
+
+def test_prefix_redirect_https(h):
+    """Behind a TLS listener, an app under a stripped prefix that redirects
+    to http://HOST/x (it sees plain http) sends the browser to
+    https://HOST/api/x: the client's scheme, host and prefix; its app is
+    told X-Forwarded-Proto: https and X-Forwarded-Prefix: /api."""
+    seen = []
+
+    def handle(c):
+        buf = b""
+        c.settimeout(10)
+        while b"\r\n\r\n" not in buf:
+            b = c.recv(65536)
+            if not b:
+                return
+            buf += b
+        seen.append(buf.decode("latin-1").lower())
+        c.sendall(b"HTTP/1.1 302 Found\r\nLocation: http://a.test/x\r\n"
+                  b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+    up = h.thread_server(handle)
+    a = make_cert(h, "a.test")
+    f = start(h, [("web", [a], None, "http", "app")], [("app", [up], None)],
+              routes=[("api", [("path_prefix", "/api/"), ("strip_prefix", "on"),
+                               ("upstream", "app")])])
+    r, _ = tls_get(h, f, "/api/go", ca=a[0])
+    assert r.status == 302 and r.header("location") == "https://a.test/api/x", r
+    assert "x-forwarded-proto: https\r\n" in seen[0] and "x-forwarded-prefix: /api\r\n" in seen[0], \
+        seen
 
 
 def test_tcp_terminate(h):
