@@ -187,6 +187,11 @@ def test_sni_certificates(h):
     adm = admin_addr()
     f = start(h, [("web", [a, b], None, "http", "app")], [("app", [up], None)],
               global_opts={"admin": fmt_addr(adm)})
+    # start() waits for the listeners only: the admin address may come later
+    deadline = time.monotonic() + harness.scaled(10)
+    while not harness.is_listening(f.pid, adm):
+        assert time.monotonic() < deadline, "admin endpoint not listening on %s" % fmt_addr(adm)
+        time.sleep(0.02)
     # /status and /metrics list both certificates with their names and expiry
     s = socket.create_connection(adm[1:], timeout=5)
     s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
