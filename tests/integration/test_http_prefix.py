@@ -260,5 +260,23 @@ def test_tunnel_log(h):
     assert dur >= 0.3, "duration %.3f" % dur
 
 
+def test_tunnel_log_json(h):
+    """The same line in JSON: valid JSON with bytes_in, bytes_out and
+    duration next to the usual keys."""
+    import json
+    up = http_upstream(h)
+    f = simple_http(h, [up], global_opts={"access_log": "stdout", "access_log_format": "json"},
+                    routes=[("ws", [("path_prefix", "/ws/"), ("upstream", "app")])])
+    s = _ws_open(h, f, "/ws/echo")
+    frame = _ws_frame(b"x" * 1000)
+    s.sendall(frame)
+    assert _ws_read(s) == b"x" * 1000
+    s.close()
+    opslib.wait_for(lambda: '"status":101' in f.stdout(), 5, "the tunnel's log line")
+    o = json.loads([l for l in f.stdout().splitlines() if '"status":101' in l][0])
+    assert (o["route"], o["bytes_in"], o["bytes_out"]) == ("ws", len(frame), 4 + 1000), o
+    assert o["bytes"] > 1004 and o["duration"] >= 0 and o["urt"] is not None, o
+
+
 if __name__ == "__main__":
     harness.main(globals())
