@@ -122,14 +122,7 @@ static void tls_on_idle(uv_idle_t *h) {
     struct tls_worker *tw = container_of(h, struct tls_worker, idle);
     /* Only those queued now: a pump may queue its transport again. */
     struct list_node batch;
-    list_init(&batch);
-    if (!list_empty(&tw->deferred)) {
-        batch.next = tw->deferred.next;
-        batch.prev = tw->deferred.prev;
-        batch.next->prev = &batch;
-        batch.prev->next = &batch;
-        list_init(&tw->deferred);
-    }
+    list_move_all(&tw->deferred, &batch);
     while (!list_empty(&batch)) {
         struct tls_conn *tc = container_of(batch.next, struct tls_conn, deferred);
         list_remove(&tc->deferred);

@@ -60,6 +60,18 @@ static inline void list_remove(struct list_node *n) {
     n->prev = n->next = n;
 }
 
+/* Moves every node of FROM to TO (empty before); FROM is empty after. For
+ * running a batch whose handlers may queue again. */
+static inline void list_move_all(struct list_node *from, struct list_node *to) {
+    list_init(to);
+    if (list_empty(from)) return;
+    to->next = from->next;
+    to->prev = from->prev;
+    to->next->prev = to;
+    to->prev->next = to;
+    list_init(from);
+}
+
 /* Allocation failure at start-up is fatal; on the request path callers use
  * plain malloc and turn NULL into a closed connection instead. */
 void *xmalloc(size_t n);
