@@ -7,7 +7,7 @@ FERRY_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Debian packages the build and the tests need. node-llhttp ships llhttp's C
 # sources, which CMake builds into a static library.
 FERRY_PACKAGES=(build-essential cmake pkg-config libuv1-dev libinih-dev libcmocka-dev
-                node-llhttp libssl-dev python3 curl procps iproute2)
+                node-llhttp libssl-dev libnghttp2-dev python3 curl procps iproute2)
 # Only scripts/test needs these: compose_config validates docker-compose.yml
 # with Debian's docker-compose (no Docker engine needed); dash_browser loads
 # the admin dashboard in headless Chromium through selenium (no PyPI here);
@@ -17,7 +17,8 @@ FERRY_PACKAGES=(build-essential cmake pkg-config libuv1-dev libinih-dev libcmock
 FERRY_TEST_PACKAGES=(docker-compose python3-websockets clang libclang-rt-14-dev
                      chromium chromium-driver python3-selenium openssl
                      python3-flask python3-django nodejs node-express python3-socketio
-                     jupyter-notebook python3-ipykernel)
+                     jupyter-notebook python3-ipykernel
+                     python3-h2 nghttp2-client)
 
 ferry_missing_packages() {
     local missing=() p

@@ -382,6 +382,36 @@ static void set_tls_protocols(struct loader *ld, void *obj, const char *key, con
     l->tls_max = hi;
 }
 
+/* `alpn = h2 http/1.1`: the protocols a TLS http listener offers; order
+ * does not matter (h2 is preferred when the client offers both). */
+static void set_alpn(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_listener *l = obj;
+    l->alpn_h2 = l->alpn_http1 = false;
+    char word[32];
+    for (const char *p = v; *p;) {
+        size_t n = strcspn(p, " \t");
+        if (n == 0) {
+            p++;
+            continue;
+        }
+        if (n < sizeof(word)) {
+            memcpy(word, p, n);
+            word[n] = '\0';
+        }
+        if (n < sizeof(word) && strcmp(word, "h2") == 0) {
+            l->alpn_h2 = true;
+        } else if (n < sizeof(word) && strcmp(word, "http/1.1") == 0) {
+            l->alpn_http1 = true;
+        } else {
+            loader_error(ld, ld->line, "%s: '%.*s' is not a protocol ferry speaks (h2, http/1.1)",
+                         key, (int)n, p);
+            return;
+        }
+        p += n;
+    }
+    if (!l->alpn_h2 && !l->alpn_http1) loader_error(ld, ld->line, "%s: no protocol given", key);
+}
+
 /* `hsts = off | DURATION` (the max-age). */
 static void set_hsts(struct loader *ld, void *obj, const char *key, const char *v) {
     struct config_listener *l = obj;
@@ -637,6 +667,9 @@ static const struct key_def listener_keys[] = {
     K_FUNC("tls_protocols", set_tls_protocols),
     K_BOOL("redirect_https", struct config_listener, redirect_https),
     K_FUNC("hsts", set_hsts),
+    K_FUNC("alpn", set_alpn),
+    K_BOOL("h2c", struct config_listener, h2c),
+    K_NUM("h2_max_concurrent_streams", KEY_UINT, struct config_listener, h2_max_streams, 1, 1000),
 };
 
 #define UPSTREAM_DURATION(n, f, lo) K_NUM(n, KEY_DURATION, struct config_upstream, f, lo, NOLIMIT)
@@ -760,6 +793,8 @@ static void *listener_section_open(struct loader *ld, const char *name) {
     l->max_header_size = 32 * 1024;
     l->tls_min = CONFIG_TLS_1_2;
     l->tls_max = CONFIG_TLS_1_3;
+    l->alpn_h2 = l->alpn_http1 = true;
+    l->h2_max_streams = 128;
     return l;
 }
 
@@ -767,7 +802,8 @@ static void *listener_section_open(struct loader *ld, const char *name) {
  * proxy_protocol_from without a PROXY header to check or on a unix socket)
  * are refused rather than silently ignored. */
 static void listener_section_finish(struct loader *ld, void *obj) {
-    static const char *const http_only[] = {"max_header_size", "max_body_size"};
+    static const char *const http_only[] = {"max_header_size", "max_body_size",
+                                            "h2_max_concurrent_streams"};
     struct config_listener *l = obj;
     ld->lrefs[ld->index].header_timeout_line = seen_line(ld, "header_timeout");
     int from = seen_line(ld, "proxy_protocol_from");
@@ -789,6 +825,14 @@ static void listener_section_finish(struct loader *ld, void *obj) {
     if ((line = seen_line(ld, "redirect_https")) && l->redirect_https &&
         (l->ntls_certs || l->mode != MODE_HTTP))
         loader_error(ld, line, "listener %s: redirect_https applies to a cleartext http listener",
+                     l->name);
+    if ((line = seen_line(ld, "alpn")) && (!l->ntls_certs || l->mode != MODE_HTTP))
+        loader_error(ld, line, "listener %s: alpn applies to a TLS listener in http mode",
+                     l->name);
+    if ((line = seen_line(ld, "h2c")) && l->h2c && (l->ntls_certs || l->mode != MODE_HTTP))
+        loader_error(ld, line,
+                     "listener %s: h2c applies to a cleartext http listener (TLS listeners "
+                     "offer h2 by ALPN)",
                      l->name);
     if (l->mode != MODE_TCP) return;
     /* whether it needs `upstream` is known once its routes are (config.c) */

@@ -61,7 +61,8 @@ _Static_assert(CONN_NSTATES <= 16, "conn.state is 4 bits");
 
 static const char *const conn_state_names[] = {
     "accepted", "proxy-header", "tls-hello", "connecting", "relaying",
-    "idle",     "head",         "busy",      "linger",     "closed"};
+    "idle",     "head",         "busy",      "linger",     "closed",
+    "h2"};
 _Static_assert(FERRY_ARRAY_LEN(conn_state_names) == CONN_NSTATES, "a name per state");
 
 void conn_arm(struct conn *c, uint64_t ms, wheel_cb cb) {
@@ -203,6 +204,31 @@ int conn_accept(struct listener *l) {
     else
         conn_begin(c);
     return 0;
+}
+
+struct conn *conn_stream_new(struct conn *parent) {
+    struct worker_ctx *ctx = parent->ctx;
+    struct conn *c = slab_alloc(&ctx->conn_slab);
+    if (!c) return NULL;
+    c->ctx = ctx;
+    c->view = parent->view;
+    view_ref(c->view);
+    c->lcfg = parent->lcfg;
+    c->lstats = parent->lstats;
+    c->peer_addr = parent->peer_addr;
+    c->started = uv_now(ctx->loop);
+    c->state = CONN_ACCEPTED;
+    c->proto = &conn_proto_http;
+    c->stream = true;
+    /* No socket: uv_fileno() on it fails, so the kernel queue checks
+     * (SIOCOUTQ, FIONREAD) fall back to what the transport says. */
+    memset(&c->client, 0, sizeof(c->client));
+    c->client.handle.type = UV_UNKNOWN_HANDLE;
+    list_push_front(&ctx->conns, &c->link);
+    ctx->nconns++;
+    wheel_timer_init(&c->timer);
+    c->refs = 1; /* the stream transport's close callback */
+    return c;
 }
 
 /* A TLS listener's connection speaks TLS from here on: after the PROXY
@@ -447,7 +473,7 @@ static void conn_release(struct conn *c) {
     if (c->counted) atomic_fetch_sub(ctx->connections, 1);
     c->proto->free(c);
     view_unref(c->view);
-    stat_sub(&c->lstats->u.listener.connections_active, 1);
+    if (!c->stream) stat_sub(&c->lstats->u.listener.connections_active, 1);
     conn_unlist(c);
     slab_free(&ctx->conn_slab, c);
 }
@@ -474,5 +500,6 @@ void conn_close_idle(struct worker_ctx *ctx) {
         next = n->next;
         struct conn *c = container_of(n, struct conn, link);
         if (c->state == CONN_HTTP_IDLE) conn_close(c, "shutting down");
+        if (c->state == CONN_H2) conn_h2_drain(c);
     }
 }

@@ -131,13 +131,28 @@ static void http_update_reading(struct conn *c) {
 
 /* --- start, refuse, fail ----------------------------------------------- */
 
+/* A new connection's first bytes (or its ALPN) may ask for HTTP/2: true
+ * when conn_h2 took it over, or when they are too few to tell yet. */
+static bool http_h2_switch(struct conn *c) {
+    if (c->state != CONN_HTTP_IDLE || c->served || c->stream) return false;
+    bool wait = false;
+    if (conn_h2_wanted(c, &wait)) {
+        conn_h2_takeover(c);
+        return true;
+    }
+    return wait;
+}
+
 static void http_start(struct conn *c) {
     http_arm(c, c->lcfg->header_timeout_ms); /* a new connection owes us a head */
-    if (c->in_len > 0) { /* bytes that came behind a PROXY header */
+    conn_set_state(c, CONN_HTTP_IDLE);
+    if (c->in_len > 0 && http_h2_switch(c)) { /* bytes that came behind a PROXY header */
+        if (!c->closing && c->state == CONN_HTTP_IDLE) http_update_reading(c);
+        return;
+    }
+    if (c->in_len > 0) {
         conn_set_state(c, CONN_HTTP_HEAD);
         http_try_head(c);
-    } else {
-        conn_set_state(c, CONN_HTTP_IDLE);
     }
     if (!c->closing) http_update_reading(c);
 }
@@ -274,6 +289,7 @@ static void http_on_client_read(struct conn *c, ssize_t nread, const uv_buf_t *b
     }
     c->in_len += (uint32_t)nread;
     stat_add(&c->ctx->wstats->u.worker.bytes_in, (uint64_t)nread);
+    if (http_h2_switch(c)) return;
     if (c->state == CONN_HTTP_IDLE) {
         conn_set_state(c, CONN_HTTP_HEAD);
         http_arm(c, c->lcfg->header_timeout_ms);

@@ -21,6 +21,7 @@ struct config_listener;
 struct config_upstream;
 struct exchange;
 struct relay_log;
+struct h2_session;
 struct tls_hello;
 struct worker_ctx;
 
@@ -35,6 +36,7 @@ enum conn_state {
     CONN_HTTP_BUSY,  /* http: a request is being proxied (struct exchange) */
     CONN_LINGER,     /* last response written, write side shut: draining input */
     CONN_CLOSED,     /* conn_close() ran: waiting for callbacks */
+    CONN_H2,         /* HTTP/2: the session runs, each stream a conn of its own */
     CONN_NSTATES     /* at most 16: conn.state is 4 bits */
 };
 
@@ -87,6 +89,7 @@ struct conn_proto {
 
 extern const struct conn_proto conn_proto_tcp;  /* conn_tcp.c */
 extern const struct conn_proto conn_proto_http; /* conn_http.c */
+extern const struct conn_proto conn_proto_h2;   /* conn_h2.c */
 
 struct conn {
     struct list_node link;              /* in the worker's list of live connections */
@@ -105,7 +108,10 @@ struct conn {
     struct wheel_timer timer;          /* idle, header, read and linger timeouts */
     struct upstream_conn *up;          /* the outbound connection, while one is attached */
     struct relay *relay;               /* tcp mode, or http after a 101; NULL otherwise */
-    struct exchange *x;                /* http: the request in flight, if any */
+    union {
+        struct exchange *x;            /* http: the request in flight, if any */
+        struct h2_session *h2;         /* CONN_H2: the session (conn_h2.c) */
+    };
     char *in;                          /* http: unparsed client bytes (a pool block), or NULL */
     uint64_t client_progress;          /* uv_now() of the last sign the client reads */
     uint64_t started;                  /* uv_now() at accept */
@@ -124,6 +130,8 @@ struct conn {
     bool counted : 1;                  /* holds a slot of max_connections */
     bool client_eof : 1;               /* the client shut its write side */
     bool served : 1;                   /* http: a response went out on it */
+    bool stream : 1;                   /* an HTTP/2 stream: no socket of its own, its
+                                        * client_tp is the stream (transport_h2.c) */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
@@ -220,6 +228,19 @@ int conn_send_proxy_header(struct conn *c) FERRY_MUSTCHECK;
 void conn_begin(struct conn *c);
 /* conn.c: records SS as the client's address (AF_UNSPEC for unix). */
 void conn_set_peer_addr(struct conn *c, const struct sockaddr_storage *ss);
+
+/* conn.c: a conn for one HTTP/2 stream of PARENT (same listener, config
+ * and client address), not counted as a connection; the caller sets up
+ * its client_tp, then calls proto->start. NULL: no memory. */
+struct conn *conn_stream_new(struct conn *parent);
+
+/* conn_h2.c: true when what C's client sent first (c->in) or its ALPN
+ * asks for HTTP/2; *WAIT when too few bytes came to tell. */
+bool conn_h2_wanted(const struct conn *c, bool *wait);
+/* conn_h2.c: C speaks HTTP/2 from now on; c->in is the first input. */
+void conn_h2_takeover(struct conn *c);
+/* conn_h2.c: a graceful stop: GOAWAY, close once open streams end. */
+void conn_h2_drain(struct conn *c);
 
 /* conn_proxy.c: reads the PROXY header a balancer in front sends first,
  * then conn_begin(). */

@@ -177,7 +177,10 @@ void exchange_record(struct exchange *x) {
         x->log_minor = 1;
     }
     char proto[16];
-    snprintf(proto, sizeof(proto), "HTTP/1.%u", (unsigned)x->log_minor);
+    if (c->stream)
+        snprintf(proto, sizeof(proto), "HTTP/2.0");
+    else
+        snprintf(proto, sizeof(proto), "HTTP/1.%u", (unsigned)x->log_minor);
     struct access_http_entry e = {
         .client = CONN_PEER(c),
         .method = x->log_method,

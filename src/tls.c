@@ -242,16 +242,24 @@ static int on_servername(SSL *ssl, int *alert, void *arg) {
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* HTTP listeners speak HTTP/1.1; a client that offers ALPN without it
- * goes on without ALPN, as nginx does. */
+/* HTTP listeners offer what `alpn` lists, h2 first: a client that offers
+ * both gets HTTP/2. A client that offers none of ours goes on without
+ * ALPN (HTTP/1.1), as nginx does. */
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg) {
     FERRY_UNUSED(ssl);
-    FERRY_UNUSED(arg);
-    static const unsigned char ours[] = "\x08http/1.1";
+    const struct config_listener *l = arg;
+    static const unsigned char both[] = "\x02h2\x08http/1.1";
+    const unsigned char *ours = both;
+    unsigned ours_len = sizeof(both) - 1;
+    if (!l->alpn_h2) {
+        ours += 3;
+        ours_len -= 3;
+    } else if (!l->alpn_http1) {
+        ours_len = 3;
+    }
     unsigned char *sel;
-    if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
+    if (SSL_select_next_proto(&sel, outlen, ours, ours_len, in, inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
@@ -276,7 +284,7 @@ static SSL_CTX *server_ctx_new(const struct config_listener *l, struct tls_serve
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
     SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
     SSL_CTX_set_tlsext_servername_arg(ctx, srv);
-    if (l->mode == MODE_HTTP) SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
+    if (l->mode == MODE_HTTP) SSL_CTX_set_alpn_select_cb(ctx, on_alpn, (void *)l);
     return ctx;
 }
 

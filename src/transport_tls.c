@@ -673,3 +673,11 @@ const char *transport_tls_version(const struct transport *t) {
 bool transport_tls_resumed(const struct transport *t) {
     return transport_is_tls(t) && SSL_session_reused(tls_of(t)->ssl);
 }
+
+bool transport_tls_alpn_h2(const struct transport *t) {
+    if (!transport_is_tls(t)) return false;
+    const unsigned char *p = NULL;
+    unsigned n = 0;
+    SSL_get0_alpn_selected(tls_of(t)->ssl, &p, &n);
+    return n == 2 && memcmp(p, "h2", 2) == 0;
+}

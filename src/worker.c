@@ -110,6 +110,7 @@ int worker_init(struct worker *w, unsigned id, struct runtime *rt, struct genera
     list_init(&w->ctx.conns);
     buffer_pool_init(&w->ctx.pool, WORKER_FREE_BUFFERS);
     tls_worker_init(&w->ctx.tls, &w->loop, &w->ctx.pool);
+    h2_worker_init(&w->ctx.h2, &w->loop);
     atomic_init(&w->ctx.freed.bytes, 0);
     slab_pool_init(&w->ctx.conn_slab, conn_object_size());
     slab_pool_init(&w->ctx.exchange_slab, conn_exchange_size());
@@ -236,6 +237,7 @@ static void worker_maybe_exit(struct worker *w) {
     for (size_t i = 0; i < v->gen->cfg->nupstreams; i++) upstream_close_idle(v->upstreams[i]);
     wheel_close(&w->ctx.wheel);
     tls_worker_close(&w->ctx.tls);
+    h2_worker_close(&w->ctx.h2);
     uv_close((uv_handle_t *)&w->decay, NULL);
     uv_mutex_lock(&w->wakeup_lock);
     w->stopping = true;

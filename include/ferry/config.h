@@ -128,6 +128,10 @@ struct config_listener {
     int tls_min, tls_max;     /* CONFIG_TLS_1_2 or CONFIG_TLS_1_3 */
     bool redirect_https;      /* http, cleartext: 308 every request to https */
     uint64_t hsts_ms;         /* TLS: Strict-Transport-Security max-age; 0 = off */
+    bool alpn_h2;             /* TLS, http: ALPN offers h2 (`alpn`) */
+    bool alpn_http1;          /* TLS, http: ALPN offers http/1.1 */
+    bool h2c;                 /* cleartext http: HTTP/2 with prior knowledge too */
+    unsigned h2_max_streams;  /* HTTP/2: SETTINGS_MAX_CONCURRENT_STREAMS */
 };
 
 static inline bool config_listener_tls(const struct config_listener *l) {

@@ -81,5 +81,7 @@ const char *transport_tls_error(const struct transport *t);
  * resumed; for tests and the debug log. */
 const char *transport_tls_version(const struct transport *t);
 bool transport_tls_resumed(const struct transport *t);
+/* True when ALPN chose h2 (known once the handshake is done). */
+bool transport_tls_alpn_h2(const struct transport *t);
 
 #endif

@@ -22,6 +22,7 @@
 #include "ferry/buffer.h"
 #include "ferry/memtrim.h"
 #include "ferry/slab.h"
+#include "ferry/transport_h2.h"
 #include "ferry/transport_tls.h"
 #include "ferry/util.h"
 #include "ferry/wheel.h"
@@ -53,6 +54,7 @@ struct worker_ctx {
     struct slab_pool exchange_slab;    /* every HTTP exchange here */
     struct wheel wheel;                /* every connection's timeout */
     struct tls_worker tls;             /* what TLS transports here share */
+    struct h2_worker h2;               /* what HTTP/2 streams here share */
     struct stats *stats;               /* the worker's counters (listeners add theirs) */
     struct stats_node *wstats;         /* its unlabelled node (bytes in/out) */
     struct errring *errors;            /* the worker's ring of errors ferry answered itself */

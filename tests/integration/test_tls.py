@@ -94,7 +94,7 @@ def start(h, listeners, upstreams, global_opts=None, args=(), wait=True, routes=
     return h.start_ferry(make, args=args, wait=wait)
 
 
-def client_ctx(ca=None, alpn=("h2", "http/1.1"), version=None):
+def client_ctx(ca=None, alpn=("http/1.1",), version=None):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if ca:
         ctx.load_verify_locations(ca)
