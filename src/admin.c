@@ -23,6 +23,7 @@
 #include "ferry/stats.h"
 #include "ferry/strbuf.h"
 #include "ferry/tls.h"
+#include "ferry/transport_h2.h"
 #include "ferry/worker.h"
 
 #define ADMIN_REQUEST_MAX 8192
@@ -167,6 +168,20 @@ static void metrics_tls(struct strbuf *b, const struct admin_source *src) {
             admin_escaped(b, l->name);
             strbuf_printf(b, "\",reason=\"%s\"} %llu\n", tls_fail_names[r],
                           (unsigned long long)fails[r]);
+        }
+    }
+    metric_head(b, "ferry_h2_abuse_total", "counter",
+                "HTTP/2 connections ended with GOAWAY ENHANCE_YOUR_CALM, by listener and kind.");
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct config_listener *l = &cfg->listeners[i];
+        if (l->mode != MODE_HTTP || (!config_listener_tls(l) && !l->h2c)) continue;
+        struct admin_sum s = admin_sum_of(src, STATS_LISTENER, (struct admin_key){l->name, NULL},
+                                          NVAL(struct stats_listener));
+        const uint64_t *n = s.v + offsetof(struct stats_listener, h2_abuse) / sizeof(stat_t);
+        for (int k = 0; k < H2_ABUSE_KINDS; k++) {
+            strbuf_adds(b, "ferry_h2_abuse_total{listener=\"");
+            admin_escaped(b, l->name);
+            strbuf_printf(b, "\",kind=\"%s\"} %llu\n", h2_abuse_names[k], (unsigned long long)n[k]);
         }
     }
     metric_head(b, "ferry_tls_certificate_expiry_seconds", "gauge",

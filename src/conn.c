@@ -495,6 +495,14 @@ void conn_close_all(struct worker_ctx *ctx, const char *why) {
     }
 }
 
+void conn_after_reload(struct worker_ctx *ctx) {
+    for (struct list_node *n = ctx->conns.next, *next; n != &ctx->conns; n = next) {
+        next = n->next;
+        struct conn *c = container_of(n, struct conn, link);
+        if (c->state == CONN_H2) conn_h2_drain(c);
+    }
+}
+
 void conn_close_idle(struct worker_ctx *ctx) {
     for (struct list_node *n = ctx->conns.next, *next; n != &ctx->conns; n = next) {
         next = n->next;

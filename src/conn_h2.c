@@ -23,6 +23,7 @@
 #include "ferry/config.h"
 #include "ferry/log.h"
 #include "ferry/pipe.h"
+#include "ferry/stats.h"
 #include "ferry/transport_tls.h"
 #include "ferry/worker_ctx.h"
 
@@ -40,11 +41,13 @@ static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /* The connection's receive window: what all streams together may have
  * sent and their conns not read yet. */
 #define H2_CONN_WINDOW (1 << 20)
+/* CONTINUATION frames one header block may take; nghttp2's own limit is
+ * set above it so that ours, which counts the abuse, comes first. */
+#define H2_MAX_CONTINUATIONS 8
 
-enum h2_flood_kind { H2_FLOOD_EMPTY_DATA, H2_FLOOD_PRIORITY, H2_FLOOD_SETTINGS, H2_FLOOD_PING,
-                     H2_FLOOD_KINDS };
-static const char *const h2_flood_names[H2_FLOOD_KINDS] = {"empty DATA frames", "PRIORITY frames",
-                                                           "SETTINGS frames", "PING frames"};
+_Static_assert(H2_ABUSE_KINDS == STATS_H2_ABUSE, "stats and h2 disagree on abuse kinds");
+const char *const h2_abuse_names[H2_ABUSE_KINDS] = {
+    "rapid_reset", "continuation", "settings", "ping", "priority", "empty_data", "ack_backlog"};
 
 struct h2_session {
     struct conn *c;              /* the client connection */
@@ -54,8 +57,9 @@ struct h2_session {
     const uint8_t *pending;      /* output nghttp2 gave that did not fit a block */
     size_t pending_len;
     uint64_t flood_window_start; /* loop ms */
-    unsigned flood[H2_FLOOD_KINDS];
+    unsigned flood[H2_ABUSE_KINDS];   /* frames of each kind in this window */
     unsigned resets, completed;
+    unsigned continuations;      /* CONTINUATION frames of the header block being read */
     bool sending;                /* inside h2_session_send */
     bool draining;               /* GOAWAY sent: close when the last stream ends */
     bool done;                   /* nothing more to say: closing once written */
@@ -95,19 +99,21 @@ static void h2_terminate(struct h2_session *s, uint32_t code, const char *why) {
     s->done = true;
 }
 
-static void h2_calm(struct h2_session *s, const char *what) {
-    log_info("%s %s: HTTP/2 connection closed: too many %s", s->c->lcfg->name, CONN_PEER(s->c),
-             what);
-    h2_terminate(s, NGHTTP2_ENHANCE_YOUR_CALM, what);
+static void h2_calm(struct h2_session *s, enum h2_abuse kind) {
+    if (s->done) return;
+    log_info("%s %s: HTTP/2 connection closed: abuse (%s)", s->c->lcfg->name, CONN_PEER(s->c),
+             h2_abuse_names[kind]);
+    stat_add(&s->c->lstats->u.listener.h2_abuse[kind], 1);
+    h2_terminate(s, NGHTTP2_ENHANCE_YOUR_CALM, h2_abuse_names[kind]);
 }
 
-static void h2_flood(struct h2_session *s, enum h2_flood_kind kind) {
+static void h2_flood(struct h2_session *s, enum h2_abuse kind) {
     uint64_t now = uv_now(s->c->ctx->loop);
     if (now - s->flood_window_start >= H2_FLOOD_WINDOW_MS) {
         s->flood_window_start = now;
         memset(s->flood, 0, sizeof(s->flood));
     }
-    if (++s->flood[kind] > H2_FLOOD_LIMIT) h2_calm(s, h2_flood_names[kind]);
+    if (++s->flood[kind] > H2_FLOOD_LIMIT) h2_calm(s, kind);
 }
 
 /* --- sending -------------------------------------------------------------- */
@@ -201,6 +207,20 @@ static bool h2_head_add(struct h2_stream *st, const char *name, size_t nlen, con
 
 static bool h2_is(const uint8_t *name, size_t len, const char *want) {
     return strlen(want) == len && memcmp(name, want, len) == 0;
+}
+
+/* Every frame header, CONTINUATIONs included (on_frame_recv never sees
+ * those): a header block spread over more than H2_MAX_CONTINUATIONS frames
+ * is a CONTINUATION flood (CVE-2024-27316). */
+static int h2_on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *user) {
+    FERRY_UNUSED(ng);
+    struct h2_session *s = user;
+    if (hd->type == NGHTTP2_HEADERS) s->continuations = 0;
+    if (hd->type == NGHTTP2_CONTINUATION && ++s->continuations > H2_MAX_CONTINUATIONS) {
+        h2_calm(s, H2_ABUSE_CONTINUATION);
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    return 0;
 }
 
 static int h2_on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user) {
@@ -396,7 +416,7 @@ static int h2_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, voi
         }
         return 0;
     case NGHTTP2_DATA:
-        if (frame->hd.length == 0 && !end) h2_flood(s, H2_FLOOD_EMPTY_DATA);
+        if (frame->hd.length == 0 && !end) h2_flood(s, H2_ABUSE_EMPTY_DATA);
         if (st && end) {
             st->in_end = true;
             h2_stream_input(st);
@@ -404,16 +424,16 @@ static int h2_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, voi
         return 0;
     case NGHTTP2_RST_STREAM:
         if (++s->resets > H2_RESET_SLACK && s->resets > s->completed)
-            h2_calm(s, "stream resets (rapid reset)");
+            h2_calm(s, H2_ABUSE_RAPID_RESET);
         return 0;
     case NGHTTP2_PRIORITY:
-        h2_flood(s, H2_FLOOD_PRIORITY);
+        h2_flood(s, H2_ABUSE_PRIORITY);
         return 0;
     case NGHTTP2_SETTINGS:
-        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) h2_flood(s, H2_FLOOD_SETTINGS);
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) h2_flood(s, H2_ABUSE_SETTINGS);
         return 0;
     case NGHTTP2_PING:
-        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) h2_flood(s, H2_FLOOD_PING);
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) h2_flood(s, H2_ABUSE_PING);
         return 0;
     default:
         return 0;
@@ -502,6 +522,7 @@ void conn_h2_takeover(struct conn *c) {
         conn_close(c, "out of memory for HTTP/2");
         return;
     }
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, h2_on_begin_frame);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h2_on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cbs, h2_on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h2_on_frame_recv);
@@ -512,7 +533,7 @@ void conn_h2_takeover(struct conn *c) {
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_max_outbound_ack(opt, 1000);
     nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
-    nghttp2_option_set_max_continuations(opt, 8);
+    nghttp2_option_set_max_continuations(opt, 2 * H2_MAX_CONTINUATIONS);
     s->c = c;
     list_init(&s->streams);
     s->flood_window_start = uv_now(c->ctx->loop);
@@ -580,7 +601,9 @@ static void h2_on_read(struct conn *c, ssize_t nread, const uv_buf_t *buf) {
     ssize_t n = nghttp2_session_mem_recv(s->ng, (const uint8_t *)buf->base, (size_t)nread);
     if (n < 0) {
         if (n == NGHTTP2_ERR_FLOODED)
-            h2_calm(s, "frames waiting for their answer (flood)");
+            h2_calm(s, H2_ABUSE_ACK_BACKLOG);
+        else if (n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS)
+            h2_calm(s, H2_ABUSE_CONTINUATION);
         else
             h2_terminate(s, NGHTTP2_PROTOCOL_ERROR, nghttp2_strerror((int)n));
     }

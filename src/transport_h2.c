@@ -80,8 +80,7 @@ static uint32_t h2_fill(struct h2_stream *st, char *dst, uint32_t room, size_t *
     if (st->head_sent < st->head_len) {
         uint32_t k = h2_copy(dst, room, st->head + st->head_sent, st->head_len - st->head_sent);
         st->head_sent += k;
-        n += k;
-        if (st->head_sent < st->head_len) return n;
+        return k; /* the head alone: its conn reads the body only when it wants it */
     }
     while (n < room) {
         if (st->chunk_line_sent < st->chunk_line_len) { /* framing first */

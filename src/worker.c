@@ -225,6 +225,7 @@ static void worker_apply_reload(struct worker *w) {
         w->ctx.view = view_new(w, gen);
         worker_swap_listeners(w, gen->cfg, fds);
         view_retire(old);
+        conn_after_reload(&w->ctx);
         log_debug("worker %u: now on config generation %u", w->id, gen->id);
     }
     free(fds);

@@ -26,5 +26,8 @@ void conn_close_all(struct worker_ctx *ctx, const char *why);
 /* Closes CTX's keep-alive connections that wait for a request (draining);
  * busy ones end after their response, which says Connection: close. */
 void conn_close_idle(struct worker_ctx *ctx);
+/* After a reload: HTTP/2 connections send GOAWAY and end once their open
+ * streams have, so that clients come back under the new config. */
+void conn_after_reload(struct worker_ctx *ctx);
 
 #endif

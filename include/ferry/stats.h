@@ -60,11 +60,13 @@ struct stats_worker {
 };
 
 #define STATS_TLS_REASONS 8 /* tls.h: enum tls_fail_reason */
+#define STATS_H2_ABUSE 7    /* transport_h2.h: enum h2_abuse */
 
 struct stats_listener {
     stat_t connections_total;
     stat_t connections_active;
     stat_t tls_handshake_errors[STATS_TLS_REASONS];
+    stat_t h2_abuse[STATS_H2_ABUSE]; /* HTTP/2 connections ended with ENHANCE_YOUR_CALM */
 };
 
 struct stats_route {

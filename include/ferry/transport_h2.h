@@ -17,6 +17,20 @@ struct h2_worker {
     struct list_node deferred; /* h2_stream.deferred: streams with something to deliver */
 };
 
+/* Why an HTTP/2 connection was ended with GOAWAY ENHANCE_YOUR_CALM: the
+ * `kind` of ferry_h2_abuse_total. */
+enum h2_abuse {
+    H2_ABUSE_RAPID_RESET,  /* more resets than completed streams (CVE-2023-44487) */
+    H2_ABUSE_CONTINUATION, /* a header block in too many CONTINUATIONs (CVE-2024-27316) */
+    H2_ABUSE_SETTINGS,     /* SETTINGS in bulk */
+    H2_ABUSE_PING,         /* PING in bulk */
+    H2_ABUSE_PRIORITY,     /* PRIORITY in bulk */
+    H2_ABUSE_EMPTY_DATA,   /* empty DATA frames in bulk */
+    H2_ABUSE_ACK_BACKLOG,  /* answers piling up unread (nghttp2's own limit) */
+    H2_ABUSE_KINDS
+};
+extern const char *const h2_abuse_names[H2_ABUSE_KINDS];
+
 void h2_worker_init(struct h2_worker *hw, uv_loop_t *loop);
 /* Closes the idle handle; the loop must then run once more. */
 void h2_worker_close(struct h2_worker *hw);
