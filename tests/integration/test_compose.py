@@ -544,7 +544,7 @@ def config_with(sec, key, value):
     kvs = [kv for kv in secs[name] if kv[0] != key]
     for path, real in TLS_FILES.items():
         value = value.replace(path, real)
-    if sec == "listener" and key in ("tls_protocols", "hsts"):
+    if sec == "listener" and key in ("tls_protocols", "hsts", "alpn"):
         kvs.append(("tls_cert", "%s %s" % (TLS_FILES["/etc/ferry/site.pem"],
                                            TLS_FILES["/etc/ferry/site.key"])))
     if sec == "upstream" and key in ("tls_ca", "tls_verify", "tls_sni"):
