@@ -563,6 +563,8 @@ void conn_h2_takeover(struct conn *c) {
         c->in_len = 0;
         if (n < 0) h2_terminate(s, NGHTTP2_PROTOCOL_ERROR, nghttp2_strerror((int)n));
     }
+    buffer_put(&c->ctx->pool, c->in);
+    c->in = NULL;
     h2_session_send(s);
 }
 
@@ -599,6 +601,10 @@ static void h2_on_read(struct conn *c, ssize_t nread, const uv_buf_t *buf) {
     }
     stat_add(&c->ctx->wstats->u.worker.bytes_in, (uint64_t)nread);
     ssize_t n = nghttp2_session_mem_recv(s->ng, (const uint8_t *)buf->base, (size_t)nread);
+    /* nghttp2 keeps what it needs of a partial frame: an idle connection
+     * holds no read block. */
+    buffer_put(&c->ctx->pool, c->in);
+    c->in = NULL;
     if (n < 0) {
         if (n == NGHTTP2_ERR_FLOODED)
             h2_calm(s, H2_ABUSE_ACK_BACKLOG);
