@@ -170,6 +170,19 @@ static void metrics_tls(struct strbuf *b, const struct admin_source *src) {
                           (unsigned long long)fails[r]);
         }
     }
+    metric_head(b, "ferry_h2_connections_total", "counter",
+                "Client connections that spoke HTTP/2 (ALPN h2 or h2c), by listener.");
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct config_listener *l = &cfg->listeners[i];
+        if (l->mode != MODE_HTTP || (!config_listener_tls(l) && !l->h2c)) continue;
+        struct admin_sum s = admin_sum_of(src, STATS_LISTENER, (struct admin_key){l->name, NULL},
+                                          NVAL(struct stats_listener));
+        strbuf_adds(b, "ferry_h2_connections_total{listener=\"");
+        admin_escaped(b, l->name);
+        strbuf_printf(b, "\"} %llu\n",
+                      (unsigned long long)s.v[offsetof(struct stats_listener, h2_connections) /
+                                              sizeof(stat_t)]);
+    }
     metric_head(b, "ferry_h2_abuse_total", "counter",
                 "HTTP/2 connections ended with GOAWAY ENHANCE_YOUR_CALM, by listener and kind.");
     for (size_t i = 0; i < cfg->nlisteners; i++) {

@@ -552,6 +552,7 @@ void conn_h2_takeover(struct conn *c) {
     };
     nghttp2_submit_settings(s->ng, NGHTTP2_FLAG_NONE, iv, FERRY_ARRAY_LEN(iv));
     nghttp2_session_set_local_window_size(s->ng, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW);
+    stat_add(&c->lstats->u.listener.h2_connections, 1);
     c->h2 = s;
     c->proto = &conn_proto_h2;
     conn_set_state(c, CONN_H2);

@@ -66,6 +66,7 @@ struct stats_listener {
     stat_t connections_total;
     stat_t connections_active;
     stat_t tls_handshake_errors[STATS_TLS_REASONS];
+    stat_t h2_connections;           /* connections that became HTTP/2 */
     stat_t h2_abuse[STATS_H2_ABUSE]; /* HTTP/2 connections ended with ENHANCE_YOUR_CALM */
 };
 

@@ -705,6 +705,7 @@ def abuse_case(h, f, admin, kind, send):
     d.send(d.headers(1, req("/")))
     assert d.outcome() == ("status", 200), kind
     assert metric(admin, "ferry_h2_abuse_total", listener="plain", kind=kind) >= 1, kind
+    assert metric(admin, "ferry_h2_connections_total", listener="plain") >= 2, kind
 
 
 def test_abuse(h):
