@@ -60,7 +60,8 @@ struct h2_session {
     unsigned flood[H2_ABUSE_KINDS];   /* frames of each kind in this window */
     unsigned resets, completed;
     unsigned continuations;      /* CONTINUATION frames of the header block being read */
-    bool sending;                /* inside h2_session_send */
+    struct list_node sending;    /* in the worker's h2.sending while a flush is due */
+    bool in_flush;               /* inside h2_session_flush */
     bool draining;               /* GOAWAY sent: close when the last stream ends */
     bool done;                   /* nothing more to say: closing once written */
 };
@@ -133,8 +134,15 @@ static void h2_update(struct h2_session *s) {
 
 void h2_session_send(struct h2_session *s) {
     struct conn *c = s->c;
-    if (s->sending || c->closing || c->state == CONN_LINGER) return;
-    s->sending = true;
+    if (c->closing || c->state == CONN_LINGER || s->sending.next != &s->sending) return;
+    list_push_front(&c->ctx->h2.sending, &s->sending);
+    h2_worker_wake(&c->ctx->h2);
+}
+
+static void h2_session_flush(struct h2_session *s) {
+    struct conn *c = s->c;
+    if (s->in_flush || c->closing || c->state == CONN_LINGER) return;
+    s->in_flush = true;
     while (c->client_writes < PIPE_MAX_WRITES && conn_client_queued(c) < PIPE_HIGH_WATER) {
         char *block = buffer_get(&c->ctx->pool);
         if (!block) break;
@@ -163,18 +171,28 @@ void h2_session_send(struct h2_session *s) {
             break;
         }
         if (conn_write(c, true, block, data, len, false) < 0) {
-            s->sending = false;
+            s->in_flush = false;
             conn_close(c, "write failed");
             return;
         }
     }
-    s->sending = false;
+    s->in_flush = false;
     if (s->pending_len == 0 && !nghttp2_session_want_read(s->ng) &&
         !nghttp2_session_want_write(s->ng)) {
         conn_linger(c, s->done); /* GOAWAY said, streams over: close once written */
         return;
     }
     h2_update(s);
+}
+
+void h2_worker_flush(struct h2_worker *hw) {
+    struct list_node batch;
+    list_move_all(&hw->sending, &batch);
+    while (!list_empty(&batch)) {
+        struct h2_session *s = container_of(batch.next, struct h2_session, sending);
+        list_remove(&s->sending);
+        h2_session_flush(s);
+    }
 }
 
 /* --- streams ----------------------------------------------------------------- */
@@ -536,6 +554,7 @@ void conn_h2_takeover(struct conn *c) {
     nghttp2_option_set_max_continuations(opt, 2 * H2_MAX_CONTINUATIONS);
     s->c = c;
     list_init(&s->streams);
+    list_init(&s->sending);
     s->flood_window_start = uv_now(c->ctx->loop);
     int r = nghttp2_session_server_new2(&s->ng, cbs, s, opt);
     nghttp2_session_callbacks_del(cbs);
@@ -635,6 +654,7 @@ static void h2_on_close(struct conn *c) {
         h2_stream_fail(st, UV_ECONNRESET);
         if (!st->conn_open) h2_stream_free(st);
     }
+    list_remove(&s->sending);
     nghttp2_session_del(s->ng);
     s->ng = NULL;
 }

@@ -113,13 +113,19 @@ void h2_stream_fail(struct h2_stream *st, int err);
 /* nghttp2's data source read callback for a response body. */
 ssize_t h2_stream_read_data(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
                             uint32_t *flags, nghttp2_data_source *src, void *user);
+/* Runs the worker's idle callback on this loop turn (sessions to flush). */
+void h2_worker_wake(struct h2_worker *hw);
 /* Frees what ST still holds; both sides are done with it. */
 void h2_stream_free(struct h2_stream *st);
 
 /* --- conn_h2.c ----------------------------------------------------------- */
 
-/* Sends what nghttp2 has to send, as far as the client takes it. */
+/* Sends what nghttp2 has to send, as far as the client takes it: at the
+ * end of this loop turn, so that what many streams say at once goes out
+ * in one write (h2_worker_flush). */
 void h2_session_send(struct h2_session *s);
+/* Writes for every session h2_session_send() named since the last call. */
+void h2_worker_flush(struct h2_worker *hw);
 nghttp2_session *h2_session_ng(struct h2_session *s);
 /* ST's conn closed its transport; RESET: the response was cut short. */
 void h2_session_stream_closed(struct h2_session *s, struct h2_stream *st, bool reset);

@@ -42,11 +42,13 @@ static void h2_on_idle(uv_idle_t *h) {
         list_remove(&st->deferred);
         h2_stream_run(st);
     }
-    if (list_empty(&hw->deferred)) uv_idle_stop(&hw->idle);
+    h2_worker_flush(hw);
+    if (list_empty(&hw->deferred) && list_empty(&hw->sending)) uv_idle_stop(&hw->idle);
 }
 
 void h2_worker_init(struct h2_worker *hw, uv_loop_t *loop) {
     list_init(&hw->deferred);
+    list_init(&hw->sending);
     uv_idle_init(loop, &hw->idle);
 }
 
@@ -58,6 +60,10 @@ static void h2_stream_defer(struct h2_stream *st) {
     if (st->deferred.next != &st->deferred) return; /* queued already */
     list_push_front(&st->hw->deferred, &st->deferred);
     uv_idle_start(&st->hw->idle, h2_on_idle);
+}
+
+void h2_worker_wake(struct h2_worker *hw) {
+    uv_idle_start(&hw->idle, h2_on_idle);
 }
 
 static struct h2_stream *h2_of(const struct transport *t) {
@@ -446,6 +452,7 @@ static void h2_close(struct transport *t, bool reset, uv_close_cb cb) {
     st->close_cb = cb;
     t->reading = false;
     if (st->s) h2_session_stream_closed(st->s, st, st->resp_failed);
+    if (!st->resp_failed) h2_kick(st); /* what the conn wrote last may still wait to go */
     h2_stream_defer(st);
 }
 

@@ -15,6 +15,7 @@
 struct h2_worker {
     uv_idle_t idle;
     struct list_node deferred; /* h2_stream.deferred: streams with something to deliver */
+    struct list_node sending;  /* h2_session.sending: sessions with frames to write */
 };
 
 /* Why an HTTP/2 connection was ended with GOAWAY ENHANCE_YOUR_CALM: the
