@@ -10,8 +10,7 @@
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      build-essential cmake pkg-config libuv1-dev libinih-dev node-llhttp libcmocka-dev \
-      libssl-dev libnghttp2-dev \
+      build-essential cmake pkg-config libuv1-dev libinih-dev node-llhttp libcmocka-dev libssl-dev libnghttp2-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
