@@ -18,6 +18,7 @@
 #include "ferry/health.h"
 #include "ferry/http.h"
 #include "ferry/listener.h"
+#include "ferry/localca.h"
 #include "ferry/log.h"
 #include "ferry/ports.h"
 #include "ferry/stats.h"
@@ -398,12 +399,31 @@ static void status_upstreams(struct strbuf *b, const struct admin_source *src,
 
 /* /status; with STATS (and D, the dashboard's history) the fields of
  * /status?stats=1 as well. */
+/* A tls_auto = internal listener: the CA its certificates come from, the
+ * names it issues for, and until when the CA is good. */
+static void status_localca(struct strbuf *b, const struct tls_server *srv, bool first) {
+    strbuf_printf(b, "%s{\"listener\":\"", first ? "" : ",");
+    admin_escaped(b, srv->listener);
+    strbuf_adds(b, "\",\"file\":\"");
+    admin_escaped(b, localca_cert_path(srv->ca));
+    strbuf_adds(b, "\",\"names\":");
+    status_strings(b, (char **)srv->hosts, srv->nhosts);
+    strbuf_printf(b, ",\"not_after\":%lld,\"default\":true,\"issuer\":\"local CA\","
+                  "\"issued\":%llu,\"cached\":%zu}",
+                  (long long)localca_not_after(srv->ca), localca_issued(srv->ca),
+                  localca_cached(srv->ca));
+}
+
 /* Every certificate of every TLS listener: what it serves and until when. */
 static void status_certificates(struct strbuf *b, const struct generation *gen) {
     strbuf_adds(b, ",\"certificates\":[");
     bool first = true;
     for (size_t i = 0; gen->tls && i < gen->tls->nlisteners; i++) {
         const struct tls_server *srv = gen->tls->listeners[i];
+        if (srv && srv->ca) {
+            status_localca(b, srv, first);
+            first = false;
+        }
         for (size_t c = 0; srv && c < srv->ncerts; c++) {
             const struct tls_cert *cert = &srv->certs[c];
             strbuf_printf(b, "%s{\"listener\":\"", first ? "" : ",");
@@ -435,6 +455,7 @@ static char *status_json(const struct admin_source *src, struct dash *d, bool st
         admin_escaped(&b, l->bind.text);
         strbuf_printf(&b, "\",\"mode\":\"%s\",\"tls\":%s", l->mode == MODE_TCP ? "tcp" : "http",
                       config_listener_tls(l) ? "true" : "false");
+        if (l->tls_auto == TLS_AUTO_INTERNAL) strbuf_adds(&b, ",\"tls_auto\":\"internal\"");
         if (stats) dash_listener_fields(&b, src, l);
         strbuf_printf(&b, "}");
     }

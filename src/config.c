@@ -588,6 +588,7 @@ static struct config *config_new(const char *file) {
     cfg->global.access_log_format = ACCESS_LOG_TEXT;
     cfg->global.max_connections = 10000;
     cfg->global.shutdown_timeout_ms = 30 * 1000;
+    cfg->global.state_dir = xstrdup(CONFIG_STATE_DIR_DEFAULT);
     return cfg;
 }
 
@@ -702,6 +703,7 @@ void config_free(struct config *cfg) {
     if (!cfg) return;
     free(cfg->file);
     free(cfg->global.access_log_path);
+    free(cfg->global.state_dir);
     config_addr_free(&cfg->global.admin);
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         free(cfg->listeners[i].name);

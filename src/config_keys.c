@@ -67,6 +67,8 @@ static const struct keyword log_levels[] = {
 };
 static const struct keyword log_formats[] = {{"text", ACCESS_LOG_TEXT}, {"json", ACCESS_LOG_JSON}};
 static const struct keyword modes[] = {{"http", MODE_HTTP}, {"tcp", MODE_TCP}};
+static const struct keyword tls_autos[] = {
+    {"off", TLS_AUTO_OFF}, {"acme", TLS_AUTO_ACME}, {"internal", TLS_AUTO_INTERNAL}};
 static const struct keyword balances[] = {
     {"round_robin", BALANCE_ROUND_ROBIN},
     {"least_conn", BALANCE_LEAST_CONN},
@@ -179,6 +181,21 @@ static void set_admin(struct loader *ld, void *obj, const char *key, const char 
     }
     loader_key_error(ld, key, "expected off or HOST:PORT, got '%s'", v);
     if (err == 0) config_addr_free(&a);
+}
+
+/* A directory for keys and certificates ferry makes (tls_auto). Whether it
+ * can be written is known only when a listener needs it (tls.c). */
+static void set_state_dir(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_global *g = obj;
+    if (v[0] != '/') {
+        loader_key_error(ld, key, "expected an absolute path, got '%s'", v);
+        return;
+    }
+    free(g->state_dir);
+    size_t n = strlen(v);
+    while (n > 1 && v[n - 1] == '/') n--; /* "/var/lib/ferry/" names the same directory */
+    g->state_dir = xstrndup(v, n);
+    g->state_dir_line = ld->line;
 }
 
 /* ---- [listener NAME] -------------------------------------------------- */
@@ -356,6 +373,20 @@ static void set_tls_cert(struct loader *ld, void *obj, const char *key, const ch
     c->cert = xstrndup(w[0], len[0]);
     c->key = n == 2 ? xstrndup(w[1], len[1]) : NULL;
     c->line = ld->line;
+}
+
+/* `tls_auto`: ACME is not built yet; saying so beats a listener that never
+ * gets a certificate. */
+static void set_tls_auto(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_listener *l = obj;
+    int kind;
+    if (KEYWORD(ld, key, tls_autos, v, &kind) < 0) return;
+    if (kind == TLS_AUTO_ACME) {
+        loader_key_error(ld, key, "acme is not supported yet (use internal, or tls_cert)");
+        return;
+    }
+    l->tls_auto = (enum tls_auto)kind;
+    l->tls_auto_line = ld->line;
 }
 
 static void set_tls_protocols(struct loader *ld, void *obj, const char *key, const char *v) {
@@ -619,6 +650,7 @@ static const struct key_def global_keys[] = {
     K_FUNC("admin", set_admin),
     K_NUM("max_connections", KEY_UINT, struct config_global, max_connections, 1, 10000000),
     K_NUM("shutdown_timeout", KEY_DURATION, struct config_global, shutdown_timeout_ms, 0, NOLIMIT),
+    K_FUNC("state_dir", set_state_dir),
 };
 
 static const struct key_def listener_keys[] = {
@@ -635,6 +667,7 @@ static const struct key_def listener_keys[] = {
     K_REPEAT("proxy_protocol_from", set_proxy_protocol_from),
     K_REPEAT("tls_cert", set_tls_cert),
     K_FUNC("tls_protocols", set_tls_protocols),
+    K_FUNC("tls_auto", set_tls_auto),
     K_BOOL("redirect_https", struct config_listener, redirect_https),
     K_FUNC("hsts", set_hsts),
 };
@@ -779,12 +812,22 @@ static void listener_section_finish(struct loader *ld, void *obj) {
         loader_error(ld, from, "listener %s: proxy_protocol_from needs proxy_protocol = on",
                      l->name);
     int line;
-    if ((line = seen_line(ld, "tls_protocols")) && !l->ntls_certs)
-        loader_error(ld, line, "listener %s: tls_protocols needs tls_cert", l->name);
-    if ((line = seen_line(ld, "hsts")) && !l->ntls_certs && l->hsts_ms)
-        loader_error(ld, line, "listener %s: hsts applies to a TLS listener (tls_cert)", l->name);
+    if ((line = seen_line(ld, "tls_protocols")) && !config_listener_tls(l))
+        loader_error(ld, line, "listener %s: tls_protocols needs tls_cert or tls_auto", l->name);
+    if ((line = seen_line(ld, "hsts")) && !config_listener_tls(l) && l->hsts_ms)
+        loader_error(ld, line, "listener %s: hsts applies to a TLS listener (tls_cert or tls_auto)",
+                     l->name);
+    /* One source of certificates per listener: which one a name would get
+     * when both could serve it is a question nobody should have to ask. */
+    if (l->tls_auto != TLS_AUTO_OFF && l->ntls_certs)
+        loader_error(ld, l->tls_auto_line,
+                     "listener %s: tls_auto and tls_cert exclude each other: pick one", l->name);
+    /* the names it serves are the `host`s of its http routes */
+    if (l->tls_auto != TLS_AUTO_OFF && l->mode != MODE_HTTP)
+        loader_error(ld, l->tls_auto_line, "listener %s: tls_auto applies to mode http only",
+                     l->name);
     if ((line = seen_line(ld, "redirect_https")) && l->redirect_https &&
-        (l->ntls_certs || l->mode != MODE_HTTP))
+        (config_listener_tls(l) || l->mode != MODE_HTTP))
         loader_error(ld, line, "listener %s: redirect_https applies to a cleartext http listener",
                      l->name);
     if (l->mode != MODE_TCP) return;

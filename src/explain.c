@@ -379,7 +379,7 @@ static void print_certificate(FILE *out, const struct config *cfg, const struct 
                               const struct config_listener *l, const struct explain_req *q) {
     size_t i = (size_t)(l - cfg->listeners);
     const struct tls_server *srv = tls && i < tls->nlisteners ? tls->listeners[i] : NULL;
-    if (!srv) return;
+    if (!srv || !srv->ncerts) return; /* tls_auto: made at the handshake */
     char host[256];
     size_t hlen = q->host[0] == '[' ? strcspn(q->host, "]") + 1 : strcspn(q->host, ":");
     snprintf(host, sizeof(host), "%.*s", (int)hlen, q->host);
