@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "ferry/log.h"
+#include "ferry/statefile.h"
 
 #define LOCALCA_BUCKETS 2048 /* twice the cache bound: chains stay short */
 /* A CA this close to its end is replaced: leaves it signs would outlive it. */
@@ -79,13 +80,6 @@ bool localca_name_ok(const char *name) {
 
 /* ---- files -------------------------------------------------------------- */
 
-static char *path_join(const char *dir, const char *file) {
-    size_t n = strlen(dir) + strlen(file) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, file);
-    return p;
-}
-
 int localca_check_dir(const char *dir, char *err, size_t len) {
     char path[4096];
     if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
@@ -117,46 +111,6 @@ int localca_check_dir(const char *dir, char *err, size_t len) {
         else if (slash == path) path[1] = '\0';
         else *slash = '\0';
     }
-}
-
-/* mkdir -p DIR, the directories made 0700 (they hold private keys). */
-static int dir_make(const char *dir, char *err, size_t len) {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s", dir);
-    for (char *p = path + 1;; p++) {
-        if (*p != '/' && *p != '\0') continue;
-        char saved = *p;
-        *p = '\0';
-        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-            snprintf(err, len, "state_dir %s: cannot create %s: %s", dir, path, strerror(errno));
-            return -1;
-        }
-        *p = saved;
-        if (!saved) break;
-    }
-    return 0;
-}
-
-/* Writes PATH with mode 0600 through a temporary file and a rename. WRITE
- * puts the PEM into the stream. */
-static int file_write(const char *path, int (*write)(FILE *f, void *obj), void *obj) {
-    size_t n = strlen(path) + 8;
-    char *tmp = xmalloc(n);
-    snprintf(tmp, n, "%s.tmp", path);
-    unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
-    if (!f) {
-        if (fd >= 0) close(fd);
-        free(tmp);
-        return -1;
-    }
-    int ok = write(f, obj) == 1 && fflush(f) == 0 && fsync(fd) == 0;
-    ok = fclose(f) == 0 && ok;
-    ok = ok && rename(tmp, path) == 0;
-    if (!ok) unlink(tmp);
-    free(tmp);
-    return ok ? 0 : -1;
 }
 
 static int write_key(FILE *f, void *key) {
@@ -290,8 +244,8 @@ static int ca_make(struct localca *ca, const char *key_path, char *err, size_t l
         ERR_clear_error();
         return -1;
     }
-    if (file_write(key_path, write_key, ca->key) < 0 ||
-        file_write(ca->cert_path, write_cert, ca->cert) < 0) {
+    if (statefile_write(key_path, write_key, ca->key) < 0 ||
+        statefile_write(ca->cert_path, write_cert, ca->cert) < 0) {
         snprintf(err, len, "state_dir %s: cannot write the CA: %s", ca->dir, strerror(errno));
         return -1;
     }
@@ -327,14 +281,14 @@ struct localca *localca_open(const char *dir, bool *created, char *err, size_t l
         }
     }
     pthread_mutex_unlock(&registry_mu);
-    if (dir_make(dir, err, len) < 0) return NULL;
+    if (statefile_mkdir(dir, err, len) < 0) return NULL;
     struct localca *ca = xcalloc(1, sizeof(*ca));
     ca->dir = xstrdup(dir);
-    ca->cert_path = path_join(dir, "ca.pem");
+    ca->cert_path = statefile_path(dir, "ca.pem");
     atomic_init(&ca->refs, 1);
     pthread_mutex_init(&ca->mu, NULL);
     list_init(&ca->lru);
-    char *key_path = path_join(dir, "ca.key"), why[256];
+    char *key_path = statefile_path(dir, "ca.key"), why[256];
     int loaded = ca_load(ca, key_path, why, sizeof(why));
     if (loaded == -2) {
         snprintf(err, len, "state_dir %s: %s", dir, why);
