@@ -10,7 +10,7 @@
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      build-essential cmake pkg-config libuv1-dev libinih-dev node-llhttp libcmocka-dev \
+      build-essential cmake pkg-config libuv1-dev libinih-dev node-llhttp libcmocka-dev libssl-dev libjansson-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -26,7 +26,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_TESTS=ON \
 # ---- base: the shared libraries and an unprivileged user, nothing else.
 FROM debian:bookworm-slim AS base
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libuv1 libinih1 \
+ && apt-get install -y --no-install-recommends libuv1 libinih1 libssl3 libjansson4 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ferry
 USER ferry

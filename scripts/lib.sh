@@ -7,13 +7,14 @@ FERRY_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Debian packages the build and the tests need. node-llhttp ships llhttp's C
 # sources, which CMake builds into a static library.
 FERRY_PACKAGES=(build-essential cmake pkg-config libuv1-dev libinih-dev libcmocka-dev
-                node-llhttp libssl-dev python3 curl procps iproute2)
+                node-llhttp libssl-dev libjansson-dev python3 curl procps iproute2)
 # Only scripts/test needs these: compose_config validates docker-compose.yml
 # with Debian's docker-compose (no Docker engine needed); dash_browser loads
 # the admin dashboard in headless Chromium through selenium (no PyPI here);
-# the TLS and sni tests make certificates with the openssl command.
+# the TLS and sni tests make certificates with the openssl command;
+# the ACME tests run pebble and pebble-challtestsrv (Debian package pebble).
 FERRY_TEST_PACKAGES=(docker-compose python3-websockets clang libclang-rt-14-dev
-                     chromium chromium-driver python3-selenium openssl)
+                     chromium chromium-driver python3-selenium openssl pebble)
 
 ferry_missing_packages() {
     local missing=() p
