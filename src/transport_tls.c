@@ -145,7 +145,11 @@ void tls_worker_init(struct tls_worker *tw, uv_loop_t *loop, struct buffer_pool 
 }
 
 void tls_worker_close(struct tls_worker *tw) {
-    uv_close((uv_handle_t *)&tw->idle, NULL);
+    tls_worker_close_then(tw, NULL);
+}
+
+void tls_worker_close_then(struct tls_worker *tw, uv_close_cb cb) {
+    uv_close((uv_handle_t *)&tw->idle, cb);
     free(tw->out);
     tw->out = NULL;
     tw->out_cap = tw->out_len = 0;
