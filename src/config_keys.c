@@ -198,6 +198,39 @@ static void set_state_dir(struct loader *ld, void *obj, const char *key, const c
     g->state_dir_line = ld->line;
 }
 
+/* ACME: where the CA is (https only: RFC 8555 6.1), who to tell, what to
+ * trust for its HTTPS. */
+static void set_acme_directory(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_global *g = obj;
+    if (strncasecmp(v, "https://", 8) != 0 || !v[8] || strpbrk(v, " \t")) {
+        loader_key_error(ld, key, "expected an https:// URL, got '%s'", v);
+        return;
+    }
+    free(g->acme_directory);
+    g->acme_directory = xstrdup(v);
+}
+
+static void set_acme_email(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_global *g = obj;
+    const char *at = strchr(v, '@');
+    if (!at || at == v || !at[1] || strpbrk(v, " \t,<>\"")) {
+        loader_key_error(ld, key, "expected an email address, got '%s'", v);
+        return;
+    }
+    free(g->acme_email);
+    g->acme_email = xstrdup(v);
+}
+
+static void set_acme_ca(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_global *g = obj;
+    if (v[0] != '/') {
+        loader_key_error(ld, key, "expected an absolute path, got '%s'", v);
+        return;
+    }
+    free(g->acme_ca);
+    g->acme_ca = xstrdup(v);
+}
+
 /* ---- [listener NAME] -------------------------------------------------- */
 
 static void set_bind(struct loader *ld, void *obj, const char *key, const char *v) {
@@ -375,16 +408,11 @@ static void set_tls_cert(struct loader *ld, void *obj, const char *key, const ch
     c->line = ld->line;
 }
 
-/* `tls_auto`: ACME is not built yet; saying so beats a listener that never
- * gets a certificate. */
+/* `tls_auto`: off, acme or internal. */
 static void set_tls_auto(struct loader *ld, void *obj, const char *key, const char *v) {
     struct config_listener *l = obj;
     int kind;
     if (KEYWORD(ld, key, tls_autos, v, &kind) < 0) return;
-    if (kind == TLS_AUTO_ACME) {
-        loader_key_error(ld, key, "acme is not supported yet (use internal, or tls_cert)");
-        return;
-    }
     l->tls_auto = (enum tls_auto)kind;
     l->tls_auto_line = ld->line;
 }
@@ -651,6 +679,9 @@ static const struct key_def global_keys[] = {
     K_NUM("max_connections", KEY_UINT, struct config_global, max_connections, 1, 10000000),
     K_NUM("shutdown_timeout", KEY_DURATION, struct config_global, shutdown_timeout_ms, 0, NOLIMIT),
     K_FUNC("state_dir", set_state_dir),
+    K_FUNC("acme_directory", set_acme_directory),
+    K_FUNC("acme_email", set_acme_email),
+    K_FUNC("acme_ca", set_acme_ca),
 };
 
 static const struct key_def listener_keys[] = {

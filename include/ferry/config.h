@@ -34,6 +34,7 @@ enum listener_mode { MODE_HTTP = 0, MODE_TCP };
 enum tls_auto { TLS_AUTO_OFF = 0, TLS_AUTO_ACME, TLS_AUTO_INTERNAL };
 
 #define CONFIG_STATE_DIR_DEFAULT "/var/lib/ferry"
+#define CONFIG_ACME_DIRECTORY_DEFAULT "https://acme-v02.api.letsencrypt.org/directory"
 
 enum balance_kind {
     BALANCE_ROUND_ROBIN = 0,
@@ -91,6 +92,9 @@ struct config_global {
     uint64_t shutdown_timeout_ms;
     char *state_dir;           /* never NULL: `state_dir`, or CONFIG_STATE_DIR_DEFAULT */
     int state_dir_line;        /* line of `state_dir`, 0 when not set */
+    char *acme_directory;      /* never NULL: `acme_directory`, or Let's Encrypt's */
+    char *acme_email;          /* `acme_email`, or NULL */
+    char *acme_ca;             /* `acme_ca` (a CA file for the directory's HTTPS), or NULL */
 };
 
 /* One block of `proxy_protocol_from`. IPv4 blocks are kept as v4-mapped
