@@ -4,6 +4,7 @@
  * reads the workers' counters with relaxed atomic loads (stats.h): a scrape
  * sees each counter whole, though not all of them at the same instant,
  * which is what Prometheus expects of any exporter. */
+#include "ferry/acme.h"
 #include "ferry/admin.h"
 #include "admin_internal.h"
 
@@ -170,6 +171,13 @@ static void metrics_tls(struct strbuf *b, const struct admin_source *src) {
                           (unsigned long long)fails[r]);
         }
     }
+    uint64_t ok, failed;
+    acme_store_orders(&ok, &failed);
+    metric_head(b, "ferry_acme_orders_total", "counter",
+                "ACME orders (tls_auto = acme) that ended, by result.");
+    strbuf_printf(b, "ferry_acme_orders_total{result=\"ok\"} %llu\n", (unsigned long long)ok);
+    strbuf_printf(b, "ferry_acme_orders_total{result=\"error\"} %llu\n",
+                  (unsigned long long)failed);
     metric_head(b, "ferry_tls_certificate_expiry_seconds", "gauge",
                 "When each certificate expires, in seconds since the Unix epoch.");
     for (size_t i = 0; gen->tls && i < gen->tls->nlisteners; i++) {
@@ -486,6 +494,8 @@ static char *status_json(const struct admin_source *src, struct dash *d, bool st
     strbuf_printf(&b, "],");
     status_upstreams(&b, src, cfg, stats);
     status_certificates(&b, gen);
+    strbuf_adds(&b, ",\"acme\":");
+    acme_store_status(&b); /* each name of tls_auto = acme listeners */
     if (stats) dash_tail(&b, d, src);
     strbuf_printf(&b, "}\n");
     *len = b.len;

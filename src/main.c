@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "ferry/acme.h"
 #include "ferry/admin.h"
 #include "ferry/config.h"
 #include "ferry/generation.h"
@@ -286,6 +287,7 @@ static void on_sighup(uv_signal_t *s, int signum) {
     struct generation *gen = generation_new(next, tls, ++a->next_gen_id);
     health_adopt(next); /* before any worker builds a view of it */
     ports_adopt(next);
+    acme_adopt(next);
     for (unsigned w = 0; w < a->nworkers; w++) {
         int *mine = xmalloc((next->nlisteners + 1) * sizeof(int));
         for (size_t l = 0; l < next->nlisteners; l++) mine[l] = fds[l * a->nworkers + w];
@@ -320,6 +322,7 @@ static void on_worker_exited(uv_async_t *as) {
     if (atomic_load(&a->exited) < a->nworkers) return;
     health_stop();
     ports_stop();
+    acme_stop();
     admin_stop(a->admin);
     a->admin = NULL;
     memtrim_stop(a->memtrim);
@@ -448,6 +451,8 @@ int main(int argc, char **argv) {
     health_adopt(cfg);
     ports_start(&a.loop);
     ports_adopt(cfg);
+    acme_start(&a.loop);
+    acme_adopt(cfg);
     a.rt.on_worker_exit = notify_worker_exit;
     a.rt.data = &a;
     app_signals(&a);

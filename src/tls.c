@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ferry/acme.h"
 #include "ferry/config.h"
 #include "ferry/localca.h"
 #include "ferry/log.h"
@@ -276,23 +277,44 @@ static int servername_internal(SSL *ssl, int *alert, const struct tls_server *sr
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* tls_auto = acme: the name's certificate from the ACME engine, or the
+ * self-signed placeholder until it has one (or for a name it does not
+ * order), so that the TLS-ALPN-01 validation and curious clients alike
+ * complete a handshake. */
+static int servername_acme(SSL *ssl, int *alert, const char *host) {
+    if (acme_store_use(ssl, host) >= 0) return SSL_TLSEXT_ERR_OK;
+    *alert = SSL_AD_INTERNAL_ERROR;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
 static int on_servername(SSL *ssl, int *alert, void *arg) {
     const struct tls_server *srv = arg;
     const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     if (srv->ca) return servername_internal(ssl, alert, srv, host);
+    if (srv->acme) return servername_acme(ssl, alert, host);
     const struct tls_cert *c = tls_server_pick(srv, host);
     if (c->ctx != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, c->ctx);
     return SSL_TLSEXT_ERR_OK;
 }
 
 /* HTTP listeners speak HTTP/1.1; a client that offers ALPN without it
- * goes on without ALPN, as nginx does. */
+ * goes on without ALPN, as nginx does. On a tls_auto = acme listener a
+ * client offering acme-tls/1 for a name with a TLS-ALPN-01 challenge
+ * pending is the CA validating it (RFC 8737): it gets the challenge
+ * certificate, and the connection carries nothing after the handshake. */
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg) {
-    FERRY_UNUSED(ssl);
-    FERRY_UNUSED(arg);
+    const struct tls_server *srv = arg;
     static const unsigned char ours[] = "\x08http/1.1";
+    static const unsigned char acme[] = "\x0a" "acme-tls/1";
     unsigned char *sel;
+    if (srv->acme &&
+        SSL_select_next_proto(&sel, outlen, acme, sizeof(acme) - 1, in, inlen) ==
+            OPENSSL_NPN_NEGOTIATED &&
+        acme_store_alpn(ssl, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name))) {
+        *out = sel;
+        return SSL_TLSEXT_ERR_OK;
+    }
     if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
         OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
@@ -319,7 +341,7 @@ static SSL_CTX *server_ctx_new(const struct config_listener *l, struct tls_serve
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
     SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
     SSL_CTX_set_tlsext_servername_arg(ctx, srv);
-    if (l->mode == MODE_HTTP) SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
+    if (l->mode == MODE_HTTP) SSL_CTX_set_alpn_select_cb(ctx, on_alpn, srv);
     return ctx;
 }
 
@@ -417,9 +439,10 @@ static struct tls_server *server_load(const struct config *cfg, const struct con
                                       struct localca *ca, struct config_errors *errs) {
     struct tls_server *srv = xcalloc(1, sizeof(*srv));
     srv->listener = l->name;
-    if (l->tls_auto == TLS_AUTO_INTERNAL) {
+    if (l->tls_auto != TLS_AUTO_OFF) {
         server_hosts(cfg, l, srv);
         srv->ca = ca;
+        srv->acme = l->tls_auto == TLS_AUTO_ACME;
         if (!(srv->ctx = srv->auto_ctx = server_ctx_new(l, srv))) {
             tls_error(errs, cfg->file, l->tls_auto_line, "listener %s: tls_auto: %s", l->name,
                       tls_last_reason());
@@ -517,15 +540,17 @@ static int state_dir_line(const struct config *cfg) {
 static bool set_localca(const struct config *cfg, bool check, struct localca **ca,
                         struct config_errors *errs) {
     *ca = NULL;
-    bool needed = false;
-    for (size_t i = 0; i < cfg->nlisteners; i++)
-        needed = needed || cfg->listeners[i].tls_auto == TLS_AUTO_INTERNAL;
-    if (!needed) return true;
+    bool dir_needed = false, ca_needed = false;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        dir_needed = dir_needed || cfg->listeners[i].tls_auto != TLS_AUTO_OFF;
+        ca_needed = ca_needed || cfg->listeners[i].tls_auto == TLS_AUTO_INTERNAL;
+    }
+    if (!dir_needed) return true;
     char msg[512];
     bool created;
     const char *dir = cfg->global.state_dir;
     if (localca_check_dir(dir, msg, sizeof(msg)) < 0 ||
-        (!check && !(*ca = localca_open(dir, &created, msg, sizeof(msg))))) {
+        (!check && ca_needed && !(*ca = localca_open(dir, &created, msg, sizeof(msg))))) {
         tls_error(errs, cfg->file, state_dir_line(cfg), "%s", msg);
         return false;
     }

@@ -51,6 +51,7 @@ struct tls_server {
     /* tls_auto = internal: leaves from CA for the names the routes of the
      * listener serve (HOSTS: exact names and "*.suffix", config-owned) */
     struct localca *ca;     /* NULL unless tls_auto = internal (one reference) */
+    bool acme;              /* tls_auto = acme: certificates from the ACME store */
     SSL_CTX *auto_ctx;      /* no certificate of its own: the SNI callback sets one */
     const char **hosts;
     size_t nhosts;

@@ -244,9 +244,9 @@ def test_trust_command(h):
 
 
 def test_config_errors(h):
-    """tls_auto = acme is refused until it is built; tls_auto with tls_cert,
-    or on a tcp listener, is an error naming the line."""
-    text = ("[listener a]\nbind = 127.0.0.1:1\ntls_auto = acme\n"
+    """acme_directory must be https; tls_auto with tls_cert, or on a tcp
+    listener, is an error naming the line."""
+    text = ("[global]\nacme_directory = http://ca/dir\n"
             "[listener b]\nbind = 127.0.0.1:2\ntls_auto = internal\ntls_cert = /x.pem\n"
             "[listener c]\nbind = 127.0.0.1:3\nmode = tcp\nupstream = u\ntls_auto = internal\n"
             "[listener d]\nbind = 127.0.0.1:4\ntls_auto = sometimes\n"
@@ -254,10 +254,10 @@ def test_config_errors(h):
     cfg = h.write("e.ini", text)
     rc, out, err = h.run_ferry(["-t", "-c", cfg])
     assert rc == 1, (rc, out, err)
-    for want in ("e.ini:3: tls_auto: acme is not supported yet",
-                 "e.ini:6: listener b: tls_auto and tls_cert exclude each other",
-                 "e.ini:12: listener c: tls_auto applies to mode http only",
-                 "e.ini:15: "):
+    for want in ("e.ini:2: acme_directory: expected an https:// URL",
+                 "e.ini:5: listener b: tls_auto and tls_cert exclude each other",
+                 "e.ini:11: listener c: tls_auto applies to mode http only",
+                 "e.ini:14: "):
         assert want in err, (want, err)
 
 
