@@ -182,6 +182,15 @@ static void metrics_tls(struct strbuf *b, const struct admin_source *src) {
                 "When each certificate expires, in seconds since the Unix epoch.");
     for (size_t i = 0; gen->tls && i < gen->tls->nlisteners; i++) {
         const struct tls_server *srv = gen->tls->listeners[i];
+        for (size_t h = 0; srv && srv->acme && h < srv->nhosts; h++) {
+            time_t end = acme_store_not_after(srv->hosts[h]); /* 0: none yet */
+            if (!end) continue;
+            strbuf_adds(b, "ferry_tls_certificate_expiry_seconds{listener=\"");
+            admin_escaped(b, srv->listener);
+            strbuf_adds(b, "\",name=\"");
+            admin_escaped(b, srv->hosts[h]);
+            strbuf_printf(b, "\"} %lld\n", (long long)end);
+        }
         for (size_t c = 0; srv && c < srv->ncerts; c++) {
             const struct tls_cert *cert = &srv->certs[c];
             strbuf_adds(b, "ferry_tls_certificate_expiry_seconds{listener=\"");

@@ -229,6 +229,7 @@ static void set_acme_ca(struct loader *ld, void *obj, const char *key, const cha
     }
     free(g->acme_ca);
     g->acme_ca = xstrdup(v);
+    g->acme_ca_line = ld->line; /* tls_set_load() reads it */
 }
 
 /* ---- [listener NAME] -------------------------------------------------- */

@@ -547,6 +547,11 @@ static bool set_localca(const struct config *cfg, bool check, struct localca **c
     }
     if (!dir_needed) return true;
     char msg[512];
+    const struct config_global *g = &cfg->global;
+    if (g->acme_ca && !tls_file_readable(g->acme_ca, msg, sizeof(msg))) {
+        tls_error(errs, cfg->file, g->acme_ca_line, "acme_ca: %s", msg);
+        return false;
+    }
     bool created;
     const char *dir = cfg->global.state_dir;
     if (localca_check_dir(dir, msg, sizeof(msg)) < 0 ||

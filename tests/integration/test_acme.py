@@ -194,6 +194,8 @@ def test_http01_two_names(h):
             assert mode == 0o600, (name, ext, oct(mode))
     assert os.stat(os.path.join(state, "acme", "account.key")).st_mode & 0o777 == 0o600
     assert metric(f, h.admin, "ferry_acme_orders_total", result="ok") == 2
+    assert metric(f, h.admin, "ferry_tls_certificate_expiry_seconds", listener="web",
+                  name="a.test") == st["a.test"]["not_after"]
     err = f.stderr()
     assert "a.test: no certificate yet: its handshakes get a self-signed placeholder" in err, err
     # a name no route serves gets the placeholder, which does not verify

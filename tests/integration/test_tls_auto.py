@@ -254,6 +254,10 @@ def test_config_errors(h):
     cfg = h.write("e.ini", text)
     rc, out, err = h.run_ferry(["-t", "-c", cfg])
     assert rc == 1, (rc, out, err)
+    cfg = h.write("ca.ini", "[global]\nstate_dir = %s\nacme_ca = /nonexistent/ca.pem\n"
+                  "[listener a]\nbind = 127.0.0.1:1\ntls_auto = acme\n" % h.path("state"))
+    rc, out, err2 = h.run_ferry(["-t", "-c", cfg])
+    assert rc == 1 and "ca.ini:3: acme_ca: cannot read /nonexistent/ca.pem" in err2, err2
     for want in ("e.ini:2: acme_directory: expected an https:// URL",
                  "e.ini:5: listener b: tls_auto and tls_cert exclude each other",
                  "e.ini:11: listener c: tls_auto applies to mode http only",
