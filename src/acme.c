@@ -44,7 +44,7 @@
 #define ACME_BACKOFF_MAX_S 3600
 #define ACME_POLL_MS 1000
 #define ACME_MAX_POLLS 60      /* a minute of pending: the CA is stuck */
-#define ACME_MAX_BAD_NONCE 3
+#define ACME_MAX_BAD_NONCE 5 /* retries of one POST; a CA rejects nonces rarely */
 
 enum job_step {
     J_DIRECTORY = 0, J_ACCOUNT, J_ORDER, J_AUTHZ, J_CHALLENGE, J_POLL_AUTHZ, J_FINALIZE,
@@ -61,6 +61,7 @@ struct job {
     uint64_t retry_after_s;       /* from the last answer */
     char *order_url, *authz_url, *chall_url, *finalize_url, *cert_url;
     EVP_PKEY *cert_key;           /* the key the CSR was made with */
+    bool finalized;               /* the CSR went out: "ready" now means wait */
 };
 
 /* When each wanted name is next due. */
@@ -280,6 +281,7 @@ static void job_run(struct job *j) {
         }
         json_t *o = json_pack("{s:s}", "csr", csr);
         free(csr);
+        j->finalized = true;
         body = json_dumps(o, JSON_COMPACT);
         json_decref(o);
         job_post(j, j->finalize_url, body);
@@ -425,12 +427,16 @@ static void job_on_resp(void *arg, int err, const struct acme_resp *r) {
     if (r->nonce) set_str(&eng.nonce, r->nonce);
     j->retry_after_s = r->retry_after_s;
     if (j->step != J_DIRECTORY && is_bad_nonce(r) && ++j->bad_nonces <= ACME_MAX_BAD_NONCE) {
+        log_info("acme: %s: the CA refused our nonce (badNonce): sending again", j->name);
         job_post_now(j); /* with the fresh nonce the refusal carried */
         return;
     }
     char why[600];
     if (r->status >= 400) {
         problem(r, why, sizeof(why));
+        /* an account the CA no longer knows is made again next time */
+        if (strstr(why, "accountDoesNotExist") || strstr(why, ":unauthorized"))
+            set_str(&eng.kid, NULL);
         job_fail(j, "%s", why);
         return;
     }
@@ -480,7 +486,7 @@ static void job_on_resp(void *arg, int err, const struct acme_resp *r) {
         }
         if (strcmp(status, "valid") == 0 && j->cert_url) {
             j->step = J_CERT;
-        } else if (strcmp(status, "ready") == 0 && j->step != J_FINALIZE) {
+        } else if (strcmp(status, "ready") == 0 && !j->finalized) {
             j->step = J_FINALIZE;
         } else if (strcmp(status, "pending") == 0 && j->step == J_ORDER) {
             j->step = J_AUTHZ;

@@ -27,7 +27,7 @@ class Pebble:
     """pebble + pebble-challtestsrv on free ports; http_port and tls_port are
     where pebble's validations connect (ferry's listeners)."""
 
-    def __init__(self, h, http_port, tls_port, validity=None, port=None):
+    def __init__(self, h, http_port, tls_port, validity=None, port=None, nonce_reject=0):
         if not (PEBBLE and CHALLTESTSRV):
             raise harness.Skip("pebble is not installed (Debian package pebble)")
         self.h = h
@@ -52,6 +52,7 @@ class Pebble:
         with open(self.cfg_path, "w") as f:
             json.dump({"pebble": cfg}, f)
         self.url = "https://localhost:%d/dir" % self.port
+        self.nonce_reject = nonce_reject
 
     def start(self):
         h = self.h
@@ -64,7 +65,7 @@ class Pebble:
         h.procs.append(harness.Proc(
             "pebble-%d" % n,
             [PEBBLE, "-config", self.cfg_path, "-dnsserver", "127.0.0.1:%d" % self.dns], h.tmp,
-            env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}))
+            env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(self.nonce_reject)}))
         self.proc = h.procs[-1]
         deadline = time.monotonic() + scaled(15)
         for port in (self.port, self.mgmt):
@@ -302,6 +303,17 @@ def test_corrupt_stored(h):
     wait_valid(h, ["c.test"])
     assert get(tls, "c.test", peb.roots()) == 200
     assert "c.test: the stored certificate" in f.stderr() and "[warn]" in f.stderr()
+    h.ferry_stop_clean(f)
+
+
+def test_bad_nonce(h):
+    """pebble refuses 40% of nonces (badNonce): each refused POST is sent
+    again with the nonce the refusal carried, and the order succeeds."""
+    plain, tls = ports(h)
+    peb = Pebble(h, plain[2], tls[2], nonce_reject=40).start()
+    f = start(h, peb, plain, tls, h.path("state"), hosts=("nonce.test",))
+    wait_valid(h, ["nonce.test"], limit=60)
+    assert "nonce.test: the CA refused our nonce (badNonce): sending again" in f.stderr()
     h.ferry_stop_clean(f)
 
 
