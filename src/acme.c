@@ -726,7 +726,13 @@ void acme_adopt(const struct config *cfg) {
         acme_store_want(names[i]);
         load_stored(names[i], &due[i]);
     }
-    for (size_t i = 0; i < eng.ndue; i++) free(eng.due[i].name);
+    for (size_t i = 0; i < eng.ndue; i++) {
+        if (eng.due[i].name) { /* not carried over: dropped from the config */
+            log_info("acme: %s: no longer in the config: not renewed", eng.due[i].name);
+            acme_store_set_state(eng.due[i].name, ACME_UNUSED, NULL);
+        }
+        free(eng.due[i].name);
+    }
     free(eng.due);
     eng.due = due;
     eng.ndue = n;

@@ -284,7 +284,7 @@ static void json_str(struct strbuf *b, const char *s) {
 }
 
 void acme_store_status(struct strbuf *b) {
-    static const char *const names[] = {"pending", "valid", "failed"};
+    static const char *const names[] = {"pending", "valid", "failed", "unused"};
     pthread_mutex_lock(&st.mu);
     strbuf_adds(b, "[");
     for (size_t i = 0; i < st.nnames; i++) {

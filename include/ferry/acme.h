@@ -47,7 +47,12 @@ void acme_stop(void);
 /* ---- the store (any thread) -------------------------------------------- */
 
 /* Where a name stands, for /status. */
-enum acme_state { ACME_PENDING = 0, ACME_VALID, ACME_FAILED };
+enum acme_state {
+    ACME_PENDING = 0, /* being ordered, or waiting to be */
+    ACME_VALID,       /* has its certificate */
+    ACME_FAILED,      /* the last order failed and no certificate is there */
+    ACME_UNUSED,      /* no route wants it since a reload: not renewed */
+};
 
 /* Sets the certificate for NAME on SSL: its own when it has one, else the
  * placeholder. 1 its own, 0 the placeholder, -1 failure. */

@@ -318,13 +318,20 @@ def test_bad_nonce(h):
 
 
 def test_reload_adds_name(h):
-    """A reload that adds a host orders it; the first keeps its certificate."""
+    """A reload that adds a host orders it; the first keeps its certificate.
+    A reload that removes a host stops renewing it (/status: unused)."""
     f, peb, plain, tls, state = first_order(h, ("one.test",))
     h.write(os.path.basename(f.config_path),
             config_text(h, peb, plain, tls, state, hosts=("one.test", "two.test")))
     f.signal(signal.SIGHUP)
     wait_valid(h, ["one.test", "two.test"])
     assert metric(f, h.admin, "ferry_acme_orders_total", result="ok") == 2
+    h.write(os.path.basename(f.config_path),
+            config_text(h, peb, plain, tls, state, hosts=("two.test",)))
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: status(h)["one.test"]["state"] == "unused", "one.test unused")
+    assert "acme: one.test: no longer in the config: not renewed" in f.stderr()
+    assert status(h)["two.test"]["state"] == "valid"
     h.ferry_stop_clean(f)
 
 
