@@ -317,6 +317,48 @@ def test_bad_nonce(h):
     h.ferry_stop_clean(f)
 
 
+def test_retry_after(h):
+    """A CA that answers 503 with Retry-After: 40 is asked again after 40 s,
+    not after the first backoff step (5 s): the log says when, and the
+    problem document's type and detail are in /status."""
+    import http.server
+    import threading
+    plain, tls = ports(h)
+    peb = Pebble(h, plain[2], tls[2])  # only for its certificate and config
+    hits = []
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(time.monotonic())
+            body = json.dumps({"type": "urn:ietf:params:acme:error:rateLimited",
+                               "detail": "come back later"}).encode()
+            self.send_response(503)
+            self.send_header("Retry-After", "40")
+            self.send_header("Content-Type", "application/problem+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    srv = http.server.HTTPServer(("127.0.0.1", peb.port), Busy)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(peb.cert, os.path.join(os.path.dirname(peb.cert), "key.pem"))
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        f = start(h, peb, plain, tls, h.path("state"), hosts=("busy.test",))
+        wait_for(lambda: "busy.test: order failed" in f.stderr(), "the failed order")
+        line = [l for l in f.stderr().splitlines() if "busy.test: order failed" in l][0]
+        assert "HTTP 503, urn:ietf:params:acme:error:rateLimited: come back later" in line, line
+        assert line.endswith("trying again in 40s"), line
+        assert "come back later" in status(h)["busy.test"]["last_error"]
+        assert len(hits) == 1, hits
+        h.ferry_stop_clean(f)
+    finally:
+        srv.shutdown()
+
+
 def test_reload_adds_name(h):
     """A reload that adds a host orders it; the first keeps its certificate.
     A reload that removes a host stops renewing it (/status: unused)."""
