@@ -395,8 +395,7 @@ static void job_store(struct job *j, const char *pem, size_t len) {
     free(key);
     time_t renew = renew_at(leaf);
     char until[32], at[32];
-    struct tm tm;
-    struct tm na;
+    struct tm tm = {0}, na = {0};
     ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &na);
     strftime(until, sizeof(until), "%Y-%m-%d %H:%M:%S UTC", &na);
     gmtime_r(&renew, &tm);
