@@ -42,8 +42,9 @@
 
 #define ACME_BACKOFF_FIRST_S 5
 #define ACME_BACKOFF_MAX_S 3600
-#define ACME_POLL_MS 1000
-#define ACME_MAX_POLLS 60      /* a minute of pending: the CA is stuck */
+#define ACME_POLL_FIRST_MS 250 /* validation often takes well under a second */
+#define ACME_POLL_MAX_MS 2000
+#define ACME_MAX_POLLS 60      /* two minutes of pending: the CA is stuck */
 #define ACME_MAX_BAD_NONCE 5 /* retries of one POST; a CA rejects nonces rarely */
 
 enum job_step {
@@ -293,14 +294,17 @@ static void job_run(struct job *j) {
     free(body);
 }
 
-/* Waits (Retry-After, or a second) and runs the step again. */
+/* Waits and runs the step again. */
 static void job_poll(struct job *j, const char *what) {
     if (++j->polls > ACME_MAX_POLLS) {
         job_fail(j, "%s still pending after %d polls", what, ACME_MAX_POLLS);
         return;
     }
-    uint64_t ms = j->retry_after_s ? j->retry_after_s * 1000 : ACME_POLL_MS;
-    if (ms > 10 * ACME_POLL_MS) ms = 10 * ACME_POLL_MS;
+    /* 250 ms, doubling to 2 s; the CA's Retry-After when it gives one,
+     * up to 10 s (an order must not stall on a confused header) */
+    uint64_t ms = ACME_POLL_FIRST_MS << (j->polls < 4 ? j->polls - 1 : 3);
+    if (ms > ACME_POLL_MAX_MS) ms = ACME_POLL_MAX_MS;
+    if (j->retry_after_s) ms = j->retry_after_s < 10 ? j->retry_after_s * 1000 : 10000;
     j->waiting = true;
     uv_timer_start(&eng.timer, on_timer, ms, 0);
 }
@@ -502,6 +506,7 @@ static void job_on_resp(void *arg, int err, const struct acme_resp *r) {
         if (status && strcmp(status, "valid") == 0) {
             acme_store_clear_challenges();
             j->step = J_FINALIZE;
+            j->polls = 0; /* the order's polling starts quick again */
         } else if (status && strcmp(status, "pending") == 0 && j->step == J_AUTHZ) {
             if (!job_pick_challenge(j, o)) {
                 json_decref(o);
