@@ -632,6 +632,7 @@ static void wanted_names(const struct config *cfg, char ***out, size_t *n) {
     for (size_t l = 0; l < cfg->nlisteners; l++) {
         const struct config_listener *lis = &cfg->listeners[l];
         if (lis->tls_auto != TLS_AUTO_ACME) continue;
+        size_t before = *n;
         for (size_t i = 0; i < cfg->nroutes; i++) {
             const struct config_route *r = &cfg->routes[i];
             if (r->listener && r->listener != lis) continue;
@@ -644,6 +645,10 @@ static void wanted_names(const struct config *cfg, char ***out, size_t *n) {
                 (*out)[(*n)++] = (char *)host;
             }
         }
+        if (*n == before) /* every handshake would get the placeholder */
+            log_warn("%s:%d: listener %s: tls_auto = acme, but no route on it names an exact "
+                     "host: no certificate will be ordered for it",
+                     cfg->file, lis->tls_auto_line, lis->name);
     }
 }
 

@@ -359,6 +359,21 @@ def test_retry_after(h):
         srv.shutdown()
 
 
+def test_no_names(h):
+    """An acme listener whose routes name only wildcards orders nothing and
+    says so, naming the file and line of its tls_auto (needs no CA)."""
+    h.up = ("tcp", "127.0.0.1", 9)
+    plain, tls = ports(h, with_plain=False)
+    peb = Pebble(h, free_port(), tls[2])  # never started: nothing may contact it
+    f = start(h, peb, None, tls, h.path("state"), hosts=("*.wild.test",))
+    line = next(i for i, l in enumerate(f.config_text.splitlines(), 1) if "tls_auto" in l)
+    want = "%s:%d: listener web: tls_auto = acme, but no route on it names an exact host" % (
+        f.config_path, line)
+    wait_for(lambda: want in f.stderr(), "the warning")
+    assert "ordering" not in f.stderr()
+    h.ferry_stop_clean(f)
+
+
 def test_reload_adds_name(h):
     """A reload that adds a host orders it; the first keeps its certificate.
     A reload that removes a host stops renewing it (/status: unused)."""
