@@ -19,13 +19,13 @@
 #include "ferry/acme.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <jansson.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,28 +41,35 @@
 #include "ferry/util.h"
 
 #define ACME_BACKOFF_FIRST_S 5
-#define ACME_BACKOFF_MAX_S 3600
-#define ACME_POLL_FIRST_MS 250 /* validation often takes well under a second */
-#define ACME_POLL_MAX_MS 2000
-#define ACME_MAX_POLLS 60      /* two minutes of pending: the CA is stuck */
-#define ACME_MAX_BAD_NONCE 5 /* retries of one POST; a CA rejects nonces rarely */
+#define ACME_BACKOFF_MAX_S   3600
+#define ACME_POLL_FIRST_MS   250 /* validation often takes well under a second */
+#define ACME_POLL_MAX_MS     2000
+#define ACME_MAX_POLLS       60 /* two minutes of pending: the CA is stuck */
+#define ACME_MAX_BAD_NONCE   5  /* retries of one POST; a CA rejects nonces rarely */
 
 enum job_step {
-    J_DIRECTORY = 0, J_ACCOUNT, J_ORDER, J_AUTHZ, J_CHALLENGE, J_POLL_AUTHZ, J_FINALIZE,
-    J_POLL_ORDER, J_CERT,
+    J_DIRECTORY = 0,
+    J_ACCOUNT,
+    J_ORDER,
+    J_AUTHZ,
+    J_CHALLENGE,
+    J_POLL_AUTHZ,
+    J_FINALIZE,
+    J_POLL_ORDER,
+    J_CERT,
 };
 
 struct job {
     char *name;
     enum job_step step;
-    char *post_url, *post_body;   /* the POST in progress (kept for a badNonce retry) */
+    char *post_url, *post_body; /* the POST in progress (kept for a badNonce retry) */
     int bad_nonces;
-    bool waiting;                 /* a poll is due when the timer fires */
+    bool waiting; /* a poll is due when the timer fires */
     int polls;
-    uint64_t retry_after_s;       /* from the last answer */
+    uint64_t retry_after_s; /* from the last answer */
     char *order_url, *authz_url, *chall_url, *finalize_url, *cert_url;
-    EVP_PKEY *cert_key;           /* the key the CSR was made with */
-    bool finalized;               /* the CSR went out: "ready" now means wait */
+    EVP_PKEY *cert_key; /* the key the CSR was made with */
+    bool finalized;     /* the CSR went out: "ready" now means wait */
 };
 
 /* When each wanted name is next due. */
@@ -78,15 +85,15 @@ static struct {
     bool started;
     struct acme_http *http;
     char *directory, *ca_file, *email, *dir; /* dir: state_dir/acme */
-    bool http01;                  /* a cleartext http listener answers HTTP-01 */
+    bool http01;                             /* a cleartext http listener answers HTTP-01 */
     char *new_nonce, *new_account, *new_order;
-    char *nonce;                  /* unused nonce from the last answer */
-    char *kid;                    /* the account URL */
+    char *nonce; /* unused nonce from the last answer */
+    char *kid;   /* the account URL */
     EVP_PKEY *account;
-    char *thumb;                  /* the account key's JWK thumbprint */
+    char *thumb; /* the account key's JWK thumbprint */
     struct due *due;
     size_t ndue;
-    struct job *job;              /* the job in progress */
+    struct job *job; /* the job in progress */
 } eng;
 
 static void job_run(struct job *j);
@@ -139,7 +146,8 @@ static void job_fail(struct job *j, const char *fmt, ...) {
     struct due *d = due_of(j->name);
     uint64_t wait = ACME_BACKOFF_FIRST_S;
     if (d) {
-        for (unsigned i = 0; i < d->failures && wait < ACME_BACKOFF_MAX_S; i++) wait *= 2;
+        for (unsigned i = 0; i < d->failures && wait < ACME_BACKOFF_MAX_S; i++)
+            wait *= 2;
         if (wait > ACME_BACKOFF_MAX_S) wait = ACME_BACKOFF_MAX_S;
         if (j->retry_after_s > wait) wait = j->retry_after_s;
         d->failures++;
@@ -183,8 +191,8 @@ static void job_get(struct job *j, const char *method, const char *url) {
 }
 
 static void job_post_now(struct job *j) {
-    char *jws = jws_sign(eng.account, j->step == J_ACCOUNT ? NULL : eng.kid, eng.nonce,
-                         j->post_url, j->post_body);
+    char *jws = jws_sign(eng.account, j->step == J_ACCOUNT ? NULL : eng.kid, eng.nonce, j->post_url,
+                         j->post_body);
     set_str(&eng.nonce, NULL); /* a nonce is good once */
     if (!jws) {
         job_fail(j, "cannot sign a request");
@@ -257,8 +265,7 @@ static void job_run(struct job *j) {
     case J_DIRECTORY: job_get(j, "GET", eng.directory); return;
     case J_ACCOUNT: {
         json_t *o = json_pack("{s:b}", "termsOfServiceAgreed", 1);
-        if (eng.email)
-            json_object_set_new(o, "contact", json_pack("[s+]", "mailto:", eng.email));
+        if (eng.email) json_object_set_new(o, "contact", json_pack("[s+]", "mailto:", eng.email));
         body = json_dumps(o, JSON_COMPACT);
         json_decref(o);
         job_post(j, eng.new_account, body);
@@ -374,7 +381,8 @@ static void job_store(struct job *j, const char *pem, size_t len) {
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     X509 *leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
     STACK_OF(X509) *chain = sk_X509_new_null();
-    for (X509 *x; (x = PEM_read_bio_X509(bio, NULL, NULL, NULL));) sk_X509_push(chain, x);
+    for (X509 *x; (x = PEM_read_bio_X509(bio, NULL, NULL, NULL));)
+        sk_X509_push(chain, x);
     BIO_free(bio);
     ERR_clear_error();
     if (!leaf || X509_check_private_key(leaf, j->cert_key) != 1) {
@@ -393,8 +401,9 @@ static void job_store(struct job *j, const char *pem, size_t len) {
     /* the key first: a certificate on disk without its key is useless */
     bool ok = statefile_write(key, write_key, j->cert_key) == 0 &&
               statefile_write(crt, write_text, &text) == 0;
-    if (!ok) log_error("acme: %s: cannot store the certificate in %s: %s", j->name, eng.dir,
-                       strerror(errno));
+    if (!ok)
+        log_error("acme: %s: cannot store the certificate in %s: %s", j->name, eng.dir,
+                  strerror(errno));
     free(crt);
     free(key);
     time_t renew = renew_at(leaf);
@@ -476,8 +485,8 @@ static void job_on_resp(void *arg, int err, const struct acme_resp *r) {
     case J_POLL_ORDER: {
         if (j->step == J_ORDER) {
             set_str(&j->order_url, r->location);
-            set_str(&j->authz_url, json_string_value(json_array_get(
-                                       json_object_get(o, "authorizations"), 0)));
+            set_str(&j->authz_url,
+                    json_string_value(json_array_get(json_object_get(o, "authorizations"), 0)));
             set_str(&j->finalize_url, json_string_value(json_object_get(o, "finalize")));
         }
         set_str(&j->cert_url, json_string_value(json_object_get(o, "certificate")));
@@ -588,7 +597,8 @@ static void load_stored(const char *name, struct due *d) {
     FILE *cf = fopen(crt, "r"), *kf = fopen(keyp, "r");
     X509 *leaf = cf ? PEM_read_X509(cf, NULL, NULL, NULL) : NULL;
     STACK_OF(X509) *chain = sk_X509_new_null();
-    for (X509 *x; cf && leaf && (x = PEM_read_X509(cf, NULL, NULL, NULL));) sk_X509_push(chain, x);
+    for (X509 *x; cf && leaf && (x = PEM_read_X509(cf, NULL, NULL, NULL));)
+        sk_X509_push(chain, x);
     EVP_PKEY *key = kf ? PEM_read_PrivateKey(kf, NULL, NULL, NULL) : NULL;
     if (cf) fclose(cf);
     if (kf) fclose(kf);
@@ -639,7 +649,8 @@ static void wanted_names(const struct config *cfg, char ***out, size_t *n) {
             for (size_t h = 0; h < r->nhosts; h++) {
                 const char *host = r->hosts[h];
                 bool dup = false;
-                for (size_t k = 0; k < *n && !dup; k++) dup = strcasecmp((*out)[k], host) == 0;
+                for (size_t k = 0; k < *n && !dup; k++)
+                    dup = strcasecmp((*out)[k], host) == 0;
                 if (dup || host[0] == '*' || !localca_name_ok(host)) continue;
                 *out = xrealloc(*out, (*n + 1) * sizeof(**out));
                 (*out)[(*n)++] = (char *)host;
@@ -757,14 +768,16 @@ void acme_stop(void) {
     if (eng.job) job_free(eng.job);
     eng.job = NULL;
     uv_close((uv_handle_t *)&eng.timer, NULL);
-    for (size_t i = 0; i < eng.ndue; i++) free(eng.due[i].name);
+    for (size_t i = 0; i < eng.ndue; i++)
+        free(eng.due[i].name);
     free(eng.due);
     eng.due = NULL;
     eng.ndue = 0;
     EVP_PKEY_free(eng.account);
     eng.account = NULL;
-    char **strs[] = {&eng.directory, &eng.ca_file, &eng.email, &eng.dir, &eng.new_nonce,
+    char **strs[] = {&eng.directory,   &eng.ca_file,   &eng.email, &eng.dir, &eng.new_nonce,
                      &eng.new_account, &eng.new_order, &eng.nonce, &eng.kid, &eng.thumb};
-    for (size_t i = 0; i < FERRY_ARRAY_LEN(strs); i++) set_str(strs[i], NULL);
+    for (size_t i = 0; i < FERRY_ARRAY_LEN(strs); i++)
+        set_str(strs[i], NULL);
     acme_store_clear_challenges();
 }

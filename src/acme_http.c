@@ -22,35 +22,35 @@
 
 struct acme_http {
     uv_loop_t *loop;
-    struct buffer_pool pool;  /* transport_tls reads ciphertext into these */
+    struct buffer_pool pool; /* transport_tls reads ciphertext into these */
     struct tls_worker tw;
-    struct tls_client cli;    /* the CA's server is verified against cli.ctx */
-    struct list_node reqs;    /* requests not yet freed */
-    bool freeing;             /* acme_http_free ran: free once reqs is empty */
+    struct tls_client cli; /* the CA's server is verified against cli.ctx */
+    struct list_node reqs; /* requests not yet freed */
+    bool freeing;          /* acme_http_free ran: free once reqs is empty */
     char error[256];
 };
 
 struct acme_req {
-    struct list_node node;    /* in c->reqs */
+    struct list_node node; /* in c->reqs */
     struct acme_http *c;
     acme_http_cb cb;
     void *arg;
-    char *host, *port;        /* from the URL */
-    bool head;                /* a HEAD request: the response has no body */
-    char *out;                /* the request bytes, until written */
+    char *host, *port; /* from the URL */
+    bool head;         /* a HEAD request: the response has no body */
+    char *out;         /* the request bytes, until written */
     size_t out_len;
     uv_getaddrinfo_t gai;
     bool gai_active;
     uv_tcp_t tcp;
-    bool tcp_open, tls_open;  /* tcp initialised; the TLS transport made on it */
+    bool tcp_open, tls_open; /* tcp initialised; the TLS transport made on it */
     uv_connect_t connect;
     struct transport tp;
     struct transport_write w;
     uv_timer_t timer;
-    int handles;              /* open handles: timer, tcp */
+    int handles; /* open handles: timer, tcp */
     llhttp_t parser;
     struct strbuf field, value, body;
-    bool in_value;            /* llhttp is in a header value */
+    bool in_value; /* llhttp is in a header value */
     char *location, *nonce, *ctype;
     uint64_t retry_after;
     bool complete, done;

@@ -21,24 +21,24 @@
 #include "ferry/strbuf.h"
 #include "ferry/util.h"
 
-#define ACME_STORE_MAX_NAMES 1024 /* names of one config: bounded by its routes */
+#define ACME_STORE_MAX_NAMES      1024 /* names of one config: bounded by its routes */
 #define ACME_STORE_MAX_CHALLENGES 64
 
 struct store_name {
     char *name;
     enum acme_state state;
     X509 *leaf;             /* NULL until obtained */
-    STACK_OF(X509) *chain;  /* intermediates, may be NULL */
+    STACK_OF(X509) * chain; /* intermediates, may be NULL */
     EVP_PKEY *key;
     time_t not_after;
-    char error[512];        /* the last failure, "" when none */
+    char error[512]; /* the last failure, "" when none */
 };
 
 struct store_challenge {
-    char *token;            /* HTTP-01: the token; TLS-ALPN-01: NULL */
-    char *keyauth;          /* HTTP-01: the answer */
-    char *name;             /* TLS-ALPN-01: the name */
-    X509 *cert;             /* TLS-ALPN-01: the acmeIdentifier certificate */
+    char *token;   /* HTTP-01: the token; TLS-ALPN-01: NULL */
+    char *keyauth; /* HTTP-01: the answer */
+    char *name;    /* TLS-ALPN-01: the name */
+    X509 *cert;    /* TLS-ALPN-01: the acmeIdentifier certificate */
     EVP_PKEY *key;
 };
 
@@ -48,7 +48,7 @@ static struct {
     size_t nnames;
     struct store_challenge ch[ACME_STORE_MAX_CHALLENGES];
     size_t nch;
-    X509 *placeholder;      /* self-signed, made on first use */
+    X509 *placeholder; /* self-signed, made on first use */
     EVP_PKEY *placeholder_key;
     uint64_t orders_ok, orders_error;
 } st = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -101,8 +101,8 @@ int acme_store_use(SSL *ssl, const char *name) {
         own = 1;
     } else {
         if (!st.placeholder && (st.placeholder_key = EVP_EC_gen("P-256")))
-            st.placeholder = self_signed(st.placeholder_key, "ferry-certificate-pending",
-                                         3650L * 86400, NULL);
+            st.placeholder =
+                self_signed(st.placeholder_key, "ferry-certificate-pending", 3650L * 86400, NULL);
         leaf = st.placeholder;
         key = st.placeholder_key;
     }
@@ -148,7 +148,7 @@ void acme_store_want(const char *name) {
     pthread_mutex_unlock(&st.mu);
 }
 
-void acme_store_set_cert(const char *name, X509 *leaf, STACK_OF(X509) *chain, EVP_PKEY *key) {
+void acme_store_set_cert(const char *name, X509 *leaf, STACK_OF(X509) * chain, EVP_PKEY *key) {
     pthread_mutex_lock(&st.mu);
     struct store_name *n = find(name);
     if (n) {
@@ -184,8 +184,8 @@ void acme_store_set_state(const char *name, enum acme_state s, const char *error
 void acme_store_add_http01(const char *token, const char *keyauth) {
     pthread_mutex_lock(&st.mu);
     if (st.nch < ACME_STORE_MAX_CHALLENGES)
-        st.ch[st.nch++] = (struct store_challenge){.token = xstrdup(token),
-                                                   .keyauth = xstrdup(keyauth)};
+        st.ch[st.nch++] =
+            (struct store_challenge){.token = xstrdup(token), .keyauth = xstrdup(keyauth)};
     pthread_mutex_unlock(&st.mu);
 }
 
@@ -261,7 +261,8 @@ void acme_store_each(void (*fn)(const char *name, void *arg), void *arg) {
     char *names[ACME_STORE_MAX_NAMES];
     pthread_mutex_lock(&st.mu);
     size_t n = st.nnames;
-    for (size_t i = 0; i < n; i++) names[i] = xstrdup(st.names[i].name);
+    for (size_t i = 0; i < n; i++)
+        names[i] = xstrdup(st.names[i].name);
     pthread_mutex_unlock(&st.mu);
     for (size_t i = 0; i < n; i++) {
         fn(names[i], arg);

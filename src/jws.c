@@ -161,9 +161,9 @@ char *jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *ur
     snprintf(input, n, "%s.%s", h64, p64);
     char *sig = es256(key, input);
     free(input);
-    json_t *jws = sig ? json_pack("{s:s, s:s, s:s}", "protected", h64, "payload", p64,
-                                  "signature", sig)
-                      : NULL;
+    json_t *jws =
+        sig ? json_pack("{s:s, s:s, s:s}", "protected", h64, "payload", p64, "signature", sig)
+            : NULL;
     char *out = jws ? json_dumps(jws, JSON_COMPACT) : NULL;
     json_decref(jws);
     free(sig);

@@ -38,7 +38,7 @@ struct leaf {
     char *name;           /* lower case */
     X509 *cert;
     EVP_PKEY *key;
-    time_t renew_at;      /* issue again from here on (two thirds of its life) */
+    time_t renew_at; /* issue again from here on (two thirds of its life) */
 };
 
 struct localca {
@@ -48,7 +48,7 @@ struct localca {
     char *cert_path;           /* DIR/ca.pem */
     X509 *cert;
     EVP_PKEY *key;
-    pthread_mutex_t mu;        /* guards everything below */
+    pthread_mutex_t mu; /* guards everything below */
     struct leaf *buckets[LOCALCA_BUCKETS];
     struct list_node lru;
     size_t nleaves;
@@ -71,7 +71,8 @@ bool localca_name_ok(const char *name) {
             label = 0;
             continue;
         }
-        bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        bool alnum =
+            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
         if (!alnum && !(ch == '-' && label > 0)) return false;
         label++;
     }
@@ -107,9 +108,12 @@ int localca_check_dir(const char *dir, char *err, size_t len) {
             return -1;
         }
         char *slash = strrchr(path, '/');
-        if (!slash) snprintf(path, sizeof(path), ".");
-        else if (slash == path) path[1] = '\0';
-        else *slash = '\0';
+        if (!slash)
+            snprintf(path, sizeof(path), ".");
+        else if (slash == path)
+            path[1] = '\0';
+        else
+            *slash = '\0';
     }
 }
 
@@ -158,10 +162,11 @@ static X509 *cert_make(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
               ASN1_TIME_set(X509_getm_notAfter(x), (time_t)(now + lifetime)) &&
               (!ca || X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
                                                  (const unsigned char *)"ferry", -1, -1, 0)) &&
-              X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn,
-                                         -1, -1, 0) &&
+              X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1,
+                                         -1, 0) &&
               X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name) == 1 &&
-              X509_set_pubkey(x, key) == 1 && ext_add(x, issuer, NID_subject_key_identifier, "hash");
+              X509_set_pubkey(x, key) == 1 &&
+              ext_add(x, issuer, NID_subject_key_identifier, "hash");
     if (ok && ca) {
         ok = ext_add(x, NULL, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") &&
              ext_add(x, NULL, NID_key_usage, "critical,keyCertSign,cRLSign");
@@ -209,8 +214,8 @@ static int ca_load(struct localca *ca, const char *key_path, char *err, size_t l
         why = "ca.key does not match ca.pem";
     else if (X509_check_ca(ca->cert) == 0)
         why = "ca.pem is not a CA certificate";
-    else if (X509_cmp_time(X509_get0_notAfter(ca->cert), &(time_t){time(NULL) +
-                                                                   LOCALCA_CA_MIN_LEFT_S}) < 0)
+    else if (X509_cmp_time(X509_get0_notAfter(ca->cert),
+                           &(time_t){time(NULL) + LOCALCA_CA_MIN_LEFT_S}) < 0)
         why = "ca.pem expires within 30 days";
     ERR_clear_error();
     if (!why) return 1;
@@ -237,9 +242,8 @@ static int ca_make(struct localca *ca, const char *key_path, char *err, size_t l
     char cn[128], host[64] = "";
     gethostname(host, sizeof(host) - 1);
     snprintf(cn, sizeof(cn), "ferry local CA %s", host[0] ? host : "");
-    if (!(ca->key = key_make()) ||
-        !(ca->cert = cert_make(ca->key, cn, NULL, ca->key, time(NULL), LOCALCA_CA_LIFETIME_S,
-                               true))) {
+    if (!(ca->key = key_make()) || !(ca->cert = cert_make(ca->key, cn, NULL, ca->key, time(NULL),
+                                                          LOCALCA_CA_LIFETIME_S, true))) {
         snprintf(err, len, "cannot make a CA key and certificate");
         ERR_clear_error();
         return -1;
@@ -352,7 +356,8 @@ time_t localca_not_after(const struct localca *ca) {
 
 static size_t name_hash(const char *s) {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return (size_t)(h % LOCALCA_BUCKETS);
 }
 
@@ -377,9 +382,8 @@ static void leaf_unlink(struct localca *ca, struct leaf *l) {
  * cache at the same moment are rare (first contact with a name). */
 static struct leaf *leaf_issue(struct localca *ca, const char *name, time_t now) {
     EVP_PKEY *key = key_make();
-    X509 *cert = key ? cert_make(key, name, ca->cert, ca->key, now, LOCALCA_LEAF_LIFETIME_S,
-                                 false)
-                     : NULL;
+    X509 *cert =
+        key ? cert_make(key, name, ca->cert, ca->key, now, LOCALCA_LEAF_LIFETIME_S, false) : NULL;
     if (!cert) {
         EVP_PKEY_free(key);
         ERR_clear_error();
@@ -401,8 +405,7 @@ static struct leaf *leaf_issue(struct localca *ca, const char *name, time_t now)
     return l;
 }
 
-int localca_leaf(struct localca *ca, const char *name, time_t now, X509 **cert,
-                 EVP_PKEY **key) {
+int localca_leaf(struct localca *ca, const char *name, time_t now, X509 **cert, EVP_PKEY **key) {
     char lower[254];
     size_t n = strlen(name);
     if (n >= sizeof(lower) || !localca_name_ok(name)) return -1;
@@ -410,7 +413,8 @@ int localca_leaf(struct localca *ca, const char *name, time_t now, X509 **cert,
         lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
     pthread_mutex_lock(&ca->mu);
     struct leaf *l = ca->buckets[name_hash(lower)];
-    while (l && strcmp(l->name, lower) != 0) l = l->next;
+    while (l && strcmp(l->name, lower) != 0)
+        l = l->next;
     if (l && now >= l->renew_at) {
         leaf_unlink(ca, l);
         l = NULL;
@@ -448,24 +452,25 @@ unsigned long long localca_issued(struct localca *ca) {
 /* ---- telling the user ---------------------------------------------------- */
 
 void localca_print_trust(FILE *out, const char *p) {
-    fprintf(out,
-            "ferry's local CA (tls_auto = internal) is %s\n"
-            "Browsers and tools trust the certificates ferry issues once they trust this CA.\n"
-            "Keep its key (ca.key, next to it) private: whoever has it can pose as any site\n"
-            "to the machines that trust the CA.\n"
-            "\n"
-            "  Debian, Ubuntu:  sudo cp %s /usr/local/share/ca-certificates/ferry-local-ca.crt\n"
-            "                   sudo update-ca-certificates\n"
-            "  macOS:           sudo security add-trusted-cert -d -r trustRoot \\\n"
-            "                       -k /Library/Keychains/System.keychain %s\n"
-            "  Windows:         certutil -addstore -user Root ferry-local-ca.pem\n"
-            "                   (a copy of the file; or double-click it and import it into\n"
-            "                   \"Trusted Root Certification Authorities\")\n"
-            "  Firefox:         Settings > Privacy & Security > Certificates > View Certificates\n"
-            "                   > Authorities > Import, tick \"Trust this CA to identify websites\"\n"
-            "                   (or set security.enterprise_roots.enabled = true in about:config\n"
-            "                   to use the system's store)\n"
-            "  curl:            curl --cacert %s https://app.localhost:8443/\n"
-            "  docker compose:  docker compose cp ferry:%s ./ferry-local-ca.pem\n",
-            p, p, p, p, p);
+    fprintf(
+        out,
+        "ferry's local CA (tls_auto = internal) is %s\n"
+        "Browsers and tools trust the certificates ferry issues once they trust this CA.\n"
+        "Keep its key (ca.key, next to it) private: whoever has it can pose as any site\n"
+        "to the machines that trust the CA.\n"
+        "\n"
+        "  Debian, Ubuntu:  sudo cp %s /usr/local/share/ca-certificates/ferry-local-ca.crt\n"
+        "                   sudo update-ca-certificates\n"
+        "  macOS:           sudo security add-trusted-cert -d -r trustRoot \\\n"
+        "                       -k /Library/Keychains/System.keychain %s\n"
+        "  Windows:         certutil -addstore -user Root ferry-local-ca.pem\n"
+        "                   (a copy of the file; or double-click it and import it into\n"
+        "                   \"Trusted Root Certification Authorities\")\n"
+        "  Firefox:         Settings > Privacy & Security > Certificates > View Certificates\n"
+        "                   > Authorities > Import, tick \"Trust this CA to identify websites\"\n"
+        "                   (or set security.enterprise_roots.enabled = true in about:config\n"
+        "                   to use the system's store)\n"
+        "  curl:            curl --cacert %s https://app.localhost:8443/\n"
+        "  docker compose:  docker compose cp ferry:%s ./ferry-local-ca.pem\n",
+        p, p, p, p, p);
 }

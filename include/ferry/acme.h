@@ -65,7 +65,7 @@ bool acme_store_http01(const char *token, char *out, size_t len);
 bool acme_store_alpn(SSL *ssl, const char *name);
 
 /* For the engine. Each takes what it is given (references / copies). */
-void acme_store_want(const char *name);            /* known, state pending */
+void acme_store_want(const char *name); /* known, state pending */
 void acme_store_set_cert(const char *name, X509 *leaf, STACK_OF_X509 *chain, EVP_PKEY *key);
 void acme_store_set_state(const char *name, enum acme_state st, const char *error);
 void acme_store_add_http01(const char *token, const char *keyauth);

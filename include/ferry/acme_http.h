@@ -16,16 +16,16 @@
 
 #include "ferry/util.h"
 
-#define ACME_HTTP_MAX_BODY (256 * 1024) /* a certificate chain, a directory */
-#define ACME_HTTP_MAX_HEADER 4096       /* one header value we keep */
+#define ACME_HTTP_MAX_BODY   (256 * 1024) /* a certificate chain, a directory */
+#define ACME_HTTP_MAX_HEADER 4096         /* one header value we keep */
 #define ACME_HTTP_TIMEOUT_MS 30000
 
 struct acme_http;
 
 /* What came back; valid during the callback only. */
 struct acme_resp {
-    int status;               /* HTTP status */
-    const char *body;         /* NUL-terminated; "" when none */
+    int status;       /* HTTP status */
+    const char *body; /* NUL-terminated; "" when none */
     size_t body_len;
     const char *location;     /* Location, or NULL */
     const char *nonce;        /* Replay-Nonce, or NULL */
@@ -39,8 +39,8 @@ typedef void (*acme_http_cb)(void *arg, int err, const struct acme_resp *r);
 
 /* A client on LOOP trusting CA_FILE (NULL: the system's CAs). NULL with a
  * message in ERR. */
-struct acme_http *acme_http_new(uv_loop_t *loop, const char *ca_file, char *err, size_t len)
-    FERRY_MUSTCHECK;
+struct acme_http *acme_http_new(uv_loop_t *loop, const char *ca_file, char *err,
+                                size_t len) FERRY_MUSTCHECK;
 /* Cancels what is in flight (their callbacks run with UV_ECANCELED) and
  * frees the client once its handles are closed (the loop must run). */
 void acme_http_free(struct acme_http *c);

@@ -30,11 +30,11 @@
 typedef struct x509_st X509;
 typedef struct evp_pkey_st EVP_PKEY;
 
-#define LOCALCA_CACHE_MAX 1024
+#define LOCALCA_CACHE_MAX       1024
 #define LOCALCA_LEAF_LIFETIME_S (24 * 3600)
 /* notBefore is backdated this much: a client whose clock is a little behind
  * must not see a certificate from the future. */
-#define LOCALCA_BACKDATE_S 3600
+#define LOCALCA_BACKDATE_S    3600
 #define LOCALCA_CA_LIFETIME_S (10ll * 365 * 86400)
 
 struct localca;
@@ -50,8 +50,7 @@ int localca_check_dir(const char *dir, char *err, size_t len) FERRY_MUSTCHECK;
  * *CREATED tells whether a new CA was made (the caller prints how to trust
  * it). The same DIR opened twice gives the same object with one more
  * reference. NULL with a message in ERR. */
-struct localca *localca_open(const char *dir, bool *created, char *err, size_t len)
-    FERRY_MUSTCHECK;
+struct localca *localca_open(const char *dir, bool *created, char *err, size_t len) FERRY_MUSTCHECK;
 /* Takes one more reference. */
 void localca_ref(struct localca *ca);
 /* Drops one reference (CA may be NULL); the last frees the CA and its cache. Any thread. */
@@ -68,8 +67,8 @@ time_t localca_not_after(const struct localca *ca);
  * life. On success 0 and one new reference each in *CERT and *KEY (the
  * caller frees them); -1 when NAME is not a valid DNS name or OpenSSL
  * failed. Thread-safe. */
-int localca_leaf(struct localca *ca, const char *name, time_t now, X509 **cert, EVP_PKEY **key)
-    FERRY_MUSTCHECK;
+int localca_leaf(struct localca *ca, const char *name, time_t now, X509 **cert,
+                 EVP_PKEY **key) FERRY_MUSTCHECK;
 
 /* Leaves in the cache (at most LOCALCA_CACHE_MAX); leaves issued so far. */
 size_t localca_cached(struct localca *ca);

@@ -18,8 +18,7 @@ int statefile_mkdir(const char *dir, char *err, size_t len) FERRY_MUSTCHECK;
 /* Writes PATH, mode 0600, through PATH.tmp and a rename. WRITE puts the
  * content into the stream and returns 1 on success (OpenSSL's PEM_write_*
  * convention). 0, or -1 with errno set. */
-int statefile_write(const char *path, int (*write)(FILE *f, void *obj), void *obj)
-    FERRY_MUSTCHECK;
+int statefile_write(const char *path, int (*write)(FILE *f, void *obj), void *obj) FERRY_MUSTCHECK;
 
 /* DIR/FILE, allocated. */
 char *statefile_path(const char *dir, const char *file);
