@@ -437,7 +437,7 @@ static void status_certificates(struct strbuf *b, const struct generation *gen) 
     bool first = true;
     for (size_t i = 0; gen->tls && i < gen->tls->nlisteners; i++) {
         const struct tls_server *srv = gen->tls->listeners[i];
-        if (srv && srv->ca) {
+        if (srv && srv->internal && srv->ca) {
             status_localca(b, srv, first);
             first = false;
         }

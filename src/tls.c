@@ -261,7 +261,7 @@ static int servername_internal(SSL *ssl, int *alert, const struct tls_server *sr
                                const char *host) {
     X509 *cert;
     EVP_PKEY *key;
-    if (!host || !tls_server_serves(srv, host) ||
+    if (!host || !srv->ca || !tls_server_serves(srv, host) ||
         localca_leaf(srv->ca, host, time(NULL), &cert, &key) < 0) {
         *alert = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_TLSEXT_ERR_ALERT_FATAL;
@@ -290,7 +290,7 @@ static int servername_acme(SSL *ssl, int *alert, const char *host) {
 static int on_servername(SSL *ssl, int *alert, void *arg) {
     const struct tls_server *srv = arg;
     const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (srv->ca) return servername_internal(ssl, alert, srv, host);
+    if (srv->internal) return servername_internal(ssl, alert, srv, host);
     if (srv->acme) return servername_acme(ssl, alert, host);
     const struct tls_cert *c = tls_server_pick(srv, host);
     if (c->ctx != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, c->ctx);
@@ -442,6 +442,7 @@ static struct tls_server *server_load(const struct config *cfg, const struct con
     if (l->tls_auto != TLS_AUTO_OFF) {
         server_hosts(cfg, l, srv);
         srv->ca = ca;
+        srv->internal = l->tls_auto == TLS_AUTO_INTERNAL;
         srv->acme = l->tls_auto == TLS_AUTO_ACME;
         if (!(srv->ctx = srv->auto_ctx = server_ctx_new(l, srv))) {
             tls_error(errs, cfg->file, l->tls_auto_line, "listener %s: tls_auto: %s", l->name,
@@ -583,9 +584,8 @@ struct tls_set *tls_set_load(const struct config *cfg, struct config_errors *err
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct config_listener *l = &cfg->listeners[i];
         if (!config_listener_tls(l)) continue;
-        /* -t checked state_dir; there is no CA to hand out */
-        if (check && l->tls_auto == TLS_AUTO_INTERNAL) continue;
-        if (l->tls_auto == TLS_AUTO_INTERNAL) localca_ref(ca);
+        /* -t and --explain checked state_dir and opened no CA (ca NULL) */
+        if (ca && l->tls_auto == TLS_AUTO_INTERNAL) localca_ref(ca);
         set->listeners[i] = server_load(cfg, l, l->tls_auto == TLS_AUTO_INTERNAL ? ca : NULL, errs);
     }
     localca_release(ca);

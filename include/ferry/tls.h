@@ -50,7 +50,9 @@ struct tls_server {
     const char *listener;   /* the listener's name (config-owned) */
     /* tls_auto = internal: leaves from CA for the names the routes of the
      * listener serve (HOSTS: exact names and "*.suffix", config-owned) */
-    struct localca *ca;     /* NULL unless tls_auto = internal (one reference) */
+    struct localca *ca;     /* tls_auto = internal: one reference; NULL after a -t or
+                             * --explain load, which opens no CA */
+    bool internal;          /* tls_auto = internal */
     bool acme;              /* tls_auto = acme: certificates from the ACME store */
     SSL_CTX *auto_ctx;      /* no certificate of its own: the SNI callback sets one */
     const char **hosts;

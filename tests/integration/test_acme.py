@@ -205,6 +205,9 @@ def test_http01_two_names(h):
         raise AssertionError("other.test verified")
     except ssl.SSLCertVerificationError:
         pass
+    rc, out, err = h.run_ferry(["-c", f.config_path, "--explain",
+                                "GET https://a.test:%d/" % tls[2]])
+    assert "certificate: from the ACME CA, kept in %s/acme/a.test.crt" % state in out, out
     h.ferry_stop_clean(f)
 
 
@@ -372,6 +375,9 @@ def test_no_names(h):
     wait_for(lambda: want in f.stderr(), "the warning")
     assert "ordering" not in f.stderr()
     h.ferry_stop_clean(f)
+    rc, out, err = h.run_ferry(["-c", f.config_path, "--explain",
+                                "GET https://a.wild.test:%d/" % tls[2]])
+    assert "certificate: a self-signed placeholder: a.wild.test is not an exact host" in out, out
 
 
 def test_reload_adds_name(h):

@@ -243,6 +243,22 @@ def test_trust_command(h):
         assert fh.read() == first
 
 
+def test_explain(h):
+    """--explain says what a tls_auto = internal listener would present for
+    the URL's host, and opens (makes) no CA to say it."""
+    state = h.path("state")
+    h.upstream_addr = ("tcp", "127.0.0.1", 9)
+    port = free_port()
+    cfg = h.write("x.ini", config_text(h, ("tcp", "127.0.0.1", port), state))
+    rc, out, err = h.run_ferry(["-c", cfg, "--explain", "GET https://x.localhost:%d/" % port])
+    assert rc == 0, err
+    assert "certificate: made for x.localhost at the handshake by the local CA in %s" % state \
+        in out, out
+    rc, out, err = h.run_ferry(["-c", cfg, "--explain", "GET https://nope.test:%d/" % port])
+    assert "certificate: none: no route on this listener names nope.test" in out, out
+    assert not os.path.exists(state), "--explain made the CA"
+
+
 def test_config_errors(h):
     """acme_directory must be https; tls_auto with tls_cert, or on a tcp
     listener, is an error naming the line."""
