@@ -11,10 +11,14 @@ FERRY_PACKAGES=(build-essential cmake pkg-config libuv1-dev libinih-dev libcmock
 # Only scripts/test needs these: compose_config validates docker-compose.yml
 # with Debian's docker-compose (no Docker engine needed); dash_browser loads
 # the admin dashboard in headless Chromium through selenium (no PyPI here);
-# the TLS and sni tests make certificates with the openssl command;
-# the ACME tests run pebble and pebble-challtestsrv (Debian package pebble).
+# the TLS and sni tests make certificates with the openssl command; the
+# recipes of docs/recipes.md run with the apps they are about
+# (test_recipes.py: Flask, Django, express, python-socketio, Jupyter); the
+# ACME tests run pebble and pebble-challtestsrv (Debian package pebble).
 FERRY_TEST_PACKAGES=(docker-compose python3-websockets clang libclang-rt-14-dev
-                     chromium chromium-driver python3-selenium openssl pebble)
+                     chromium chromium-driver python3-selenium openssl
+                     python3-flask python3-django nodejs node-express python3-socketio
+                     jupyter-notebook python3-ipykernel pebble)
 
 ferry_missing_packages() {
     local missing=() p
