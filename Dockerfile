@@ -10,7 +10,7 @@
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      build-essential cmake pkg-config libuv1-dev libinih-dev node-llhttp libcmocka-dev libssl-dev libnghttp2-dev \
+      build-essential cmake pkg-config libuv1-dev libinih-dev node-llhttp libcmocka-dev libssl-dev libnghttp2-dev libjansson-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -26,7 +26,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_TESTS=ON \
 # ---- base: the shared libraries and an unprivileged user, nothing else.
 FROM debian:bookworm-slim AS base
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libuv1 libinih1 libssl3 libnghttp2-14 \
+ && apt-get install -y --no-install-recommends libuv1 libinih1 libssl3 libnghttp2-14 libjansson4 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ferry
 USER ferry
@@ -48,8 +48,13 @@ FROM base AS ferry
 COPY --from=build /src/build/ferry /usr/local/bin/ferry
 # A default config (the compose one); mount your own over it.
 COPY config/compose.ini /etc/ferry/ferry.ini
-ENV FERRY_PORT=8080 FERRY_ADMIN_PORT=9901
-EXPOSE 8080 9901
+# state_dir (tls_auto's CA), owned by ferry: a named volume mounted here
+# starts with this owner and mode.
+USER root
+RUN install -d -o ferry -m 0700 /var/lib/ferry
+USER ferry
+ENV FERRY_PORT=8080 FERRY_TLS_PORT=8443 FERRY_ADMIN_PORT=9901
+EXPOSE 8080 8443 9901
 # ferry answers its own health check on the admin endpoint (`admin =` in the
 # config); bash's /dev/tcp does the request, so the image needs no curl.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=3 \

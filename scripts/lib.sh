@@ -7,18 +7,19 @@ FERRY_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Debian packages the build and the tests need. node-llhttp ships llhttp's C
 # sources, which CMake builds into a static library.
 FERRY_PACKAGES=(build-essential cmake pkg-config libuv1-dev libinih-dev libcmocka-dev
-                node-llhttp libssl-dev libnghttp2-dev python3 curl procps iproute2)
+                node-llhttp libssl-dev libnghttp2-dev libjansson-dev python3 curl procps iproute2)
 # Only scripts/test needs these: compose_config validates docker-compose.yml
 # with Debian's docker-compose (no Docker engine needed); dash_browser loads
 # the admin dashboard in headless Chromium through selenium (no PyPI here);
 # the TLS and sni tests make certificates with the openssl command; the
 # recipes of docs/recipes.md run with the apps they are about
-# (test_recipes.py: Flask, Django, express, python-socketio, Jupyter).
+# (test_recipes.py: Flask, Django, express, python-socketio, Jupyter); the
+# ACME tests run pebble and pebble-challtestsrv (Debian package pebble).
 FERRY_TEST_PACKAGES=(docker-compose python3-websockets clang libclang-rt-14-dev
                      chromium chromium-driver python3-selenium openssl
                      python3-flask python3-django nodejs node-express python3-socketio
                      jupyter-notebook python3-ipykernel
-                     python3-h2 nghttp2-client)
+                     python3-h2 nghttp2-client pebble)
 
 ferry_missing_packages() {
     local missing=() p

@@ -4,6 +4,7 @@
  * reads the workers' counters with relaxed atomic loads (stats.h): a scrape
  * sees each counter whole, though not all of them at the same instant,
  * which is what Prometheus expects of any exporter. */
+#include "ferry/acme.h"
 #include "ferry/admin.h"
 #include "admin_internal.h"
 
@@ -18,6 +19,7 @@
 #include "ferry/health.h"
 #include "ferry/http.h"
 #include "ferry/listener.h"
+#include "ferry/localca.h"
 #include "ferry/log.h"
 #include "ferry/ports.h"
 #include "ferry/stats.h"
@@ -197,10 +199,26 @@ static void metrics_tls(struct strbuf *b, const struct admin_source *src) {
             strbuf_printf(b, "\",kind=\"%s\"} %llu\n", h2_abuse_names[k], (unsigned long long)n[k]);
         }
     }
+    uint64_t ok, failed;
+    acme_store_orders(&ok, &failed);
+    metric_head(b, "ferry_acme_orders_total", "counter",
+                "ACME orders (tls_auto = acme) that ended, by result.");
+    strbuf_printf(b, "ferry_acme_orders_total{result=\"ok\"} %llu\n", (unsigned long long)ok);
+    strbuf_printf(b, "ferry_acme_orders_total{result=\"error\"} %llu\n",
+                  (unsigned long long)failed);
     metric_head(b, "ferry_tls_certificate_expiry_seconds", "gauge",
                 "When each certificate expires, in seconds since the Unix epoch.");
     for (size_t i = 0; gen->tls && i < gen->tls->nlisteners; i++) {
         const struct tls_server *srv = gen->tls->listeners[i];
+        for (size_t h = 0; srv && srv->acme && h < srv->nhosts; h++) {
+            time_t end = acme_store_not_after(srv->hosts[h]); /* 0: none yet */
+            if (!end) continue;
+            strbuf_adds(b, "ferry_tls_certificate_expiry_seconds{listener=\"");
+            admin_escaped(b, srv->listener);
+            strbuf_adds(b, "\",name=\"");
+            admin_escaped(b, srv->hosts[h]);
+            strbuf_printf(b, "\"} %lld\n", (long long)end);
+        }
         for (size_t c = 0; srv && c < srv->ncerts; c++) {
             const struct tls_cert *cert = &srv->certs[c];
             strbuf_adds(b, "ferry_tls_certificate_expiry_seconds{listener=\"");
@@ -426,12 +444,31 @@ static void status_upstreams(struct strbuf *b, const struct admin_source *src,
 
 /* /status; with STATS (and D, the dashboard's history) the fields of
  * /status?stats=1 as well. */
+/* A tls_auto = internal listener: the CA its certificates come from, the
+ * names it issues for, and until when the CA is good. */
+static void status_localca(struct strbuf *b, const struct tls_server *srv, bool first) {
+    strbuf_printf(b, "%s{\"listener\":\"", first ? "" : ",");
+    admin_escaped(b, srv->listener);
+    strbuf_adds(b, "\",\"file\":\"");
+    admin_escaped(b, localca_cert_path(srv->ca));
+    strbuf_adds(b, "\",\"names\":");
+    status_strings(b, (char **)srv->hosts, srv->nhosts);
+    strbuf_printf(b, ",\"not_after\":%lld,\"default\":true,\"issuer\":\"local CA\","
+                  "\"issued\":%llu,\"cached\":%zu}",
+                  (long long)localca_not_after(srv->ca), localca_issued(srv->ca),
+                  localca_cached(srv->ca));
+}
+
 /* Every certificate of every TLS listener: what it serves and until when. */
 static void status_certificates(struct strbuf *b, const struct generation *gen) {
     strbuf_adds(b, ",\"certificates\":[");
     bool first = true;
     for (size_t i = 0; gen->tls && i < gen->tls->nlisteners; i++) {
         const struct tls_server *srv = gen->tls->listeners[i];
+        if (srv && srv->internal && srv->ca) {
+            status_localca(b, srv, first);
+            first = false;
+        }
         for (size_t c = 0; srv && c < srv->ncerts; c++) {
             const struct tls_cert *cert = &srv->certs[c];
             strbuf_printf(b, "%s{\"listener\":\"", first ? "" : ",");
@@ -463,6 +500,7 @@ static char *status_json(const struct admin_source *src, struct dash *d, bool st
         admin_escaped(&b, l->bind.text);
         strbuf_printf(&b, "\",\"mode\":\"%s\",\"tls\":%s", l->mode == MODE_TCP ? "tcp" : "http",
                       config_listener_tls(l) ? "true" : "false");
+        if (l->tls_auto == TLS_AUTO_INTERNAL) strbuf_adds(&b, ",\"tls_auto\":\"internal\"");
         if (stats) dash_listener_fields(&b, src, l);
         strbuf_printf(&b, "}");
     }
@@ -493,6 +531,8 @@ static char *status_json(const struct admin_source *src, struct dash *d, bool st
     strbuf_printf(&b, "],");
     status_upstreams(&b, src, cfg, stats);
     status_certificates(&b, gen);
+    strbuf_adds(&b, ",\"acme\":");
+    acme_store_status(&b); /* each name of tls_auto = acme listeners */
     if (stats) dash_tail(&b, d, src);
     strbuf_printf(&b, "}\n");
     *len = b.len;

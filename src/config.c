@@ -604,6 +604,8 @@ static struct config *config_new(const char *file) {
     cfg->global.access_log_format = ACCESS_LOG_TEXT;
     cfg->global.max_connections = 10000;
     cfg->global.shutdown_timeout_ms = 30 * 1000;
+    cfg->global.state_dir = xstrdup(CONFIG_STATE_DIR_DEFAULT);
+    cfg->global.acme_directory = xstrdup(CONFIG_ACME_DIRECTORY_DEFAULT);
     return cfg;
 }
 
@@ -718,6 +720,10 @@ void config_free(struct config *cfg) {
     if (!cfg) return;
     free(cfg->file);
     free(cfg->global.access_log_path);
+    free(cfg->global.state_dir);
+    free(cfg->global.acme_directory);
+    free(cfg->global.acme_email);
+    free(cfg->global.acme_ca);
     config_addr_free(&cfg->global.admin);
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         free(cfg->listeners[i].name);

@@ -67,6 +67,8 @@ static const struct keyword log_levels[] = {
 };
 static const struct keyword log_formats[] = {{"text", ACCESS_LOG_TEXT}, {"json", ACCESS_LOG_JSON}};
 static const struct keyword modes[] = {{"http", MODE_HTTP}, {"tcp", MODE_TCP}};
+static const struct keyword tls_autos[] = {
+    {"off", TLS_AUTO_OFF}, {"acme", TLS_AUTO_ACME}, {"internal", TLS_AUTO_INTERNAL}};
 static const struct keyword balances[] = {
     {"round_robin", BALANCE_ROUND_ROBIN},
     {"least_conn", BALANCE_LEAST_CONN},
@@ -179,6 +181,55 @@ static void set_admin(struct loader *ld, void *obj, const char *key, const char 
     }
     loader_key_error(ld, key, "expected off or HOST:PORT, got '%s'", v);
     if (err == 0) config_addr_free(&a);
+}
+
+/* A directory for keys and certificates ferry makes (tls_auto). Whether it
+ * can be written is known only when a listener needs it (tls.c). */
+static void set_state_dir(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_global *g = obj;
+    if (v[0] != '/') {
+        loader_key_error(ld, key, "expected an absolute path, got '%s'", v);
+        return;
+    }
+    free(g->state_dir);
+    size_t n = strlen(v);
+    while (n > 1 && v[n - 1] == '/') n--; /* "/var/lib/ferry/" names the same directory */
+    g->state_dir = xstrndup(v, n);
+    g->state_dir_line = ld->line;
+}
+
+/* ACME: where the CA is (https only: RFC 8555 6.1), who to tell, what to
+ * trust for its HTTPS. */
+static void set_acme_directory(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_global *g = obj;
+    if (strncasecmp(v, "https://", 8) != 0 || !v[8] || strpbrk(v, " \t")) {
+        loader_key_error(ld, key, "expected an https:// URL, got '%s'", v);
+        return;
+    }
+    free(g->acme_directory);
+    g->acme_directory = xstrdup(v);
+}
+
+static void set_acme_email(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_global *g = obj;
+    const char *at = strchr(v, '@');
+    if (!at || at == v || !at[1] || strpbrk(v, " \t,<>\"")) {
+        loader_key_error(ld, key, "expected an email address, got '%s'", v);
+        return;
+    }
+    free(g->acme_email);
+    g->acme_email = xstrdup(v);
+}
+
+static void set_acme_ca(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_global *g = obj;
+    if (v[0] != '/') {
+        loader_key_error(ld, key, "expected an absolute path, got '%s'", v);
+        return;
+    }
+    free(g->acme_ca);
+    g->acme_ca = xstrdup(v);
+    g->acme_ca_line = ld->line; /* tls_set_load() reads it */
 }
 
 /* ---- [listener NAME] -------------------------------------------------- */
@@ -356,6 +407,15 @@ static void set_tls_cert(struct loader *ld, void *obj, const char *key, const ch
     c->cert = xstrndup(w[0], len[0]);
     c->key = n == 2 ? xstrndup(w[1], len[1]) : NULL;
     c->line = ld->line;
+}
+
+/* `tls_auto`: off, acme or internal. */
+static void set_tls_auto(struct loader *ld, void *obj, const char *key, const char *v) {
+    struct config_listener *l = obj;
+    int kind;
+    if (KEYWORD(ld, key, tls_autos, v, &kind) < 0) return;
+    l->tls_auto = (enum tls_auto)kind;
+    l->tls_auto_line = ld->line;
 }
 
 static void set_tls_protocols(struct loader *ld, void *obj, const char *key, const char *v) {
@@ -649,6 +709,10 @@ static const struct key_def global_keys[] = {
     K_FUNC("admin", set_admin),
     K_NUM("max_connections", KEY_UINT, struct config_global, max_connections, 1, 10000000),
     K_NUM("shutdown_timeout", KEY_DURATION, struct config_global, shutdown_timeout_ms, 0, NOLIMIT),
+    K_FUNC("state_dir", set_state_dir),
+    K_FUNC("acme_directory", set_acme_directory),
+    K_FUNC("acme_email", set_acme_email),
+    K_FUNC("acme_ca", set_acme_ca),
 };
 
 static const struct key_def listener_keys[] = {
@@ -665,6 +729,7 @@ static const struct key_def listener_keys[] = {
     K_REPEAT("proxy_protocol_from", set_proxy_protocol_from),
     K_REPEAT("tls_cert", set_tls_cert),
     K_FUNC("tls_protocols", set_tls_protocols),
+    K_FUNC("tls_auto", set_tls_auto),
     K_BOOL("redirect_https", struct config_listener, redirect_https),
     K_FUNC("hsts", set_hsts),
     K_FUNC("alpn", set_alpn),
@@ -818,18 +883,28 @@ static void listener_section_finish(struct loader *ld, void *obj) {
         loader_error(ld, from, "listener %s: proxy_protocol_from needs proxy_protocol = on",
                      l->name);
     int line;
-    if ((line = seen_line(ld, "tls_protocols")) && !l->ntls_certs)
-        loader_error(ld, line, "listener %s: tls_protocols needs tls_cert", l->name);
-    if ((line = seen_line(ld, "hsts")) && !l->ntls_certs && l->hsts_ms)
-        loader_error(ld, line, "listener %s: hsts applies to a TLS listener (tls_cert)", l->name);
+    if ((line = seen_line(ld, "tls_protocols")) && !config_listener_tls(l))
+        loader_error(ld, line, "listener %s: tls_protocols needs tls_cert or tls_auto", l->name);
+    if ((line = seen_line(ld, "hsts")) && !config_listener_tls(l) && l->hsts_ms)
+        loader_error(ld, line, "listener %s: hsts applies to a TLS listener (tls_cert or tls_auto)",
+                     l->name);
+    /* One source of certificates per listener: which one a name would get
+     * when both could serve it is a question nobody should have to ask. */
+    if (l->tls_auto != TLS_AUTO_OFF && l->ntls_certs)
+        loader_error(ld, l->tls_auto_line,
+                     "listener %s: tls_auto and tls_cert exclude each other: pick one", l->name);
+    /* the names it serves are the `host`s of its http routes */
+    if (l->tls_auto != TLS_AUTO_OFF && l->mode != MODE_HTTP)
+        loader_error(ld, l->tls_auto_line, "listener %s: tls_auto applies to mode http only",
+                     l->name);
     if ((line = seen_line(ld, "redirect_https")) && l->redirect_https &&
-        (l->ntls_certs || l->mode != MODE_HTTP))
+        (config_listener_tls(l) || l->mode != MODE_HTTP))
         loader_error(ld, line, "listener %s: redirect_https applies to a cleartext http listener",
                      l->name);
-    if ((line = seen_line(ld, "alpn")) && (!l->ntls_certs || l->mode != MODE_HTTP))
+    if ((line = seen_line(ld, "alpn")) && (!config_listener_tls(l) || l->mode != MODE_HTTP))
         loader_error(ld, line, "listener %s: alpn applies to a TLS listener in http mode",
                      l->name);
-    if ((line = seen_line(ld, "h2c")) && l->h2c && (l->ntls_certs || l->mode != MODE_HTTP))
+    if ((line = seen_line(ld, "h2c")) && l->h2c && (config_listener_tls(l) || l->mode != MODE_HTTP))
         loader_error(ld, line,
                      "listener %s: h2c applies to a cleartext http listener (TLS listeners "
                      "offer h2 by ALPN)",

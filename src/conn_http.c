@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/acme.h"
 #include "ferry/config.h"
 #include "ferry/conn.h"
 #include "ferry/errring.h"
@@ -55,6 +56,7 @@ static void http_forward_request_body(struct conn *c, char *blk, size_t n);
 static void http_finish_exchange(struct conn *c);
 static void http_answer(struct conn *c, int status, const char *detail, const char *location);
 static bool http_redirect_https(struct conn *c);
+static bool http_acme_challenge(struct conn *c);
 static bool http_redirect_slash(struct conn *c, const struct route_table *routes);
 static long http_check_request_body(struct conn *c, const char *data, size_t n);
 
@@ -182,12 +184,13 @@ static void http_send_own(struct conn *c, int status, const char *detail, const 
         .location = location,
         .close = close,
         .head = c->x && http_msg_is_head(&c->x->req),
+        .body = status == 200 ? detail : NULL, /* only an ACME challenge answers 200 */
     };
     size_t n = http_build_error(conn_block_data(block), CONN_BLOCK_DATA_SIZE, &e);
     /* For the dashboard: names from the config and ferry's own words only,
      * never the client's address or a header value. */
     const struct exchange *x = c->x;
-    if (c->ctx->errors)
+    if (c->ctx->errors && status != 200)
         errring_add(c->ctx->errors, (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_usec / 1000u,
                     status, x && x->route ? x->route->name : NULL,
                     x && x->upstream ? x->upstream->cfg->name : NULL, detail, rid);
@@ -364,6 +367,7 @@ static void http_dispatch(struct conn *c) {
         http_fail(c, m->error_status, m->error_text);
         return;
     }
+    if (!config_listener_tls(c->lcfg) && http_acme_challenge(c)) return;
     if (c->lcfg->redirect_https && http_redirect_https(c)) return;
     const struct config *cfg = view_config(c->view);
     const struct route_table *routes = c->view->gen->routes[c->lcfg - cfg->listeners];
@@ -375,6 +379,24 @@ static void http_dispatch(struct conn *c) {
     }
     http_arm(c, exchange_read_timeout(x));
     exchange_checkout(x);
+}
+
+/* ACME HTTP-01 (RFC 8555 8.3): every cleartext http listener answers
+ * /.well-known/acme-challenge/TOKEN for the tokens ferry has pending, before
+ * routing and before redirect_https (the CA asks over plain http). Any
+ * other token goes on to routing: an app may run its own ACME client. */
+static bool http_acme_challenge(struct conn *c) {
+    static const char prefix[] = "/.well-known/acme-challenge/";
+    const struct http_msg *m = &c->x->req;
+    const char *path = http_span_ptr(m, m->path);
+    size_t plen = m->path.len, n = sizeof(prefix) - 1;
+    char token[128], keyauth[256];
+    if (plen <= n || plen - n >= sizeof(token) || memcmp(path, prefix, n) != 0) return false;
+    memcpy(token, path + n, plen - n);
+    token[plen - n] = '\0';
+    if (!acme_store_http01(token, keyauth, sizeof(keyauth))) return false;
+    http_answer(c, 200, keyauth, NULL);
+    return true;
 }
 
 /* `redirect_https`: 308 to the same host (without its port, as nginx's

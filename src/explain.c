@@ -385,6 +385,28 @@ static void print_listener(FILE *out, const struct config *cfg, const struct con
     fprintf(out, "\n");
 }
 
+/* tls_auto: what the handshake for HOST would get, from the config alone
+ * (explain opens no CA and asks no ACME CA). */
+static void print_auto_certificate(FILE *out, const struct config *cfg,
+                                   const struct tls_server *srv, const char *host) {
+    bool exact = false;
+    for (size_t i = 0; i < srv->nhosts && !exact; i++)
+        exact = srv->hosts[i][0] != '*' && strcasecmp(srv->hosts[i], host) == 0;
+    if (srv->internal && tls_server_serves(srv, host))
+        fprintf(out, "certificate: made for %s at the handshake by the local CA in %s "
+                "(tls_auto = internal)\n", host, cfg->global.state_dir);
+    else if (srv->internal)
+        fprintf(out, "certificate: none: no route on this listener names %s, so the "
+                "handshake is refused (tls_auto = internal)\n", host);
+    else if (exact)
+        fprintf(out, "certificate: from the ACME CA, kept in %s/acme/%s.crt; a self-signed "
+                "placeholder until it is obtained (tls_auto = acme)\n", cfg->global.state_dir,
+                host);
+    else
+        fprintf(out, "certificate: a self-signed placeholder: %s is not an exact host of this "
+                "listener's routes (tls_auto = acme)\n", host);
+}
+
 /* The certificate a TLS listener presents when the client asks for the
  * URL's host by SNI. */
 static void print_certificate(FILE *out, const struct config *cfg, const struct tls_set *tls,
@@ -395,6 +417,10 @@ static void print_certificate(FILE *out, const struct config *cfg, const struct 
     char host[256];
     size_t hlen = q->host[0] == '[' ? strcspn(q->host, "]") + 1 : strcspn(q->host, ":");
     snprintf(host, sizeof(host), "%.*s", (int)hlen, q->host);
+    if (!srv->ncerts) {
+        print_auto_certificate(out, cfg, srv, host);
+        return;
+    }
     const struct tls_cert *c = tls_server_pick(srv, host[0] ? host : NULL);
     fprintf(out, "certificate: %s (%s:%d), names", c->file, cfg->file, c->line);
     for (size_t n = 0; n < c->nnames; n++) fprintf(out, "%s%s", n ? ", " : " ", c->names[n]);

@@ -234,8 +234,9 @@ const char *http_reason(int status) {
 size_t http_build_error(char *out, size_t cap, const struct http_error *e) {
     char body[512];
     const char *reason = http_reason(e->status);
-    int blen = snprintf(body, sizeof(body), "%d %s: %s\n", e->status, reason,
-                        e->detail ? e->detail : reason);
+    int blen = e->body ? snprintf(body, sizeof(body), "%s", e->body)
+                       : snprintf(body, sizeof(body), "%d %s: %s\n", e->status, reason,
+                                  e->detail ? e->detail : reason);
     if (blen < 0) blen = 0;
     if ((size_t)blen >= sizeof(body)) {
         blen = (int)sizeof(body) - 1;

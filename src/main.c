@@ -18,11 +18,13 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "ferry/acme.h"
 #include "ferry/admin.h"
 #include "ferry/config.h"
 #include "ferry/generation.h"
 #include "ferry/health.h"
 #include "ferry/listener.h"
+#include "ferry/localca.h"
 #include "ferry/explain.h"
 #include "ferry/log.h"
 #include "ferry/memtrim.h"
@@ -35,6 +37,7 @@ struct options {
     bool check_only;
     unsigned workers; /* 0 = from the config */
     const char *explain;
+    bool trust; /* --trust: say where the local CA is and how to trust it */
 };
 
 struct app {
@@ -56,11 +59,12 @@ struct app {
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: ferry [-c FILE] [-t] [-w N] [--explain 'METHOD URL'] [--version] [-h]\n"
+            "usage: ferry [-c FILE] [-t] [-w N] [--explain 'METHOD URL'] [--trust] [--version] [-h]\n"
             "  -c, --config FILE   config file (default /etc/ferry/ferry.ini)\n"
             "  -t, --check         validate the config and exit\n"
             "  -w, --workers N     override [global] workers\n"
             "      --explain REQ   show which route a request would take\n"
+            "      --trust         where the local CA (tls_auto = internal) is, how to trust it\n"
             "      --version       print the version\n"
             "  -h, --help          this text\n");
 }
@@ -70,6 +74,7 @@ static int parse_options(int argc, char **argv, struct options *o) {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 't'},
         {"workers", required_argument, NULL, 'w'}, {"explain", required_argument, NULL, 'E'},
+        {"trust", no_argument, NULL, 'T'},
         {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     *o = (struct options){.config_path = "/etc/ferry/ferry.ini"};
@@ -91,6 +96,7 @@ static int parse_options(int argc, char **argv, struct options *o) {
             break;
         }
         case 'E': o->explain = optarg; break;
+        case 'T': o->trust = true; break;
         case 'V': printf("ferry %s\n", FERRY_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         case ':':
@@ -117,11 +123,11 @@ static int parse_options(int argc, char **argv, struct options *o) {
  * start (and for -t) the problems are bare "FILE:LINE: message" lines, as
  * a compiler's; a reload's go through the error log, so they carry the
  * time and level of every other line there. */
-static struct config *load_config(const char *path, struct tls_set **tls, char *first,
-                                  size_t len) {
+static struct config *load_config(const char *path, unsigned tls_flags, struct tls_set **tls,
+                                  char *first, size_t len) {
     struct config_errors errs = {0};
     struct config *cfg = config_load(path, &errs);
-    if (cfg && !(*tls = tls_set_load(cfg, &errs))) {
+    if (cfg && !(*tls = tls_set_load(cfg, &errs, tls_flags))) {
         config_free(cfg);
         cfg = NULL;
     }
@@ -237,13 +243,37 @@ static void apply_globals(const struct config *cfg) {
 
 /* SIGHUP: load and validate on this thread; a bad file changes nothing.
  * A good one becomes a new generation that every worker switches to. */
+/* ferry --trust: the local CA of the config's state_dir, made now if it is
+ * not there yet (the user asked in order to trust it), and how to trust
+ * it. 0, or 1 when the config or the CA cannot be had. */
+static int print_trust(const char *path) {
+    struct config_errors errs = {0};
+    struct config *cfg = config_load(path, &errs);
+    for (size_t i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.items[i]);
+    config_errors_free(&errs);
+    if (!cfg) return 1;
+    char msg[512];
+    bool created;
+    struct localca *ca = localca_open(cfg->global.state_dir, &created, msg, sizeof(msg));
+    if (!ca) {
+        fprintf(stderr, "%s: %s\n", path, msg);
+        config_free(cfg);
+        return 1;
+    }
+    if (created) printf("(made just now)\n");
+    localca_print_trust(stdout, localca_cert_path(ca));
+    localca_release(ca);
+    config_free(cfg);
+    return 0;
+}
+
 static void on_sighup(uv_signal_t *s, int signum) {
     FERRY_UNUSED(signum);
     struct app *a = s->data;
     if (a->stopping) return;
     char err[512] = "";
     struct tls_set *tls = NULL;
-    struct config *next = load_config(a->config_path, &tls, err, sizeof(err));
+    struct config *next = load_config(a->config_path, 0, &tls, err, sizeof(err));
     if (!next) {
         atomic_fetch_add(&a->rt.reloads_error, 1);
         admin_note_reload(a->admin, false, err);
@@ -265,6 +295,7 @@ static void on_sighup(uv_signal_t *s, int signum) {
     struct generation *gen = generation_new(next, tls, ++a->next_gen_id);
     health_adopt(next); /* before any worker builds a view of it */
     ports_adopt(next);
+    acme_adopt(next);
     for (unsigned w = 0; w < a->nworkers; w++) {
         int *mine = xmalloc((next->nlisteners + 1) * sizeof(int));
         for (size_t l = 0; l < next->nlisteners; l++) mine[l] = fds[l * a->nworkers + w];
@@ -299,6 +330,7 @@ static void on_worker_exited(uv_async_t *as) {
     if (atomic_load(&a->exited) < a->nworkers) return;
     health_stop();
     ports_stop();
+    acme_stop();
     admin_stop(a->admin);
     a->admin = NULL;
     memtrim_stop(a->memtrim);
@@ -378,7 +410,10 @@ int main(int argc, char **argv) {
     if (rc >= 0) return rc;
     struct app a = {.config_path = opt.config_path};
     struct tls_set *tls = NULL;
-    struct config *cfg = load_config(opt.config_path, &tls, NULL, 0);
+    if (opt.trust) return print_trust(opt.config_path);
+    /* -t and --explain write nothing: no local CA is made for them */
+    unsigned flags = opt.check_only || opt.explain ? TLS_LOAD_CHECK : 0;
+    struct config *cfg = load_config(opt.config_path, flags, &tls, NULL, 0);
     if (!cfg) return 1;
     if (opt.explain) {
         rc = explain_run(cfg, tls, opt.explain, stdout, stderr);
@@ -424,6 +459,8 @@ int main(int argc, char **argv) {
     health_adopt(cfg);
     ports_start(&a.loop);
     ports_adopt(cfg);
+    acme_start(&a.loop);
+    acme_adopt(cfg);
     a.rt.on_worker_exit = notify_worker_exit;
     a.rt.data = &a;
     app_signals(&a);

@@ -17,7 +17,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ferry/acme.h"
 #include "ferry/config.h"
+#include "ferry/localca.h"
 #include "ferry/log.h"
 #include "ferry/transport_tls.h"
 #include "ferry/util.h"
@@ -30,7 +32,7 @@
 
 const char *const tls_fail_names[TLS_FAIL_REASONS] = {
     "protocol", "http_request", "no_shared_cipher", "bad_message",
-    "certificate", "eof", "timeout", "other",
+    "certificate", "eof", "timeout", "unknown_name", "other",
 };
 
 static const unsigned char tls_sid_ctx[] = "ferry";
@@ -212,6 +214,7 @@ static time_t asn1_time_epoch(const ASN1_TIME *t) {
 }
 
 const struct tls_cert *tls_server_pick(const struct tls_server *srv, const char *host) {
+    if (!srv->ncerts) return NULL;
     if (!host || !*host) return &srv->certs[0];
     const struct tls_cert *wild = NULL;
     size_t wild_len = 0;
@@ -233,10 +236,62 @@ const struct tls_cert *tls_server_pick(const struct tls_server *srv, const char 
     return wild ? wild : &srv->certs[0];
 }
 
+bool tls_server_serves(const struct tls_server *srv, const char *name) {
+    size_t len = strlen(name);
+    for (size_t i = 0; i < srv->nhosts; i++) {
+        const char *h = srv->hosts[i];
+        if (h[0] != '*') {
+            if (strcasecmp(h, name) == 0) return true;
+            continue;
+        }
+        /* "*.example.com" serves any name that ends in ".example.com", as
+         * the route does (route.c), one label or more in front */
+        size_t slen = strlen(h + 1);
+        if (len > slen && strcasecmp(name + len - slen, h + 1) == 0) return true;
+    }
+    return false;
+}
+
+/* tls_auto = internal: a leaf from the local CA for the name asked for,
+ * set on this connection alone. A name no route serves, or no name at
+ * all, gets no certificate: ferry must not become a signing oracle for
+ * whatever name a client makes up. The handshake then fails with
+ * unrecognized_name and is counted as TLS_FAIL_UNKNOWN_NAME. */
+static int servername_internal(SSL *ssl, int *alert, const struct tls_server *srv,
+                               const char *host) {
+    X509 *cert;
+    EVP_PKEY *key;
+    if (!host || !srv->ca || !tls_server_serves(srv, host) ||
+        localca_leaf(srv->ca, host, time(NULL), &cert, &key) < 0) {
+        *alert = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    int ok = SSL_use_cert_and_key(ssl, cert, key, NULL, 1);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    if (ok != 1) {
+        ERR_clear_error();
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* tls_auto = acme: the name's certificate from the ACME engine, or the
+ * self-signed placeholder until it has one (or for a name it does not
+ * order), so that the TLS-ALPN-01 validation and curious clients alike
+ * complete a handshake. */
+static int servername_acme(SSL *ssl, int *alert, const char *host) {
+    if (acme_store_use(ssl, host) >= 0) return SSL_TLSEXT_ERR_OK;
+    *alert = SSL_AD_INTERNAL_ERROR;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
 static int on_servername(SSL *ssl, int *alert, void *arg) {
-    FERRY_UNUSED(alert);
     const struct tls_server *srv = arg;
     const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (srv->internal) return servername_internal(ssl, alert, srv, host);
+    if (srv->acme) return servername_acme(ssl, alert, host);
     const struct tls_cert *c = tls_server_pick(srv, host);
     if (c->ctx != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, c->ctx);
     return SSL_TLSEXT_ERR_OK;
@@ -244,12 +299,24 @@ static int on_servername(SSL *ssl, int *alert, void *arg) {
 
 /* HTTP listeners offer what `alpn` lists, h2 first: a client that offers
  * both gets HTTP/2. A client that offers none of ours goes on without
- * ALPN (HTTP/1.1), as nginx does. */
+ * ALPN (HTTP/1.1), as nginx does. On a tls_auto = acme listener a client
+ * offering acme-tls/1 for a name with a TLS-ALPN-01 challenge pending is
+ * the CA validating it (RFC 8737): it gets the challenge certificate, and
+ * the connection carries nothing after the handshake. */
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg) {
-    FERRY_UNUSED(ssl);
-    const struct config_listener *l = arg;
+    const struct tls_server *srv = arg;
+    const struct config_listener *l = srv->lcfg;
     static const unsigned char both[] = "\x02h2\x08http/1.1";
+    static const unsigned char acme[] = "\x0a" "acme-tls/1";
+    unsigned char *sel;
+    if (srv->acme &&
+        SSL_select_next_proto(&sel, outlen, acme, sizeof(acme) - 1, in, inlen) ==
+            OPENSSL_NPN_NEGOTIATED &&
+        acme_store_alpn(ssl, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name))) {
+        *out = sel;
+        return SSL_TLSEXT_ERR_OK;
+    }
     const unsigned char *ours = both;
     unsigned ours_len = sizeof(both) - 1;
     if (!l->alpn_h2) {
@@ -258,7 +325,6 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     } else if (!l->alpn_http1) {
         ours_len = 3;
     }
-    unsigned char *sel;
     if (SSL_select_next_proto(&sel, outlen, ours, ours_len, in, inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
     *out = sel;
@@ -284,7 +350,7 @@ static SSL_CTX *server_ctx_new(const struct config_listener *l, struct tls_serve
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
     SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
     SSL_CTX_set_tlsext_servername_arg(ctx, srv);
-    if (l->mode == MODE_HTTP) SSL_CTX_set_alpn_select_cb(ctx, on_alpn, (void *)l);
+    if (l->mode == MODE_HTTP) SSL_CTX_set_alpn_select_cb(ctx, on_alpn, srv);
     return ctx;
 }
 
@@ -355,28 +421,57 @@ static bool cert_load(const char *file, const struct config_listener *l,
     return true;
 }
 
-static struct tls_server *server_load(const char *file, const struct config_listener *l,
-                                      struct config_errors *errs) {
-    struct tls_server *srv = xcalloc(1, sizeof(*srv));
-    srv->listener = l->name;
-    srv->certs = xcalloc(l->ntls_certs, sizeof(*srv->certs));
-    bool ok = true;
-    for (size_t i = 0; i < l->ntls_certs; i++) {
-        ok = cert_load(file, l, &l->tls_certs[i], srv, &srv->certs[i], errs) && ok;
-        srv->ncerts = i + 1;
-    }
-    if (ok) return srv;
-    for (size_t i = 0; i < srv->ncerts; i++) cert_free(&srv->certs[i]);
-    free(srv->certs);
-    free(srv);
-    return NULL;
-}
-
 static void server_free(struct tls_server *srv) {
     if (!srv) return;
     for (size_t i = 0; i < srv->ncerts; i++) cert_free(&srv->certs[i]);
     free(srv->certs);
+    SSL_CTX_free(srv->auto_ctx);
+    localca_release(srv->ca);
+    free(srv->hosts);
     free(srv);
+}
+
+/* The hosts of the routes that apply to http listener L: those naming it
+ * and those naming no listener. A route without `host` adds nothing: it
+ * would make every name a client invents eligible for a certificate. */
+static void server_hosts(const struct config *cfg, const struct config_listener *l,
+                         struct tls_server *srv) {
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct config_route *r = &cfg->routes[i];
+        if (r->listener && r->listener != l) continue;
+        srv->hosts = xrealloc(srv->hosts, (srv->nhosts + r->nhosts + 1) * sizeof(*srv->hosts));
+        for (size_t h = 0; h < r->nhosts; h++) srv->hosts[srv->nhosts++] = r->hosts[h];
+    }
+}
+
+static struct tls_server *server_load(const struct config *cfg, const struct config_listener *l,
+                                      struct localca *ca, struct config_errors *errs) {
+    struct tls_server *srv = xcalloc(1, sizeof(*srv));
+    srv->listener = l->name;
+    srv->lcfg = l;
+    if (l->tls_auto != TLS_AUTO_OFF) {
+        server_hosts(cfg, l, srv);
+        srv->ca = ca;
+        srv->internal = l->tls_auto == TLS_AUTO_INTERNAL;
+        srv->acme = l->tls_auto == TLS_AUTO_ACME;
+        if (!(srv->ctx = srv->auto_ctx = server_ctx_new(l, srv))) {
+            tls_error(errs, cfg->file, l->tls_auto_line, "listener %s: tls_auto: %s", l->name,
+                      tls_last_reason());
+            server_free(srv);
+            return NULL;
+        }
+        return srv;
+    }
+    srv->certs = xcalloc(l->ntls_certs, sizeof(*srv->certs));
+    bool ok = true;
+    for (size_t i = 0; i < l->ntls_certs; i++) {
+        ok = cert_load(cfg->file, l, &l->tls_certs[i], srv, &srv->certs[i], errs) && ok;
+        srv->ncerts = i + 1;
+    }
+    srv->ctx = srv->certs[0].ctx;
+    if (ok) return srv;
+    server_free(srv);
+    return NULL;
 }
 
 /* ---- upstream contexts ------------------------------------------------- */
@@ -440,16 +535,70 @@ void tls_set_free(struct tls_set *set) {
     free(set);
 }
 
-struct tls_set *tls_set_load(const struct config *cfg, struct config_errors *errs) {
+/* The line a state_dir problem is reported at: the key, or when it is not
+ * set (the default directory), the first listener that needs it. */
+static int state_dir_line(const struct config *cfg) {
+    if (cfg->global.state_dir_line) return cfg->global.state_dir_line;
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        if (cfg->listeners[i].tls_auto != TLS_AUTO_OFF) return cfg->listeners[i].tls_auto_line;
+    return 0;
+}
+
+/* The local CA, when a listener has tls_auto = internal: opened (made the
+ * first time, and then how to trust it is printed), or with CHECK only
+ * whether state_dir could hold it. Returns whether all went well; *CA is
+ * one reference the caller gives to each listener (or drops). */
+static bool set_localca(const struct config *cfg, bool check, struct localca **ca,
+                        struct config_errors *errs) {
+    *ca = NULL;
+    bool dir_needed = false, ca_needed = false;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        dir_needed = dir_needed || cfg->listeners[i].tls_auto != TLS_AUTO_OFF;
+        ca_needed = ca_needed || cfg->listeners[i].tls_auto == TLS_AUTO_INTERNAL;
+    }
+    if (!dir_needed) return true;
+    char msg[512];
+    const struct config_global *g = &cfg->global;
+    if (g->acme_ca && !tls_file_readable(g->acme_ca, msg, sizeof(msg))) {
+        tls_error(errs, cfg->file, g->acme_ca_line, "acme_ca: %s", msg);
+        return false;
+    }
+    bool created;
+    const char *dir = cfg->global.state_dir;
+    if (localca_check_dir(dir, msg, sizeof(msg)) < 0 ||
+        (!check && ca_needed && !(*ca = localca_open(dir, &created, msg, sizeof(msg))))) {
+        tls_error(errs, cfg->file, state_dir_line(cfg), "%s", msg);
+        return false;
+    }
+    if (*ca && created) {
+        log_info("made a local CA for tls_auto = internal in %s", dir);
+        localca_print_trust(stderr, localca_cert_path(*ca));
+    }
+    return true;
+}
+
+struct tls_set *tls_set_load(const struct config *cfg, struct config_errors *errs,
+                             unsigned flags) {
     struct tls_set *set = xcalloc(1, sizeof(*set));
     size_t before = errs->count;
     set->nlisteners = cfg->nlisteners;
     set->nupstreams = cfg->nupstreams;
     set->listeners = xcalloc(cfg->nlisteners + 1, sizeof(*set->listeners));
     set->upstreams = xcalloc(cfg->nupstreams + 1, sizeof(*set->upstreams));
-    for (size_t i = 0; i < cfg->nlisteners; i++)
-        if (config_listener_tls(&cfg->listeners[i]))
-            set->listeners[i] = server_load(cfg->file, &cfg->listeners[i], errs);
+    struct localca *ca;
+    bool check = flags & TLS_LOAD_CHECK;
+    if (!set_localca(cfg, check, &ca, errs)) {
+        tls_set_free(set);
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct config_listener *l = &cfg->listeners[i];
+        if (!config_listener_tls(l)) continue;
+        /* -t and --explain checked state_dir and opened no CA (ca NULL) */
+        if (ca && l->tls_auto == TLS_AUTO_INTERNAL) localca_ref(ca);
+        set->listeners[i] = server_load(cfg, l, l->tls_auto == TLS_AUTO_INTERNAL ? ca : NULL, errs);
+    }
+    localca_release(ca);
     for (size_t i = 0; i < cfg->nupstreams; i++)
         if (cfg->upstreams[i].tls)
             set->upstreams[i] = client_load(cfg->file, &cfg->upstreams[i], errs);

@@ -138,7 +138,11 @@ void tls_worker_init(struct tls_worker *tw, uv_loop_t *loop, struct buffer_pool 
 }
 
 void tls_worker_close(struct tls_worker *tw) {
-    uv_close((uv_handle_t *)&tw->idle, NULL);
+    tls_worker_close_then(tw, NULL);
+}
+
+void tls_worker_close_then(struct tls_worker *tw, uv_close_cb cb) {
+    uv_close((uv_handle_t *)&tw->idle, cb);
     free(tw->out);
     tw->out = NULL;
     tw->out_cap = tw->out_len = 0;
@@ -214,6 +218,9 @@ static enum tls_fail_reason tls_reason_of(unsigned long e) {
     case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
     case SSL_R_CERTIFICATE_VERIFY_FAILED: return TLS_FAIL_CERTIFICATE;
     case SSL_R_UNEXPECTED_EOF_WHILE_READING: return TLS_FAIL_EOF;
+    /* the one server callback that fails a handshake: tls_auto's SNI
+     * callback refusing a name no route serves */
+    case SSL_R_CALLBACK_FAILED: return TLS_FAIL_UNKNOWN_NAME;
     case SSL_R_BAD_PACKET:
     case SSL_R_BAD_LENGTH:
     case SSL_R_BAD_EXTENSION:
@@ -596,7 +603,7 @@ static struct tls_conn *tls_conn_new(struct transport *t, uv_stream_t *stream,
 int transport_tls_server_init(struct transport *t, uv_stream_t *stream, struct tls_worker *tw,
                               const struct tls_server *srv, stat_t *fails, char *block,
                               size_t off, size_t len) {
-    struct tls_conn *tc = tls_conn_new(t, stream, tw, srv->certs[0].ctx);
+    struct tls_conn *tc = tls_conn_new(t, stream, tw, srv->ctx);
     if (!tc) return UV_ENOMEM;
     tc->server = true;
     tc->fails = fails;

@@ -30,6 +30,12 @@ enum access_log_format { ACCESS_LOG_TEXT = 0, ACCESS_LOG_JSON };
 
 enum listener_mode { MODE_HTTP = 0, MODE_TCP };
 
+/* `tls_auto`: who makes the listener's certificates. */
+enum tls_auto { TLS_AUTO_OFF = 0, TLS_AUTO_ACME, TLS_AUTO_INTERNAL };
+
+#define CONFIG_STATE_DIR_DEFAULT "/var/lib/ferry"
+#define CONFIG_ACME_DIRECTORY_DEFAULT "https://acme-v02.api.letsencrypt.org/directory"
+
 enum balance_kind {
     BALANCE_ROUND_ROBIN = 0,
     BALANCE_LEAST_CONN,
@@ -84,6 +90,12 @@ struct config_global {
     struct config_addr admin;  /* valid when has_admin; inet only */
     unsigned max_connections;  /* downstream connections, whole process; >= 1 */
     uint64_t shutdown_timeout_ms;
+    char *state_dir;           /* never NULL: `state_dir`, or CONFIG_STATE_DIR_DEFAULT */
+    int state_dir_line;        /* line of `state_dir`, 0 when not set */
+    char *acme_directory;      /* never NULL: `acme_directory`, or Let's Encrypt's */
+    char *acme_email;          /* `acme_email`, or NULL */
+    char *acme_ca;             /* `acme_ca` (a CA file for the directory's HTTPS), or NULL */
+    int acme_ca_line;          /* its line, 0 when not set */
 };
 
 /* One block of `proxy_protocol_from`. IPv4 blocks are kept as v4-mapped
@@ -128,6 +140,8 @@ struct config_listener {
     int tls_min, tls_max;     /* CONFIG_TLS_1_2 or CONFIG_TLS_1_3 */
     bool redirect_https;      /* http, cleartext: 308 every request to https */
     uint64_t hsts_ms;         /* TLS: Strict-Transport-Security max-age; 0 = off */
+    enum tls_auto tls_auto;   /* certificates made by ferry (never with tls_cert) */
+    int tls_auto_line;        /* line of `tls_auto`, 0 when not set */
     bool alpn_h2;             /* TLS, http: ALPN offers h2 (`alpn`) */
     bool alpn_http1;          /* TLS, http: ALPN offers http/1.1 */
     bool h2c;                 /* cleartext http: HTTP/2 with prior knowledge too */
@@ -135,7 +149,7 @@ struct config_listener {
 };
 
 static inline bool config_listener_tls(const struct config_listener *l) {
-    return l->ntls_certs > 0;
+    return l->ntls_certs > 0 || l->tls_auto != TLS_AUTO_OFF;
 }
 
 struct config_upstream {

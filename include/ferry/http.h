@@ -217,6 +217,8 @@ struct http_error {
     const char *location;   /* Location (a redirect); may be NULL */
     bool close;             /* Connection: close */
     bool head;              /* the request was HEAD: the same headers, no body */
+    const char *body;       /* when set, the whole body as is (an ACME HTTP-01 answer)
+                             * instead of "STATUS Reason: DETAIL\n"; at most 511 bytes */
 };
 
 /* Writes "HTTP/1.1 STATUS Reason" with a text/plain body "STATUS Reason:

@@ -59,7 +59,7 @@ struct stats_worker {
     stat_t bytes_out; /* to clients */
 };
 
-#define STATS_TLS_REASONS 8 /* tls.h: enum tls_fail_reason */
+#define STATS_TLS_REASONS 9 /* tls.h: enum tls_fail_reason */
 #define STATS_H2_ABUSE 7    /* transport_h2.h: enum h2_abuse */
 
 struct stats_listener {

@@ -28,6 +28,7 @@ struct config;
 struct config_errors;
 struct config_listener;
 struct config_upstream;
+struct localca;
 
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -42,9 +43,21 @@ struct tls_cert {
 };
 
 struct tls_server {
-    struct tls_cert *certs; /* at least one; certs[0] is the default */
+    SSL_CTX *ctx;           /* handshakes start here: certs[0].ctx, or auto_ctx */
+    struct tls_cert *certs; /* tls_cert: at least one, certs[0] is the default;
+                             * tls_auto: none */
     size_t ncerts;
     const char *listener;   /* the listener's name (config-owned) */
+    const struct config_listener *lcfg; /* its config (`alpn`; config-owned) */
+    /* tls_auto = internal: leaves from CA for the names the routes of the
+     * listener serve (HOSTS: exact names and "*.suffix", config-owned) */
+    struct localca *ca;     /* tls_auto = internal: one reference; NULL after a -t or
+                             * --explain load, which opens no CA */
+    bool internal;          /* tls_auto = internal */
+    bool acme;              /* tls_auto = acme: certificates from the ACME store */
+    SSL_CTX *auto_ctx;      /* no certificate of its own: the SNI callback sets one */
+    const char **hosts;
+    size_t nhosts;
 };
 
 struct tls_client {
@@ -62,12 +75,22 @@ struct tls_set {
 /* Loads every certificate and builds every context of CFG. Returns the set
  * (empty arrays of NULLs when nothing uses TLS), or NULL with each problem
  * appended to ERRS as "FILE:LINE: message". Warns (log_warn) about
- * certificates that expire within 7 days and about tls_verify = off. */
-struct tls_set *tls_set_load(const struct config *cfg, struct config_errors *errs);
+ * certificates that expire within 7 days and about tls_verify = off.
+ * tls_auto = internal opens (or makes, printing how to trust it) the local
+ * CA in state_dir; with TLS_LOAD_CHECK (ferry -t) nothing is written and
+ * only whether state_dir could be written is checked. */
+#define TLS_LOAD_CHECK 1u
+struct tls_set *tls_set_load(const struct config *cfg, struct config_errors *errs,
+                             unsigned flags);
 void tls_set_free(struct tls_set *set);
 
-/* The certificate a handshake for HOST (NULL: no SNI) gets. */
+/* The certificate a handshake for HOST (NULL: no SNI) gets; NULL on a
+ * tls_auto listener, which has no configured certificates. */
 const struct tls_cert *tls_server_pick(const struct tls_server *srv, const char *host);
+
+/* tls_auto: whether a route of the listener serves NAME (no port, any
+ * case), so that it may have a certificate. */
+bool tls_server_serves(const struct tls_server *srv, const char *name);
 
 /* The ticket key ring: start once on the main loop before any handshake;
  * rotate() makes a new current key and keeps one previous key. */
@@ -85,6 +108,7 @@ enum tls_fail_reason {
     TLS_FAIL_CERTIFICATE,  /* the peer refused our certificate (alert) */
     TLS_FAIL_EOF,          /* the peer closed mid-handshake */
     TLS_FAIL_TIMEOUT,      /* header_timeout ran out mid-handshake */
+    TLS_FAIL_UNKNOWN_NAME, /* tls_auto: no route serves the name asked for */
     TLS_FAIL_OTHER,
     TLS_FAIL_REASONS,
 };

@@ -44,6 +44,9 @@ struct tls_worker {
 void tls_worker_init(struct tls_worker *tw, uv_loop_t *loop, struct buffer_pool *pool);
 /* Closes the idle handle; the loop must then run once more. */
 void tls_worker_close(struct tls_worker *tw);
+/* The same, with CB run on the idle handle once it has closed (when TW's
+ * memory may go). */
+void tls_worker_close_then(struct tls_worker *tw, uv_close_cb cb);
 
 /* A server-side TLS transport on STREAM (initialised, not moving).
  * FAILS, when not NULL, counts failed handshakes by tls_fail_reason.

@@ -35,7 +35,8 @@ ROOT = os.path.abspath(os.path.join(harness.HERE, "..", ".."))
 COMPOSE_YML = os.path.join(ROOT, "docker-compose.yml")
 COMPOSE_INI = os.path.join(ROOT, "config", "compose.ini")
 # Variables compose.ini reads; cleared so the file's own defaults apply.
-COMPOSE_VARS = ("FERRY_PORT", "FERRY_ADMIN_PORT", "APP_PORT", "FERRY_RESOLVE")
+COMPOSE_VARS = ("FERRY_PORT", "FERRY_TLS_PORT", "FERRY_ADMIN_PORT", "APP_PORT", "FERRY_RESOLVE",
+                "FERRY_STATE_DIR")
 
 
 def env_defaults():
@@ -117,7 +118,9 @@ def test_config(h):
     assert not missing, "upstream hosts that are not compose services: %r" % missing
     print("upstream hosts, all services: %s" % " ".join(sorted(hosts)))
 
-    # ferry -t with the defaults.
+    # ferry -t with the defaults (but a state_dir of the test's own: -t checks
+    # that it could be made, and /var/lib may not be writable here).
+    env["FERRY_STATE_DIR"] = h.path("state")
     p = subprocess.run([h.ferry_bin, "-t", "-c", COMPOSE_INI], capture_output=True, text=True,
                        env=env, timeout=30)
     rc, out, err = p.returncode, p.stdout, p.stderr
@@ -372,7 +375,7 @@ def test_topology(h):
         for name in APPS:
             topo.start_app(name)
         env = {"FERRY_PORT": "8080", "FERRY_ADMIN_PORT": "9901", "APP_PORT": "3000",
-               "FERRY_RESOLVE": "1s"}
+               "FERRY_RESOLVE": "1s", "FERRY_STATE_DIR": h.path("state")}
         with open(COMPOSE_INI) as f:
             text = f.read()
         argv = ["ip", "netns", "exec", topo.ns("ferry"), h.ferry_bin, "-c", COMPOSE_INI]
@@ -534,6 +537,9 @@ SECTION_OF = {"global": "global", "listener": "listener web", "upstream": "upstr
               "route": "route api"}
 
 
+# tls_auto's state_dir for the README checks (-t only checks it could be made).
+STATE_DIR = "/tmp/ferry-readme-state-never-made"
+
 # Files the README's TLS examples name, made by test_readme_reference.
 TLS_FILES = {}
 
@@ -544,6 +550,9 @@ def config_with(sec, key, value):
     kvs = [kv for kv in secs[name] if kv[0] != key]
     for path, real in TLS_FILES.items():
         value = value.replace(path, real)
+    if sec == "listener" and key == "tls_auto":
+        # the local CA's state_dir must be one -t may create
+        secs["global"] = secs["global"] + [("state_dir", STATE_DIR)]
     if sec == "listener" and key in ("tls_protocols", "hsts", "alpn"):
         kvs.append(("tls_cert", "%s %s" % (TLS_FILES["/etc/ferry/site.pem"],
                                            TLS_FILES["/etc/ferry/site.key"])))

@@ -91,10 +91,10 @@ static int group_setup(void **state) {
     struct config_errors errs = {0};
     snprintf(text, sizeof(text), fmt, dir, dir, dir, "a");
     cfg = config_load_string("t.ini", text, &errs);
-    set = cfg ? tls_set_load(cfg, &errs) : NULL;
+    set = cfg ? tls_set_load(cfg, &errs, 0) : NULL;
     snprintf(text, sizeof(text), fmt, dir, dir, dir, "b");
     bad_cfg = config_load_string("t.ini", text, &errs);
-    bad_set = bad_cfg ? tls_set_load(bad_cfg, &errs) : NULL;
+    bad_set = bad_cfg ? tls_set_load(bad_cfg, &errs, 0) : NULL;
     for (size_t i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.items[i]);
     config_errors_free(&errs);
     return set && bad_set ? 0 : -1;
