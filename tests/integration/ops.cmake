@@ -26,3 +26,8 @@ ferry_ops(test_ops_explain.py 60
 
 # TCP_NODELAY on ferry's client and upstream sockets, read from the process.
 ferry_it(sock test_sockopts.py 30 client_nodelay_http client_nodelay_tcp)
+
+# Several addresses per name (issue 17): ferry in its own mount namespace
+# with a test-written /etc/hosts; skipped (77) without root or unshare.
+ferry_ops(test_scale.py 60
+  every_address dead_address_skipped set_follows_answers)

@@ -71,11 +71,14 @@ def test_metrics_counts(h):
     assert bin_ == sent, "ferry_bytes_total{in} = %r, test sent %d" % (bin_, sent)
     assert bout == recv, "ferry_bytes_total{out} = %r, test received %d" % (bout, recv)
     server = addr_text(up)
-    ur = metric(s, "ferry_upstream_requests_total", None, upstream="app", server=server)
+    ur = metric(s, "ferry_upstream_requests_total", None, upstream="app", server=server,
+                address=server)
     assert ur == 24, "ferry_upstream_requests_total{app,%s} = %r, want 24" % (server, ur)
-    opened = metric(s, "ferry_upstream_connections_opened_total", None, upstream="app", server=server)
+    opened = metric(s, "ferry_upstream_connections_opened_total", None, upstream="app", server=server,
+                address=server)
     assert opened is not None and 1 <= opened <= 24, "upstream connections opened %r" % opened
-    assert metric(s, "ferry_upstream_server_up", None, upstream="app", server=server) == 1
+    assert metric(s, "ferry_upstream_server_up", None, upstream="app", server=server,
+                address=server) == 1
     for result in ("ok", "error"):
         assert metric(s, "ferry_config_reloads_total", None, result=result) == 0, result
 
