@@ -619,6 +619,7 @@ static const struct key_def global_keys[] = {
     K_FUNC("admin", set_admin),
     K_NUM("max_connections", KEY_UINT, struct config_global, max_connections, 1, 10000000),
     K_NUM("shutdown_timeout", KEY_DURATION, struct config_global, shutdown_timeout_ms, 0, NOLIMIT),
+    K_BOOL("watch_config", struct config_global, watch_config),
 };
 
 static const struct key_def listener_keys[] = {

@@ -20,14 +20,15 @@
 
 #include "ferry/admin.h"
 #include "ferry/config.h"
+#include "ferry/explain.h"
 #include "ferry/generation.h"
 #include "ferry/health.h"
 #include "ferry/listener.h"
-#include "ferry/explain.h"
 #include "ferry/log.h"
 #include "ferry/memtrim.h"
 #include "ferry/ports.h"
 #include "ferry/tls.h"
+#include "ferry/watch.h"
 #include "ferry/worker.h"
 
 struct options {
@@ -46,6 +47,7 @@ struct app {
     struct generation *gen;       /* the current config (one reference held here) */
     struct admin *admin;          /* the admin endpoint, when configured */
     struct memtrim *memtrim;      /* gives memory back after a burst */
+    struct watch *watch;          /* watch_config = on: the config file's watch */
     unsigned next_gen_id;
     const char *config_path;
     struct worker *workers;
@@ -227,11 +229,13 @@ static void apply_globals(const struct config *cfg) {
     }
 }
 
-/* SIGHUP: load and validate on this thread; a bad file changes nothing.
- * A good one becomes a new generation that every worker switches to. */
-static void on_sighup(uv_signal_t *s, int signum) {
-    FERRY_UNUSED(signum);
-    struct app *a = s->data;
+static void app_watch(struct app *a);
+
+/* SIGHUP, or watch_config seeing the file change: load and validate on
+ * this thread; a bad file changes nothing. A good one becomes a new
+ * generation that every worker switches to. */
+static void app_reload(void *arg) {
+    struct app *a = arg;
     if (a->stopping) return;
     char err[512] = "";
     struct tls_set *tls = NULL;
@@ -269,9 +273,26 @@ static void on_sighup(uv_signal_t *s, int signum) {
     struct generation *prev = a->gen;
     a->gen = gen;
     generation_unref(prev);
+    app_watch(a);
     atomic_fetch_add(&a->rt.reloads_ok, 1);
     admin_note_reload(a->admin, true, NULL);
     log_info("reload: %s loaded (config generation %u)", a->config_path, gen->id);
+}
+
+static void on_sighup(uv_signal_t *s, int signum) {
+    FERRY_UNUSED(signum);
+    app_reload(s->data);
+}
+
+/* Starts or stops the config file's watch as the current config says. */
+static void app_watch(struct app *a) {
+    bool want = a->gen->cfg->global.watch_config;
+    if (want && !a->watch) {
+        a->watch = watch_start(&a->loop, a->config_path, app_reload, a);
+    } else if (!want && a->watch) {
+        watch_stop(a->watch);
+        a->watch = NULL;
+    }
 }
 
 static void on_sigusr1(uv_signal_t *s, int signum) {
@@ -295,6 +316,8 @@ static void on_worker_exited(uv_async_t *as) {
     a->admin = NULL;
     memtrim_stop(a->memtrim);
     a->memtrim = NULL;
+    watch_stop(a->watch);
+    a->watch = NULL;
     tls_tickets_stop();
     uv_walk(&a->loop, close_main_handle, NULL);
 }
@@ -422,6 +445,7 @@ int main(int argc, char **argv) {
     if (start_workers(&a, fds) < 0) return 1;
     free(fds);
     a.memtrim = memtrim_start(&a.loop, workers_freed_bytes, &a); /* NULL: never trims */
+    app_watch(&a);
     if (cfg->global.has_admin) {
         struct admin_source src = {a.workers, a.nworkers, &a.gen, &a.rt};
         char msg[512];

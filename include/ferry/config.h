@@ -84,6 +84,7 @@ struct config_global {
     struct config_addr admin;  /* valid when has_admin; inet only */
     unsigned max_connections;  /* downstream connections, whole process; >= 1 */
     uint64_t shutdown_timeout_ms;
+    bool watch_config; /* reload when the file changes (watch.h) */
 };
 
 /* One block of `proxy_protocol_from`. IPv4 blocks are kept as v4-mapped

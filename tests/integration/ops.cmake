@@ -31,3 +31,7 @@ ferry_it(sock test_sockopts.py 30 client_nodelay_http client_nodelay_tcp)
 # with a test-written /etc/hosts; skipped (77) without root or unshare.
 ferry_ops(test_scale.py 60
   every_address dead_address_skipped set_follows_answers)
+
+# watch_config (issue 17): rename, ConfigMap symlink swap, bad edit.
+ferry_ops(test_watch.py 60
+  watch_rename watch_symlink_swap watch_bad_edit)
