@@ -23,6 +23,7 @@
 #include "ferry/explain.h"
 #include "ferry/generation.h"
 #include "ferry/health.h"
+#include "ferry/healthcheck.h"
 #include "ferry/listener.h"
 #include "ferry/log.h"
 #include "ferry/memtrim.h"
@@ -36,6 +37,7 @@ struct options {
     bool check_only;
     unsigned workers; /* 0 = from the config */
     const char *explain;
+    bool healthcheck; /* --healthcheck: ask the admin endpoint and exit */
 };
 
 struct app {
@@ -57,23 +59,23 @@ struct app {
 };
 
 static void usage(FILE *out) {
-    fprintf(out,
-            "usage: ferry [-c FILE] [-t] [-w N] [--explain 'METHOD URL'] [--version] [-h]\n"
-            "  -c, --config FILE   config file (default /etc/ferry/ferry.ini)\n"
-            "  -t, --check         validate the config and exit\n"
-            "  -w, --workers N     override [global] workers\n"
-            "      --explain REQ   show which route a request would take\n"
-            "      --version       print the version\n"
-            "  -h, --help          this text\n");
+    fprintf(out, "usage: ferry [-c FILE] [-t] [-w N] [--explain 'METHOD URL'] [--version] [-h]\n"
+                 "  -c, --config FILE   config file (default /etc/ferry/ferry.ini)\n"
+                 "  -t, --check         validate the config and exit\n"
+                 "  -w, --workers N     override [global] workers\n"
+                 "      --explain REQ   show which route a request would take\n"
+                 "      --healthcheck   GET /healthz on the config's admin address; exit 0 on 200\n"
+                 "      --version       print the version\n"
+                 "  -h, --help          this text\n");
 }
 
 /* Returns -1 to continue, or the exit status. */
 static int parse_options(int argc, char **argv, struct options *o) {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 't'},
+        {"config", required_argument, NULL, 'c'},  {"check", no_argument, NULL, 't'},
         {"workers", required_argument, NULL, 'w'}, {"explain", required_argument, NULL, 'E'},
-        {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
+        {"healthcheck", no_argument, NULL, 'H'},   {NULL, 0, NULL, 0}};
     *o = (struct options){.config_path = "/etc/ferry/ferry.ini"};
     int ch;
     opterr = 0;
@@ -93,6 +95,7 @@ static int parse_options(int argc, char **argv, struct options *o) {
             break;
         }
         case 'E': o->explain = optarg; break;
+        case 'H': o->healthcheck = true; break;
         case 'V': printf("ferry %s\n", FERRY_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         case ':':
@@ -395,6 +398,12 @@ int main(int argc, char **argv) {
     struct tls_set *tls = NULL;
     struct config *cfg = load_config(opt.config_path, &tls, NULL, 0);
     if (!cfg) return 1;
+    if (opt.healthcheck) {
+        rc = healthcheck_run(cfg, stderr);
+        tls_set_free(tls);
+        config_free(cfg);
+        return rc;
+    }
     if (opt.explain) {
         rc = explain_run(cfg, tls, opt.explain, stdout, stderr);
         tls_set_free(tls);

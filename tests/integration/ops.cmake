@@ -10,7 +10,7 @@ ferry_ops(test_ops_reload.py 60
   workers_both_serve reload_add_route reload_invalid reload_inflight reload_listeners
   reload_removed_listener_conn graceful_stop_workers)
 ferry_ops(test_ops_admin.py 60
-  healthz metrics_counts metrics_spec_names metrics_parser status_json sigusr1_reopens_access_log
+  healthz healthcheck_cli metrics_counts metrics_spec_names metrics_parser status_json sigusr1_reopens_access_log
   admin_any_address admin_405)
 ferry_ops(test_ops_log.py 60
   access_log_escape_text access_log_escape_json access_log_reopen_under_load)

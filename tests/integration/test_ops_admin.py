@@ -23,6 +23,19 @@ def test_healthz(h):
     assert r.status == 404, "admin /nope: %r" % r
 
 
+def test_healthcheck_cli(h):
+    """ferry --healthcheck -c FILE (the image's HEALTHCHECK: no shell, no
+    curl in it) exits 0 while the admin endpoint of FILE answers /healthz,
+    1 with a reason once ferry is gone."""
+    up = http_upstream(h)
+    f = start(h, [("web", {"upstream": "app"})], [("app", [up], {})])
+    rc, out, err = h.run_ferry(["--healthcheck", "-c", f.config_path])
+    assert rc == 0, "--healthcheck with ferry up: rc %r, stderr %r" % (rc, err)
+    h.ferry_stop_clean(f)
+    rc, out, err = h.run_ferry(["--healthcheck", "-c", f.config_path])
+    assert rc == 1 and "healthcheck" in err, "--healthcheck with ferry down: rc %r, %r" % (rc, err)
+
+
 def test_metrics_counts(h):
     """workers = 2; requests on new connections (Connection: close), some on
     route "st", some on no route (the listener's default upstream: route
