@@ -11,9 +11,14 @@ FERRY_PACKAGES=(build-essential cmake pkg-config libuv1-dev libinih-dev libcmock
 # Only scripts/test needs these: compose_config validates docker-compose.yml
 # with Debian's docker-compose (no Docker engine needed); dash_browser loads
 # the admin dashboard in headless Chromium through selenium (no PyPI here);
-# the TLS and sni tests make certificates with the openssl command.
-FERRY_TEST_PACKAGES=(docker-compose python3-websockets clang libclang-rt-14-dev
+# the TLS and sni tests make certificates with the openssl command;
+# python3-yaml parses docker-compose.yml and the deploy/ manifests.
+FERRY_TEST_PACKAGES=(docker-compose python3-websockets python3-yaml clang libclang-rt-14-dev
                      chromium chromium-driver python3-selenium openssl)
+
+# Only scripts/docker-check needs these: Debian's Docker engine, a base image
+# made with debootstrap when no registry can be reached, compose v1.
+FERRY_DOCKER_PACKAGES=(docker.io debootstrap docker-compose curl util-linux)
 
 ferry_missing_packages() {
     local missing=() p
