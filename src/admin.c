@@ -239,6 +239,16 @@ static void server_labels(struct strbuf *b, const char *metric, struct admin_key
     strbuf_printf(b, "\"}");
 }
 
+/* A server address that left its name's answer: once it has no connection
+ * left its series are dropped, as a scraped target that goes away is, so a
+ * long run of rolling updates does not grow /metrics without end. */
+static bool admin_address_gone(struct admin_key k) {
+    struct server_set *set = k.name3 ? health_find(k.name, k.name2) : NULL;
+    for (struct server_state *m = set ? health_first(set) : NULL; m; m = health_next(m))
+        if (strcmp(m->address, k.name3) == 0) return health_gone(m);
+    return false;
+}
+
 static void metrics_servers(struct strbuf *b, const struct admin_source *src) {
     static const struct {
         const char *name, *type, *help;
@@ -255,6 +265,7 @@ static void metrics_servers(struct strbuf *b, const struct admin_source *src) {
         for (size_t i = 0; i < n; i++) {
             struct admin_sum s =
                 admin_sum_of(src, STATS_SERVER, keys[i], NVAL(struct stats_server));
+            if (s.v[2] == 0 && admin_address_gone(keys[i])) continue;
             s.v[2] -= s.v[2] >= s.v[3] ? s.v[3] : s.v[2]; /* open - idle = in use */
             server_labels(b, m[j].name, keys[i]);
             strbuf_printf(b, " %llu\n", (unsigned long long)s.v[j]);

@@ -159,8 +159,10 @@ bool health_set_apply(struct server_set *set, const struct sockaddr_storage *add
     if (!line[0]) return false;
     atomic_fetch_add_explicit(&set->version, 1, memory_order_acq_rel);
     char all[512] = "";
-    for (struct server_state *m = health_first(set); m; m = health_next(m))
-        if (!health_gone(m)) health_note(all, sizeof(all), "", m->address);
+    size_t used = 0;
+    for (struct server_state *m = health_first(set); m && used < sizeof(all); m = health_next(m))
+        if (!health_gone(m))
+            used += (size_t)snprintf(all + used, sizeof(all) - used, " %s", m->address);
     log_info("upstream %s: server %s now resolves to%s (%s)", set->upstream, set->server,
              all[0] ? all : " nothing", line);
     return true;

@@ -135,6 +135,10 @@ def test_set_follows_answers(h):
              5, "127.0.0.2 leaves the set")
     got = counts(server_of(get_once(f.addr, "/g%d" % i)) for i in range(30))
     assert set(got) == {"127.0.0.1", "::1"}, got
+    # its pool closed, the gone address's series leave /metrics
+    gone = _addr_label("127.0.0.2", port)
+    assert metric(scrape(f), "ferry_upstream_requests_total", None, upstream="app",
+                  server=server, address=gone) is None, "a gone address still in /metrics"
     _hosts(h, ("::1", "127.0.0.2", "127.0.0.1"))
     wait_for(lambda: len(addresses()) == 3, 5, "127.0.0.2 back in the set")
     got = counts(server_of(get_once(f.addr, "/b%d" % i)) for i in range(30))
