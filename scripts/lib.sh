@@ -11,10 +11,14 @@ FERRY_PACKAGES=(build-essential cmake pkg-config libuv1-dev libinih-dev libcmock
 # Only scripts/test needs these: compose_config validates docker-compose.yml
 # with Debian's docker-compose (no Docker engine needed); dash_browser loads
 # the admin dashboard in headless Chromium through selenium (no PyPI here);
-# the TLS and sni tests make certificates with the openssl command;
+# the TLS and sni tests make certificates with the openssl command; the
+# recipes of docs/recipes.md run with the apps they are about
+# (test_recipes.py: Flask, Django, express, python-socketio, Jupyter);
 # python3-yaml parses docker-compose.yml and the deploy/ manifests.
 FERRY_TEST_PACKAGES=(docker-compose python3-websockets python3-yaml clang libclang-rt-14-dev
-                     chromium chromium-driver python3-selenium openssl)
+                     chromium chromium-driver python3-selenium openssl
+                     python3-flask python3-django nodejs node-express python3-socketio
+                     jupyter-notebook python3-ipykernel)
 
 # Only scripts/docker-check needs these: Debian's Docker engine, a base image
 # made with debootstrap when no registry can be reached, compose v1.

@@ -33,7 +33,8 @@
  * (KiB) and m/M (MiB) only; duration suffixes are lower-case ms, s, m, h,
  * d, and a duration is at most 3650d.
  * Only `;` starts an inline comment (after whitespace); `#` only at the
- * start of a line. Port 0 (ask the kernel) is for `bind` only. A key whose
+ * start of a line, because values may hold one (a color, a URL fragment);
+ * a refused value with " #" in it says so. Port 0 (ask the kernel) is for `bind` only. A key whose
  * value was refused still counts as present, so one mistake is one error. */
 #include "ferry/config.h"
 
@@ -69,13 +70,26 @@ void loader_error(struct loader *ld, int line, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* Whether V holds what looks like a '#' comment after the value: '#' after
+ * whitespace. It is part of the value (a color, a URL's fragment), so a
+ * refused value says why the user's comment did not work. */
+static bool has_hash_comment(const char *v) {
+    for (const char *p = v ? strchr(v, '#') : NULL; p; p = strchr(p + 1, '#'))
+        if (p > v && is_space(p[-1])) return true;
+    return false;
+}
+
 /* A bad value on the current line: "KEY: message". */
 void loader_key_error(struct loader *ld, const char *key, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     char *msg = vformat(fmt, ap);
     va_end(ap);
-    loader_error(ld, ld->line, "%s: %s", key, msg);
+    loader_error(ld, ld->line, "%s: %s%s", key, msg,
+                 has_hash_comment(ld->value)
+                     ? " (inline '#' comments are not supported: '#' starts a comment only "
+                       "at the start of a line; use ' ; comment' after a value)"
+                     : "");
     free(msg);
 }
 
@@ -163,9 +177,11 @@ static int loader_on_key(void *user, const char *section, const char *name, cons
         return 1;
     }
     if (!*seen) *seen = ld->line;
+    ld->value = value;
     char *v = expand_env(ld, name, value);
     if (v) config_key_apply(ld, k, v);
     free(v);
+    ld->value = NULL;
     return 1;
 }
 

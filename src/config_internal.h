@@ -82,6 +82,7 @@ struct loader {
     size_t index;                   /* its index in its config array */
     bool *bad;                      /* set by every error while the section is open */
     char *label;                    /* "listener web", for messages */
+    const char *value;              /* the raw value of the key being applied, or NULL */
     int seen[CONFIG_MAX_KEYS];      /* line of each key's first occurrence, 0 = absent */
     int global_line;                /* line of [global], 0 = none yet */
     struct listener_refs *lrefs;    /* parallel to cfg->listeners */

@@ -672,6 +672,9 @@ static const struct key_def route_keys[] = {
     K_FUNC("listener", set_route_listener),
     K_FUNC("upstream", set_route_upstream),
     K_BOOL("strip_prefix", struct config_route, strip_prefix),
+    K_BOOL("rewrite_redirects", struct config_route, rewrite_redirects),
+    K_NUM("read_timeout", KEY_DURATION, struct config_route, read_timeout_ms, 1, NOLIMIT),
+    K_NUM("idle_timeout", KEY_DURATION, struct config_route, idle_timeout_ms, 1, NOLIMIT),
     K_REPEAT("add_request_header", set_add_request_header),
     K_REPEAT("remove_request_header", set_remove_request_header),
     K_REPEAT("add_response_header", set_add_response_header),
@@ -871,6 +874,7 @@ static void route_note_kind(struct loader *ld) {
     static const char *const http_keys[] = {
         "host",         "path",           "path_prefix",           "methods",
         "strip_prefix", "add_request_header", "remove_request_header", "add_response_header",
+        "rewrite_redirects", "read_timeout",
     };
     struct route_refs *refs = &ld->rrefs[ld->index];
     refs->sni_line = seen_line(ld, "sni");
@@ -892,6 +896,9 @@ static void route_section_finish(struct loader *ld, void *obj) {
     /* path_exact: `path` won, even if a refused path_prefix came after it */
     if (r->strip_prefix && (r->path_exact || !seen_line(ld, "path_prefix")))
         loader_error(ld, strip, "route %s: strip_prefix needs path_prefix", r->name);
+    /* A stripped route's app sees paths without the prefix, so its
+     * redirects and cookies are wrong for the client unless rewritten. */
+    if (!seen_line(ld, "rewrite_redirects")) r->rewrite_redirects = r->strip_prefix;
 }
 
 const struct section_def config_sections[] = {

@@ -326,8 +326,8 @@ static uint32_t conn_unsent(struct conn *c) {
     return (uint32_t)n;
 }
 
-uint64_t conn_client_stall_deadline(struct conn *c) {
-    uint64_t deadline = c->client_progress + c->lcfg->idle_timeout_ms;
+uint64_t conn_client_stall_deadline(struct conn *c, uint64_t idle_ms) {
+    uint64_t deadline = c->client_progress + idle_ms;
     uint64_t now = uv_now(c->ctx->loop);
     if (now < deadline) return deadline;
     /* Our writes complete only when the kernel takes a whole buffer, and it
@@ -339,12 +339,12 @@ uint64_t conn_client_stall_deadline(struct conn *c) {
     c->client_unsent = unsent;
     if (!drained) return deadline;
     c->client_progress = now;
-    return now + c->lcfg->idle_timeout_ms;
+    return now + idle_ms;
 }
 
 static void conn_on_flush_timer(struct wheel_timer *t) {
     struct conn *c = container_of(t, struct conn, timer);
-    uint64_t deadline = conn_client_stall_deadline(c);
+    uint64_t deadline = conn_client_stall_deadline(c, c->lcfg->idle_timeout_ms);
     uint64_t now = uv_now(c->ctx->loop);
     if (c->client_writes == 0 || now >= deadline) {
         conn_abort(c, "client stopped reading");

@@ -33,7 +33,9 @@
 #include "ferry/generation.h"
 #include "ferry/http.h"
 #include "ferry/http_path.h"
+#include "ferry/http_rewrite.h"
 #include "ferry/log.h"
+#include "ferry/route.h"
 #include "ferry/stats.h"
 #include "ferry/upstream.h"
 #include "ferry/worker_ctx.h"
@@ -53,6 +55,7 @@ static void http_forward_request_body(struct conn *c, char *blk, size_t n);
 static void http_finish_exchange(struct conn *c);
 static void http_answer(struct conn *c, int status, const char *detail, const char *location);
 static bool http_redirect_https(struct conn *c);
+static bool http_redirect_slash(struct conn *c, const struct route_table *routes);
 static long http_check_request_body(struct conn *c, const char *data, size_t n);
 
 static char *http_block(struct conn *c) {
@@ -348,11 +351,13 @@ static void http_dispatch(struct conn *c) {
     if (c->lcfg->redirect_https && http_redirect_https(c)) return;
     const struct config *cfg = view_config(c->view);
     const struct route_table *routes = c->view->gen->routes[c->lcfg - cfg->listeners];
-    if (!exchange_route(x, routes, c->lcfg->upstream)) {
+    bool routed = exchange_route(x, routes, c->lcfg->upstream);
+    if (http_redirect_slash(c, routes)) return;
+    if (!routed) {
         http_answer(c, 404, "no route matches this request", NULL);
         return;
     }
-    http_arm(c, x->upstream->cfg->read_timeout_ms);
+    http_arm(c, exchange_read_timeout(x));
     exchange_checkout(x);
 }
 
@@ -374,6 +379,28 @@ static bool http_redirect_https(struct conn *c) {
         http_fail(c, 414, "target too long to redirect");
         return true;
     }
+    http_answer(c, 308, location, location);
+    return true;
+}
+
+/* `/api` when only `path_prefix = /api/` would take it: 308 to `/api/`
+ * (query kept), as nginx does for a location with a trailing slash; else
+ * a catch-all route or the listener's upstream would answer for the app.
+ * Returns true when it answered. */
+static bool http_redirect_slash(struct conn *c, const struct route_table *routes) {
+    struct exchange *x = c->x;
+    const struct http_msg *m = &x->req;
+    struct http_span host = m->host >= 0 ? m->fields[m->host].value : (struct http_span){0, 0};
+    const struct config_route *r = route_slash_redirect(
+        routes, http_span_ptr(m, host), host.len, http_span_ptr(m, m->path), m->path.len,
+        http_span_ptr(m, m->method_text), m->method_text.len, x->route);
+    if (!r) return false;
+    char location[2048];
+    int n = snprintf(location, sizeof(location), "%.*s/%.*s", (int)m->path.len,
+                     http_span_ptr(m, m->path), (int)m->query.len, http_span_ptr(m, m->query));
+    if (n < 0 || (size_t)n >= sizeof(location)) return false; /* served as it is */
+    x->route = r; /* counted under the route it leads to */
+    x->upstream = NULL;
     http_answer(c, 308, location, location);
     return true;
 }
@@ -488,6 +515,24 @@ static void http_forward_request_body(struct conn *c, char *blk, size_t n) {
 
 /* --- what the exchange delivers ---------------------------------------- */
 
+/* What rewrite_redirects needs to put the response's Location, Content-
+ * Location and Set-Cookie Path back into the client's view, in RR; NULL
+ * when the route does not ask for it. */
+static const struct http_rewrite *http_redirects_for(struct conn *c, struct http_rewrite *rr) {
+    const struct exchange *x = c->x;
+    if (!x->route || !x->route->rewrite_redirects || !c->up) return NULL;
+    const struct config_addr *up = &c->up->server->cfg->addr;
+    *rr = (struct http_rewrite){
+        .scheme = conn_scheme(c),
+        .host = x->host, /* c->in, where the request's Host was, may hold the next one */
+        .host_len = strlen(x->host),
+        .up_host = up->kind == ADDR_INET ? up->host : NULL,
+        .up_port = up->port,
+    };
+    rr->prefix = http_route_prefix(x->route, &rr->prefix_len);
+    return rr;
+}
+
 /* Writes the response head (and the body bytes that came with it). */
 static void http_write_head(struct conn *c, const char *body, size_t body_len) {
     struct exchange *x = c->x;
@@ -496,6 +541,7 @@ static void http_write_head(struct conn *c, const char *body, size_t body_len) {
         conn_close(c, "out of memory");
         return;
     }
+    struct http_rewrite redirects;
     struct http_response_rewrite rw = {
         .route = x->route,
         .request_id = x->rid,
@@ -503,6 +549,7 @@ static void http_write_head(struct conn *c, const char *body, size_t body_len) {
         .close = x->close_client,
         .dechunk = x->dechunk,
         .hsts_s = c->lcfg->hsts_ms / 1000,
+        .redirects = http_redirects_for(c, &redirects),
     };
     size_t n = http_build_response(conn_block_data(blk), CONN_BLOCK_DATA_SIZE, &x->resp, &rw);
     if (n == 0) {
@@ -572,6 +619,13 @@ static void http1_tunnel(struct exchange *x, const char *up_rest, size_t up_rest
     x->status = 101;
     http_write_head(c, up_rest, up_rest_len);
     if (c->closing) return;
+    struct relay *r = conn_relay_new(c);
+    if (!r) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    r->idle_ms = exchange_idle_timeout(x);
+    uint32_t early_in = c->in_len;
     if (c->in_len > 0) {
         char *blk = http_block(c);
         if (!blk) {
@@ -586,12 +640,8 @@ static void http1_tunnel(struct exchange *x, const char *up_rest, size_t up_rest
         c->in_len = 0;
     }
     http_put(c, &c->in);
-    exchange_record(x);
-    struct relay *r = conn_relay_new(c);
-    if (!r) {
-        conn_close(c, "out of memory");
-        return;
-    }
+    x->bytes_out -= up_rest_len; /* the head's; the tunnel counts what follows it */
+    exchange_record(x);          /* its log line waits in r->log for the end */
     upstream_conn_pause(c->up); /* the pipe reads it from now on */
     conn_read_stop(c);
     if (c->up_writes > 0) { /* the head may still be queued: its block must outlive the write */
@@ -600,6 +650,9 @@ static void http1_tunnel(struct exchange *x, const char *up_rest, size_t up_rest
     }
     exchange_free(x); /* c->up stays: the relay takes it */
     conn_relay_start(c);
+    if (c->closing) return;
+    r->early_in = early_in; /* what went before the pipes ran is the tunnel's too */
+    r->early_out = up_rest_len;
 }
 
 /* --- the end of an exchange -------------------------------------------- */
@@ -653,11 +706,11 @@ static void http_response_done(struct conn *c) {
  * (it must not pin the upstream connection and our buffers forever). The
  * timer is armed for whichever ends first. */
 static void http_busy_timer(struct conn *c, struct exchange *x) {
-    uint64_t limit = x->upstream ? x->upstream->cfg->read_timeout_ms : 1000;
+    uint64_t limit = exchange_read_timeout(x);
     uint64_t now = uv_now(c->ctx->loop);
     uint64_t next = now + limit;
     if (conn_client_queued(c) > 0) {
-        uint64_t stall = conn_client_stall_deadline(c);
+        uint64_t stall = conn_client_stall_deadline(c, exchange_idle_timeout(x));
         if (now >= stall) {
             conn_abort(c, "client stopped reading");
             return;

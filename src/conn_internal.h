@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "ferry/buffer.h"
+#include "ferry/config.h"
 #include "ferry/pipe.h"
 #include "ferry/transport.h"
 #include "ferry/upstream.h"
@@ -19,6 +20,7 @@
 struct config_listener;
 struct config_upstream;
 struct exchange;
+struct relay_log;
 struct tls_hello;
 struct worker_ctx;
 
@@ -51,6 +53,12 @@ struct relay {
     struct pipe_dir to_client;         /* upstream -> client */
     char *held_block;                  /* a block an HTTP write queued before the switch
                                         * may still use (freed with the relay) */
+    uint64_t idle_ms;                  /* idle limit: the route's idle_timeout, else the
+                                        * listener's */
+    struct relay_log *log;             /* http after a 101: the request's access log line,
+                                        * written when the tunnel ends; else NULL */
+    uint64_t early_in, early_out;      /* http after a 101: bytes each way written before
+                                        * the pipes ran (for the log; counted elsewhere) */
 };
 
 /* What a connection speaks, chosen at accept from the listener's mode: the
@@ -124,6 +132,12 @@ struct conn {
                                         * AF_UNSPEC for unix clients */
 };
 
+/* The scheme the client used: "https" on a TLS listener, else "http"
+ * (X-Forwarded-Proto, and redirects rewritten back to the client). */
+static inline const char *conn_scheme(const struct conn *c) {
+    return config_listener_tls(c->lcfg) ? "https" : "http";
+}
+
 /* The client's address as text, "unix" for unix clients. Formatted when
  * asked (logs, X-Forwarded-For), so that an idle connection does not carry
  * it. BUF has CONN_PEER_TEXT bytes; CONN_PEER(c) gives one that lives to
@@ -134,9 +148,9 @@ const char *conn_peer(const struct conn *c, char *buf);
 
 void conn_set_state(struct conn *c, enum conn_state next);
 /* When a client with bytes waiting counts as having stopped reading:
- * idle_timeout after its last progress (a completed write, or the kernel's
- * send queue shrinking). */
-uint64_t conn_client_stall_deadline(struct conn *c);
+ * IDLE_MS (idle_timeout) after its last progress (a completed write, or the
+ * kernel's send queue shrinking). */
+uint64_t conn_client_stall_deadline(struct conn *c, uint64_t idle_ms);
 
 /* (Re)arms the conn's one timer; nothing once the conn is closing. */
 void conn_arm(struct conn *c, uint64_t ms, wheel_cb cb);
@@ -182,6 +196,10 @@ struct upstream_want conn_want(const struct conn *c, bool fresh);
 
 /* The conn's relay, allocated on first use (NULL when out of memory). */
 struct relay *conn_relay_new(struct conn *c);
+
+/* exchange.c: writes a tunnel's access log line L (the upgrade request,
+ * then the bytes each way and the length of the tunnel), and frees L. */
+void relay_log_write(struct conn *c, struct relay_log *l);
 
 /* Pipes client <-> upstream until both directions end or idle_timeout
  * passes with no byte either way (tcp mode, and http after a 101). */

@@ -127,7 +127,10 @@ static void tcp_hello_decide(struct conn *c) {
         conn_close(c, "malformed ClientHello");
         return;
     }
-    if (route) r->route = route->name;
+    if (route) {
+        r->route = route->name;
+        r->idle_ms = route->idle_timeout_ms; /* 0: the listener's */
+    }
     const struct config_upstream *u = route ? route->upstream : c->lcfg->upstream;
     if (!u) {
         conn_close(c, "no sni route matched and no default upstream");
@@ -200,8 +203,9 @@ void conn_relay_start(struct conn *c) {
     pipe_init(&r->to_client, up, &c->client_tp, &c->ctx->pool, conn_on_pipe, c);
     int err = pipe_start(&r->to_up);
     if (err == 0) err = pipe_start(&r->to_client);
+    if (!r->idle_ms) r->idle_ms = c->lcfg->idle_timeout_ms;
     if (err == 0)
-        conn_arm(c, c->lcfg->idle_timeout_ms, conn_on_idle_timer);
+        conn_arm(c, r->idle_ms, conn_on_idle_timer);
     if (err < 0) conn_close(c, uv_strerror(err));
 }
 
@@ -228,7 +232,7 @@ static void conn_on_idle_timer(struct wheel_timer *t) {
     const struct relay *r = c->relay;
     uint64_t last = r->to_up.last_active > r->to_client.last_active ? r->to_up.last_active
                                                                      : r->to_client.last_active;
-    uint64_t deadline = last + c->lcfg->idle_timeout_ms;
+    uint64_t deadline = last + r->idle_ms;
     uint64_t now = uv_now(c->ctx->loop);
     if (now < deadline) {
         conn_arm(c, deadline - now, conn_on_idle_timer);
@@ -238,6 +242,11 @@ static void conn_on_idle_timer(struct wheel_timer *t) {
 }
 
 static void conn_log_access(struct conn *c) {
+    if (c->relay && c->relay->log) { /* an http tunnel: its request's line, now complete */
+        relay_log_write(c, c->relay->log);
+        c->relay->log = NULL;
+        return;
+    }
     if (c->lcfg->mode != MODE_TCP || !c->relay) return;
     struct access_tcp_entry e = {
         .client = CONN_PEER(c),
@@ -277,6 +286,7 @@ static void tcp_free(struct conn *c) {
     if (!r) return;
     buffer_put(&c->ctx->pool, r->held_block);
     free(r->hello);
+    free(r->log); /* written at close; only a relay that never closed still holds it */
     memtrim_note(&c->ctx->freed, sizeof(*r));
     free(r);
     c->relay = NULL;

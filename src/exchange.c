@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ferry/config.h"
@@ -127,6 +128,36 @@ void exchange_capture_log(struct exchange *x) {
     x->log_minor = m->minor;
 }
 
+/* An http tunnel's line, kept from its 101 to its end: the entry with its
+ * strings copied behind it (c->in and the exchange are gone by then). */
+struct relay_log {
+    struct access_http_entry e;
+    uint64_t t_start_ns; /* the upgrade request's first byte */
+    char text[];         /* the entry's strings, each NUL-terminated */
+};
+
+static struct relay_log *relay_log_keep(const struct access_http_entry *e, uint64_t t_start_ns) {
+    const char *const src[] = {e->method, e->target, e->proto, e->referer,
+                               e->user_agent, e->route, e->upstream, e->rid};
+    size_t total = 0;
+    for (size_t i = 0; i < FERRY_ARRAY_LEN(src); i++) total += strlen(src[i]) + 1;
+    struct relay_log *l = malloc(sizeof(*l) + total);
+    if (!l) return NULL;
+    l->e = *e;
+    l->t_start_ns = t_start_ns;
+    const char **dst[] = {&l->e.method, &l->e.target, &l->e.proto, &l->e.referer,
+                          &l->e.user_agent, &l->e.route, &l->e.upstream, &l->e.rid};
+    char *p = l->text;
+    for (size_t i = 0; i < FERRY_ARRAY_LEN(src); i++) {
+        size_t n = strlen(src[i]) + 1;
+        memcpy(p, src[i], n);
+        *dst[i] = p;
+        p += n;
+    }
+    l->e.client = NULL; /* formatted again at the end */
+    return l;
+}
+
 /* Counts the request in the route's metrics and writes its access log
  * line; called exactly once per request. */
 void exchange_record(struct exchange *x) {
@@ -162,7 +193,26 @@ void exchange_record(struct exchange *x) {
         .urt = x->t_resp ? (double)(x->t_resp - x->t_up) / 1000.0 : -1,
         .rid = x->rid[0] ? x->rid : "-",
     };
+    /* A websocket's line waits for the tunnel's end: its bytes and its
+     * length are what a reader of the log wants, not the 101's. */
+    if (x->status == 101 && c->relay) {
+        if (!(c->relay->log = relay_log_keep(&e, x->t_start_ns))) access_log_http(&e);
+        return;
+    }
     access_log_http(&e);
+}
+
+void relay_log_write(struct conn *c, struct relay_log *l) {
+    struct relay *r = c->relay;
+    l->e.client = CONN_PEER(c);
+    l->e.tunnel = true;
+    l->e.tunnel_in = r->to_up.bytes + r->early_in;
+    l->e.tunnel_out = r->to_client.bytes + r->early_out;
+    l->e.bytes += l->e.tunnel_out;
+    l->e.rt = (double)(uv_hrtime() - l->t_start_ns) / 1e9;
+    l->e.duration_s = l->e.rt;
+    access_log_http(&l->e);
+    free(l);
 }
 
 void exchange_make_request_id(struct exchange *x) {
@@ -185,11 +235,26 @@ bool exchange_route(struct exchange *x, const struct route_table *routes,
                            http_span_ptr(m, m->path), m->path.len,
                            http_span_ptr(m, m->method_text), m->method_text.len);
     exchange_make_request_id(x); /* after routing: the route may remove the client's */
+    x->host[0] = '\0';
+    if (x->route && x->route->rewrite_redirects && host.len < sizeof(x->host)) {
+        memcpy(x->host, http_span_ptr(m, host), host.len);
+        x->host[host.len] = '\0';
+    }
     const struct config_upstream *cu = x->route ? x->route->upstream : fallback;
     if (!cu) return false;
     x->upstream = view_upstream(c->view, cu);
     x->t_up = uv_now(c->ctx->loop);
     return true;
+}
+
+uint64_t exchange_read_timeout(const struct exchange *x) {
+    if (x->route && x->route->read_timeout_ms) return x->route->read_timeout_ms;
+    return x->upstream ? x->upstream->cfg->read_timeout_ms : 1000;
+}
+
+uint64_t exchange_idle_timeout(const struct exchange *x) {
+    if (x->route && x->route->idle_timeout_ms) return x->route->idle_timeout_ms;
+    return x->c->lcfg->idle_timeout_ms;
 }
 
 /* --- checkout and hold ------------------------------------------------------ */

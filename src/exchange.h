@@ -114,6 +114,9 @@ struct exchange {
     uint64_t t_resp;                  /* response head arrived; 0 = not yet */
     uint64_t last_up;                 /* last byte from the upstream */
     char rid[208];                    /* X-Request-Id, sent (at most 200 bytes) or generated */
+    /* rewrite_redirects: the request's Host (a name of at most 253 bytes
+     * and a port), copied out of c->in at routing; "" for none or longer. */
+    char host[264];
     /* Access log fields, copied out of c->in before it is reused. */
     char log_method[24], log_target[512], log_referer[256], log_ua[256];
     uint8_t log_minor;
@@ -156,6 +159,11 @@ void exchange_checkout(struct exchange *x);
 void exchange_retry_fresh(struct exchange *x);
 /* Leaves a `hold`, counting how it ended. */
 void exchange_unhold(struct exchange *x, bool served);
+/* The limits of this request: its route's read_timeout and idle_timeout
+ * when set, else its upstream's read_timeout and its listener's
+ * idle_timeout (1 s read limit while no upstream is chosen yet). */
+uint64_t exchange_read_timeout(const struct exchange *x);
+uint64_t exchange_idle_timeout(const struct exchange *x);
 /* "route api, upstream app: connection refused" as the failure detail. */
 void exchange_fail_upstream(struct exchange *x, int status, const char *cause);
 

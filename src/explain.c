@@ -101,6 +101,7 @@ static void print_why_lost(FILE *out, const struct route_verdict *w, const struc
 static void print_upstream(FILE *out, const struct config *cfg, const struct config_upstream *u);
 static void print_target(FILE *out, const struct explain_req *q, const struct config_route *r);
 static void print_headers(FILE *out, const struct config_route *r);
+static void print_route_extras(FILE *out, const struct config_route *r);
 static void print_losers(FILE *out, const struct config *cfg, const struct explain_walk *w,
                          size_t win);
 static void print_misses(FILE *out, const struct config *cfg, const struct explain_walk *w,
@@ -299,6 +300,17 @@ static bool explain_listener(const struct config *cfg, const struct config_liste
     while (r && win < w.n && w.v[win].route != r)
         win++;
     assert(!r || (win < w.n && w.v[win].won));
+    const struct config_route *slash =
+        route_slash_redirect(t, q->host, strlen(q->host), q->path, strlen(q->path), q->method,
+                             strlen(q->method), r);
+    if (slash) {
+        fprintf(out, "route:    %s (%s:%d) path_prefix %s would take %s/\n", slash->name,
+                cfg->file, slash->line, slash->path, q->path);
+        fprintf(out, "result:   308 to %s/%s (the prefix without its slash)\n", q->path, q->query);
+        free(w.v);
+        route_table_free(t);
+        return true;
+    }
     if (r) {
         print_winner(out, cfg, &w, win, q);
     } else {
@@ -435,6 +447,33 @@ static void print_winner(FILE *out, const struct config *cfg, const struct expla
     print_upstream(out, cfg, v->route->upstream);
     print_target(out, q, v->route);
     print_headers(out, v->route);
+    print_route_extras(out, v->route);
+}
+
+/* "KEY 90s", or "KEY 250ms" when not whole seconds. */
+static void print_duration(FILE *out, const char *key, uint64_t ms) {
+    if (ms % 1000)
+        fprintf(out, "%s %llums", key, (unsigned long long)ms);
+    else
+        fprintf(out, "%s %llus", key, (unsigned long long)(ms / 1000));
+}
+
+/* What else the route changes: the prefix its app is told, the response
+ * headers rewritten for the client, its own timeouts. */
+static void print_route_extras(FILE *out, const struct config_route *r) {
+    size_t plen;
+    const char *prefix = http_route_prefix(r, &plen);
+    if (plen) fprintf(out, "prefix:   X-Forwarded-Prefix: %.*s\n", (int)plen, prefix);
+    if (r->rewrite_redirects)
+        fprintf(out, "rewrite:  Location, Content-Location and Set-Cookie Path back to the "
+                     "client's scheme, host%s (rewrite_redirects)\n",
+                plen ? " and prefix" : "");
+    if (r->read_timeout_ms || r->idle_timeout_ms) {
+        fprintf(out, "timeouts:");
+        if (r->read_timeout_ms) print_duration(out, " read_timeout", r->read_timeout_ms);
+        if (r->idle_timeout_ms) print_duration(out, " idle_timeout", r->idle_timeout_ms);
+        fprintf(out, " (the route's own)\n");
+    }
 }
 
 /* Why W beat the runner-up R, naming W's deciding rule first. */

@@ -241,6 +241,7 @@ static const struct {
     {"x-forwarded-for", HTTP_F_X_FORWARDED_FOR, false},
     {"x-forwarded-proto", HTTP_F_X_FORWARDED_PROTO, false},
     {"x-forwarded-host", HTTP_F_X_FORWARDED_HOST, false},
+    {"x-forwarded-prefix", HTTP_F_X_FORWARDED_PREFIX, false},
     {"x-request-id", HTTP_F_X_REQUEST_ID, false},
 };
 

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "ferry/config.h"
+#include "ferry/http_rewrite.h"
 #include "ferry/strbuf.h"
 
 #include "http_internal.h"
@@ -45,10 +46,18 @@ static bool http_removed_by_route(const struct http_msg *m, const struct http_fi
 /* The target as the upstream sees it: origin-form, minus the route's
  * prefix when strip_prefix is on (never an empty path: "/" at least). */
 size_t http_strip_len(const struct config_route *r, size_t path_len) {
-    if (!r || !r->strip_prefix || r->path_exact) return 0;
-    size_t plen = strlen(r->path);
-    if (plen > 0 && r->path[plen - 1] == '/') plen--; /* keep the slash that follows */
+    size_t plen;
+    http_route_prefix(r, &plen); /* without its slash: the one that follows stays */
     return plen <= path_len ? plen : 0;
+}
+
+const char *http_route_prefix(const struct config_route *r, size_t *len) {
+    *len = 0;
+    if (!r || !r->strip_prefix || r->path_exact) return "";
+    size_t plen = strlen(r->path);
+    if (plen > 0 && r->path[plen - 1] == '/') plen--;
+    *len = plen;
+    return r->path;
 }
 
 /* The query is a span of its own: once the path is normalised in place,
@@ -66,10 +75,12 @@ static void out_target(struct strbuf *o, const struct http_msg *m, const struct 
 }
 
 /* Fields ferry writes itself: whatever the client sent under these names
- * is replaced (X-Forwarded-For is extended, see below). */
+ * is replaced (X-Forwarded-For is extended, see below). A client's
+ * X-Forwarded-Prefix is dropped on every route: apps that trust it (Flask's
+ * ProxyFix) would otherwise build their URLs from what a client made up. */
 static bool http_managed(const struct http_field *f) {
     return f->id == HTTP_F_X_FORWARDED_PROTO || f->id == HTTP_F_X_FORWARDED_HOST ||
-           f->id == HTTP_F_X_FORWARDED_FOR;
+           f->id == HTTP_F_X_FORWARDED_FOR || f->id == HTTP_F_X_FORWARDED_PREFIX;
 }
 
 /* The client's X-Request-Id goes upstream (in place) unless the route
@@ -117,6 +128,11 @@ size_t http_build_request(char *out, size_t cap, const struct http_msg *req,
     strbuf_adds(&o, rw->client_addr);
     strbuf_add(&o, "\r\n", 2);
     out_field(&o, "X-Forwarded-Proto", rw->proto);
+    if (rw->prefix_len) {
+        strbuf_adds(&o, "X-Forwarded-Prefix: ");
+        strbuf_add(&o, rw->prefix, rw->prefix_len);
+        strbuf_add(&o, "\r\n", 2);
+    }
     if (req->host >= 0) {
         strbuf_adds(&o, "X-Forwarded-Host: ");
         out_span(&o, req, req->fields[req->host].value);
@@ -128,6 +144,20 @@ size_t http_build_request(char *out, size_t cap, const struct http_msg *req,
     if (req->upgrade_websocket) strbuf_adds(&o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
     strbuf_add(&o, "\r\n", 2);
     return o.full ? 0 : o.len;
+}
+
+/* Writes F's value as rewrite_redirects changes it, straight into O's
+ * room; false when it stays as sent (or is not one of the three). */
+static bool out_rewritten(struct strbuf *o, const struct http_msg *m, const struct http_field *f,
+                          const struct http_rewrite *rr) {
+    const char *v = http_span_ptr(m, f->value);
+    size_t n = 0;
+    if (http_span_eq(m, f->name, "location") || http_span_eq(m, f->name, "content-location"))
+        n = http_rewrite_location(rr, v, f->value.len, o->p + o->len, o->cap - o->len);
+    else if (http_span_eq(m, f->name, "set-cookie"))
+        n = http_rewrite_cookie(rr, v, f->value.len, o->p + o->len, o->cap - o->len);
+    o->len += n;
+    return n > 0;
 }
 
 size_t http_build_response(char *out, size_t cap, const struct http_msg *resp,
@@ -154,7 +184,8 @@ size_t http_build_response(char *out, size_t cap, const struct http_msg *resp,
         if (f->id == HTTP_F_CONTENT_LENGTH && bodiless) continue;
         out_span(&o, resp, f->name);
         strbuf_add(&o, ": ", 2);
-        out_span(&o, resp, f->value);
+        if (!rw->redirects || !out_rewritten(&o, resp, f, rw->redirects))
+            out_span(&o, resp, f->value);
         strbuf_add(&o, "\r\n", 2);
     }
     if (resp->status >= 200 || tunnel) {
@@ -183,11 +214,13 @@ const char *http_reason(int status) {
     case 101: return "Switching Protocols";
     case 200: return "OK";
     case 204: return "No Content";
+    case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 502: return "Bad Gateway";

@@ -264,11 +264,12 @@ bool access_log_enabled(void) {
 #define FIELD_KEY 16    /* ,"user_agent":" and the like */
 #define TARGET_ESCAPED (6 * 512)
 #define HEADER_ESCAPED (6 * 256)
-/* JSON, the longer of the two: 10 string fields, 3 runs of numbers, braces
- * and the newline. The text line needs less (see access_http_text). */
+/* JSON, the longer of the two: 10 string fields, 3 runs of numbers and 3
+ * more for a tunnel, braces and the newline. The text line needs less (see
+ * access_http_text). */
 #define ACCESS_LINE_SIZE                                                                           \
     (10 * (FIELD_KEY + 1) + TARGET_ESCAPED + 2 * HEADER_ESCAPED + 7 * FIELD_SHORT +              \
-     3 * FIELD_NUMBER + 2 + 1)
+     6 * FIELD_NUMBER + 2 + 1)
 
 /* An access log line being built; see the budgets above. */
 struct line {
@@ -328,6 +329,10 @@ static void access_http_json(struct line *l, const struct access_http_entry *e) 
     else
         line_fmt(l, FIELD_NUMBER, ",\"urt\":%.3f", e->urt);
     line_json(l, "rid", e->rid, FIELD_SHORT);
+    if (e->tunnel)
+        line_fmt(l, 3 * FIELD_NUMBER, ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration\":%.3f",
+                 (unsigned long long)e->tunnel_in, (unsigned long long)e->tunnel_out,
+                 e->duration_s);
     line_fmt(l, 1, "}");
 }
 
@@ -349,6 +354,10 @@ static void access_http_text(struct line *l, const struct access_http_entry *e) 
     else
         line_fmt(l, FIELD_NUMBER, " rt=%.3f urt=%.3f", e->rt, e->urt);
     line_fmt(l, FIELD_SHORT, " rid=%s", e->rid);
+    if (e->tunnel)
+        line_fmt(l, 3 * FIELD_NUMBER, " in=%llu out=%llu duration=%.3f",
+                 (unsigned long long)e->tunnel_in, (unsigned long long)e->tunnel_out,
+                 e->duration_s);
 }
 
 void access_log_http(const struct access_http_entry *e) {

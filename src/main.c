@@ -118,7 +118,10 @@ static int parse_options(int argc, char **argv, struct options *o) {
 
 /* Loads PATH and what its TLS keys name (certificates, CA files), printing
  * every problem; the first also goes to FIRST (LEN bytes, may be NULL),
- * which the dashboard shows for a failed reload. NULL on any error. */
+ * which the dashboard shows for a failed reload. NULL on any error. At
+ * start (and for -t) the problems are bare "FILE:LINE: message" lines, as
+ * a compiler's; a reload's go through the error log, so they carry the
+ * time and level of every other line there. */
 static struct config *load_config(const char *path, struct tls_set **tls, char *first,
                                   size_t len) {
     struct config_errors errs = {0};
@@ -127,7 +130,12 @@ static struct config *load_config(const char *path, struct tls_set **tls, char *
         config_free(cfg);
         cfg = NULL;
     }
-    for (size_t i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.items[i]);
+    for (size_t i = 0; i < errs.count; i++) {
+        if (first)
+            log_error("%s", errs.items[i]);
+        else
+            fprintf(stderr, "%s\n", errs.items[i]);
+    }
     if (first && errs.count > 0) snprintf(first, len, "%s", errs.items[0]);
     config_errors_free(&errs);
     return cfg;

@@ -77,6 +77,8 @@ struct route_table {
     struct route_bucket any;     /* routes without `host` */
     struct route_entry *entries; /* every bucket's entries, one array */
     size_t nentries;             /* length of entries */
+    uint64_t slash_lens;         /* bit (L % 64) set when a path_prefix of L bytes ends
+                                  * in '/': route_slash_redirect's cheap first test */
 };
 
 /* Which map a (route, host) pair belongs to; the order is the grouping order. */
@@ -326,6 +328,11 @@ struct route_table *route_table_build(const struct config *cfg, const struct con
     t->nentries = n;
     table_fill(t, pairs, n);
     free(pairs);
+    for (size_t i = 0; i < t->nentries; i++) {
+        const struct route_entry *e = &t->entries[i];
+        if (!e->route->path_exact && e->path_len > 1 && e->route->path[e->path_len - 1] == '/')
+            t->slash_lens |= UINT64_C(1) << (e->path_len % 64);
+    }
     return t;
 }
 
@@ -404,6 +411,31 @@ const struct config_route *route_match(const struct route_table *t, const char *
         if (r) return r;
     }
     return bucket_match(&t->any, path, path_len, method, method_len);
+}
+
+/* The longest path route_slash_redirect looks at: longer ones are served
+ * as they are (a prefix route's root is never that long in practice). */
+#define ROUTE_SLASH_MAX 2048
+
+const struct config_route *route_slash_redirect(const struct route_table *t, const char *host,
+                                                size_t host_len, const char *path,
+                                                size_t path_len, const char *method,
+                                                size_t method_len,
+                                                const struct config_route *matched) {
+    if (path_len == 0 || path[path_len - 1] == '/' || path_len + 1 > ROUTE_SLASH_MAX) return NULL;
+    /* Most requests: no prefix route is one byte longer than the path. */
+    if (!((t->slash_lens >> ((path_len + 1) % 64)) & 1)) return NULL;
+    /* Something names this path itself (`path = /api`, `path_prefix = /api`): it is served. */
+    if (matched && (matched->path_exact || strlen(matched->path) >= path_len)) return NULL;
+    char slashed[ROUTE_SLASH_MAX];
+    memcpy(slashed, path, path_len);
+    slashed[path_len] = '/';
+    const struct config_route *r =
+        route_match(t, host, host_len, slashed, path_len + 1, method, method_len);
+    if (!r || r->path_exact || strlen(r->path) != path_len + 1 ||
+        memcmp(r->path, slashed, path_len + 1) != 0)
+        return NULL;
+    return r;
 }
 
 /* An sni route has path "/" and no methods, so the path and method given

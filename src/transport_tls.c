@@ -253,6 +253,24 @@ static void tls_count(struct tls_conn *tc, enum tls_fail_reason r) {
     if (tc->server && tc->fails && !tc->failed) stat_add(&tc->fails[r], 1);
 }
 
+/* Tells the reader its side ended with ERR (UV_EOF for an orderly end);
+ * nothing more will be read. */
+static void tls_end_reading(struct tls_conn *tc, int err) {
+    struct transport *t = tc->t;
+    if (!t->reading || tc->closing) return;
+    uv_buf_t none = uv_buf_init(NULL, 0);
+    t->reading = false;
+    t->reader->read(t, err, &none);
+}
+
+/* Sends our close_notify when it costs one try: a peer must not count on
+ * it, and the peer's is not awaited. */
+static void tls_say_goodbye(struct tls_conn *tc) {
+    (void)SSL_shutdown(tc->ssl);
+    ERR_clear_error();
+    (void)tls_flush(tc, NULL);
+}
+
 /* The connection cannot go on: reading ends with ERR and writes waiting
  * for the handshake fail with it. */
 static void tls_fail(struct tls_conn *tc, int err, enum tls_fail_reason reason, const char *why) {
@@ -279,11 +297,7 @@ static void tls_fail(struct tls_conn *tc, int err, enum tls_fail_reason reason, 
         w->cb(w, err);
     }
     tc->pend_tail = NULL;
-    if (t->reading && !tc->closing) {
-        uv_buf_t none = uv_buf_init(NULL, 0);
-        t->reading = false;
-        t->reader->read(t, err, &none);
-    }
+    tls_end_reading(tc, err);
 }
 
 /* After an OpenSSL call returned R <= 0. */
@@ -396,9 +410,7 @@ static void tls_pump(struct tls_conn *tc) {
         } else if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify: an orderly end */
             tc->read_done = true; /* we may still write: a half-close */
             tls_sock_update(tc);
-            uv_buf_t none = uv_buf_init(NULL, 0);
-            t->reading = false;
-            t->reader->read(t, UV_EOF, &none);
+            tls_end_reading(tc, UV_EOF);
         } else {
             tls_fail_ssl(tc, n);
         }
@@ -422,7 +434,6 @@ static void tls_sock_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
 
 static void tls_sock_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     struct tls_conn *tc = s->data;
-    struct transport *t = tc->t;
     if (nread > 0) {
         tc->got_bytes = true;
         tc->in = buf->base;
@@ -439,11 +450,7 @@ static void tls_sock_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
             /* a port probe or a load balancer's check: not a failed handshake */
             tc->failed = true;
             tc->error = "connection closed before the TLS handshake";
-            if (t->reading) {
-                uv_buf_t none = uv_buf_init(NULL, 0);
-                t->reading = false;
-                t->reader->read(t, UV_EOF, &none);
-            }
+            tls_end_reading(tc, UV_EOF);
             return;
         }
         tls_fail(tc, (int)nread, TLS_FAIL_EOF, nread == UV_EOF
@@ -458,11 +465,7 @@ static void tls_sock_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         tc->read_done = true;
     else
         tc->failed = true;
-    if (t->reading) {
-        uv_buf_t none = uv_buf_init(NULL, 0);
-        t->reading = false;
-        t->reader->read(t, nread, &none);
-    }
+    tls_end_reading(tc, (int)nread);
 }
 
 /* The socket is read while the handshake runs, and after it while the
@@ -527,11 +530,7 @@ static size_t tls_queued(const struct transport *t) {
 
 static int tls_shutdown(struct transport *t, uv_shutdown_t *req, uv_shutdown_cb cb) {
     struct tls_conn *tc = tls_of(t);
-    if (tc->handshake_done && !tc->failed && !tc->pend_head) {
-        (void)SSL_shutdown(tc->ssl); /* our close_notify; the peer's is not awaited */
-        ERR_clear_error();
-        (void)tls_flush(tc, NULL);
-    }
+    if (tc->handshake_done && !tc->failed && !tc->pend_head) tls_say_goodbye(tc);
     return uv_shutdown(req, t->stream, cb);
 }
 
@@ -555,12 +554,8 @@ static void tls_close(struct transport *t, bool reset, uv_close_cb cb) {
     struct tls_conn *tc = tls_of(t);
     uv_handle_t *h = (uv_handle_t *)t->stream;
     if (tc->server && !tc->handshake_done && tc->got_bytes) tls_count(tc, TLS_FAIL_TIMEOUT);
-    if (tc->handshake_done && !tc->failed && !reset && t->stream->write_queue_size == 0) {
-        /* close_notify when it costs one try: a peer must not count on it */
-        (void)SSL_shutdown(tc->ssl);
-        ERR_clear_error();
-        (void)tls_flush(tc, NULL);
-    }
+    if (tc->handshake_done && !tc->failed && !reset && t->stream->write_queue_size == 0)
+        tls_say_goodbye(tc);
     tc->closing = true;
     t->reading = false;
     list_remove(&tc->deferred);

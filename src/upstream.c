@@ -195,7 +195,9 @@ void upstream_destroy(struct upstream *up) {
 /* A failed attempt: counted, and after max_fails in a row the server is
  * marked down for fail_timeout (for every worker). A server given by name
  * is re-resolved at once: the app behind it may have moved. */
-static void upstream_count_error(struct upstream_server *s, int err) {
+/* ERR is the attempt's code; CAUSE says more when the code says too
+ * little (a TLS failure is UV_EPROTO, "protocol error"), or is NULL. */
+static void upstream_count_error(struct upstream_server *s, int err, const char *cause) {
     const struct config_upstream *cfg = s->up->cfg;
     /* The first failure in a row is news; the rest (a held request
      * retrying, a port shortage hitting every connect) only repeat it, so
@@ -204,7 +206,7 @@ static void upstream_count_error(struct upstream_server *s, int err) {
     bool news = s->fails == 0 && now >= s->last_warned + 1000;
     if (news) s->last_warned = now;
     log_msg(news ? LOG_WARN : LOG_DEBUG, "upstream %s: connect to %s (%s): %s", cfg->name,
-            s->cfg->addr.text, s->state->address, uv_strerror(err));
+            s->cfg->addr.text, s->state->address, cause ? cause : uv_strerror(err));
     s->connect_errors++;
     stat_add(&s->up->stats->u.upstream.connect_errors[stats_reason_of(err)], 1);
     /* Our own shortages (ports, descriptors, memory) say nothing about the
@@ -377,7 +379,7 @@ static int upstream_attempt(struct upstream_checkout *co) {
         co->connecting = uc;
         int err = upstream_conn_connect(uc);
         if (err == 0) return 0;
-        upstream_count_error(s, err);
+        upstream_count_error(s, err, NULL);
         co->connecting = NULL;
         co->last_error = err;
         co->last_cause = NULL;
@@ -433,7 +435,7 @@ static void upstream_attempt_done(struct upstream_conn *uc, int status, const ch
         co->cb(co, uc, 0);
         return;
     }
-    upstream_count_error(s, status);
+    upstream_count_error(s, status, cause);
     co->last_error = status;
     co->last_cause = cause;
     upstream_conn_close(uc, NULL, NULL);

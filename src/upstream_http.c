@@ -63,7 +63,7 @@ void upstream_http_set_reading(struct exchange *x, bool want) {
         x->last_up = uv_now(c->ctx->loop); /* paused time is not upstream silence */
     } else {
         upstream_conn_pause(c->up);
-        if (c->state == CONN_HTTP_BUSY) x->down->arm(x, c->lcfg->idle_timeout_ms);
+        if (c->state == CONN_HTTP_BUSY) x->down->arm(x, exchange_idle_timeout(x));
     }
     x->up_reading = want;
 }
@@ -77,10 +77,11 @@ static int upstream_http_build_head(struct exchange *x) {
     struct http_request_rewrite rw = {
         .route = x->route,
         .client_addr = CONN_PEER(c),
-        .proto = config_listener_tls(c->lcfg) ? "https" : "http",
+        .proto = conn_scheme(c),
         .request_id = x->rid,
         .default_host = c->up->server->cfg->addr.text,
     };
+    rw.prefix = http_route_prefix(x->route, &rw.prefix_len);
     size_t n = http_build_request(conn_block_data(x->up_head), CONN_BLOCK_DATA_SIZE, &x->req, &rw);
     x->up_head_len = (uint32_t)n;
     return n ? 0 : -1;
@@ -111,7 +112,7 @@ static void upstream_http_send_request(struct exchange *x) {
 void upstream_http_attach(struct exchange *x, struct upstream_conn *uc) {
     struct conn *c = x->c;
     assert(x->state == EXCHANGE_WAITING && !c->up);
-    x->down->arm(x, x->upstream->cfg->read_timeout_ms);
+    x->down->arm(x, exchange_read_timeout(x));
     c->up = uc;
     /* Reads go to us from now on; a pooled connection keeps reading (no
      * stop and start: the downstream pauses it if it must). */
@@ -196,6 +197,7 @@ static bool upstream_http_on_head(struct exchange *x) {
                                                : "unexpected 101 response");
             return false;
         }
+        x->t_resp = uv_now(c->ctx->loop); /* the 101 is the answer: urt in the log */
         x->down->tunnel(x, buf + m->head_end, rest_len);
         return false;
     }

@@ -178,6 +178,10 @@ struct config_route {
     struct config_listener *listener; /* NULL = every http listener; a tcp one for sni routes */
     struct config_upstream *upstream; /* never NULL */
     bool strip_prefix;
+    bool rewrite_redirects;     /* Location, Content-Location, Set-Cookie Path back to the
+                                 * client's view; default: strip_prefix */
+    uint64_t read_timeout_ms;   /* overrides the upstream's; 0 = the upstream's */
+    uint64_t idle_timeout_ms;   /* overrides the listener's; 0 = the listener's */
     struct config_header *add_request_headers;
     size_t nadd_request_headers;
     char **remove_request_headers;

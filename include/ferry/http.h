@@ -27,6 +27,7 @@
 #include "ferry/util.h"
 
 struct config_route;
+struct http_rewrite;
 
 /* More fields than this in one head: 431 (request) or 502 (response). */
 #define HTTP_MAX_FIELDS 100
@@ -52,6 +53,7 @@ enum http_field_id {
     HTTP_F_X_FORWARDED_FOR,
     HTTP_F_X_FORWARDED_PROTO,
     HTTP_F_X_FORWARDED_HOST,
+    HTTP_F_X_FORWARDED_PREFIX,
     HTTP_F_X_REQUEST_ID,
 };
 
@@ -163,6 +165,8 @@ struct http_request_rewrite {
     const struct config_route *route; /* strip_prefix, add/remove headers; may be NULL */
     const char *client_addr;          /* appended to X-Forwarded-For */
     const char *proto;                /* X-Forwarded-Proto: "http" */
+    const char *prefix;               /* X-Forwarded-Prefix ("/api"), PREFIX_LEN bytes */
+    size_t prefix_len;                /* 0: none sent */
     const char *request_id;           /* generated id, sent when the client's is not kept */
     const char *default_host;         /* Host for an HTTP/1.0 request without one */
 };
@@ -184,6 +188,11 @@ bool http_keeps_request_id(const struct http_msg *req, const struct config_route
  * the rest, or "/" when nothing is left. */
 size_t http_strip_len(const struct config_route *r, size_t path_len);
 
+/* The prefix route R strips, as its apps are told (X-Forwarded-Prefix) and
+ * as redirects get it back: its path_prefix without the trailing slash
+ * ("/api" for "/api/"). Its length in *LEN; 0 when R strips nothing. */
+const char *http_route_prefix(const struct config_route *r, size_t *len);
+
 /* What ferry changes in a response on its way to the client. */
 struct http_response_rewrite {
     const struct config_route *route; /* add_response_header; may be NULL */
@@ -192,6 +201,8 @@ struct http_response_rewrite {
     bool close;                       /* the client connection ends after this response */
     bool dechunk;                     /* body is re-framed (chunked to an HTTP/1.0 client) */
     uint64_t hsts_s;                  /* Strict-Transport-Security max-age; 0: none added */
+    const struct http_rewrite *redirects; /* rewrite_redirects: Location, Content-Location,
+                                           * Set-Cookie Path (http_rewrite.h); NULL: as sent */
 };
 
 size_t http_build_response(char *out, size_t cap, const struct http_msg *resp,

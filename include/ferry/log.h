@@ -64,6 +64,11 @@ struct access_http_entry {
     double rt;              /* seconds from the first byte of the request to the last of the response */
     double urt;             /* seconds waiting for the upstream's response head, or -1 */
     const char *rid;
+    /* A tunnel (a websocket after its 101), logged when it ends: the bytes
+     * each way after the switch and its length. Not a tunnel: tunnel false. */
+    bool tunnel;
+    uint64_t tunnel_in, tunnel_out; /* from the client, to the client */
+    double duration_s;              /* from the upgrade request to the end */
 };
 
 void access_log_http(const struct access_http_entry *e);

@@ -33,6 +33,18 @@ const struct config_route *route_match(const struct route_table *t, const char *
                                        size_t host_len, const char *path, size_t path_len,
                                        const char *method, size_t method_len);
 
+/* A request for a prefix route's root without its trailing slash: PATH is
+ * "/api", a route with `path_prefix = /api/` would take "/api/", and what
+ * matched PATH itself (MATCHED, route_match's answer, may be NULL) is less
+ * specific (no route, or a shorter prefix such as "/"). Returns that route:
+ * the client gets a redirect to "/api/" instead of another route's answer.
+ * NULL when PATH is served as it is. Arguments as for route_match. */
+const struct config_route *route_slash_redirect(const struct route_table *t, const char *host,
+                                                size_t host_len, const char *path,
+                                                size_t path_len, const char *method,
+                                                size_t method_len,
+                                                const struct config_route *matched);
+
 /* On a tcp listener's table: the route whose `sni` fits NAME (a server name
  * from a ClientHello, lower-case, no port, no trailing dot), by the same
  * precedence as hosts (exact, then the longest `*.suffix`), or NULL. */

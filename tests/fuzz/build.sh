@@ -2,7 +2,7 @@
 # Builds ferry's libFuzzer targets with clang into OUTDIR.
 #   tests/fuzz/build.sh OUTDIR [TARGET...]     (default: every fuzz_*.c here)
 # Each target is tests/fuzz/fuzz_NAME.c -> OUTDIR/fuzz_NAME, compiled with the
-# pure modules it drives (http_parse, http_write, http_path, config, config_keys, config_value,
+# pure modules it drives (http_parse, http_write, http_rewrite, http_path, config, config_keys, config_value,
 # route, proxy_proto, tls_hello, util, strbuf)
 # and llhttp from Debian's node-llhttp in strict mode, under libFuzzer + ASan
 # + UBSan.
@@ -63,7 +63,7 @@ done
 
 # ferry's pure modules once, as objects shared by every target.
 objs=()
-for src in http_parse http_write http_path util strbuf config config_keys config_value route proxy_proto tls_hello; do
+for src in http_parse http_write http_rewrite http_path util strbuf config config_keys config_value route proxy_proto tls_hello; do
     o="$out/ferry_$src.o"
     stale=0
     [ -f "$o" ] || stale=1

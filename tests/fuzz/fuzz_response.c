@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "ferry/http.h"
+#include "ferry/http_rewrite.h"
 #include "fuzz_common.h"
 
 #define OUT_CAP     (64 * 1024 - 256) /* CONN_BLOCK_DATA_SIZE */
@@ -65,7 +66,14 @@ static size_t ref_dechunk(const char *in, size_t len, char *out) {
  * fields than a reparse takes. */
 static size_t build_client_head(const struct http_msg *m, bool http10, char *out) {
     const struct fuzz_routes *fr = fuzz_routes();
+    /* rewrite_redirects as a stripped route has it: the Location,
+     * Content-Location and Set-Cookie values are rewritten in place in the
+     * head being built, so the reparse checks that they stay one field. */
+    static const struct http_rewrite redirects = {
+        .scheme = "https", .host = "fuzz.test", .host_len = 9, .prefix = "/api",
+        .prefix_len = 4, .up_host = "127.0.0.1", .up_port = 8002};
     struct http_response_rewrite rw = {
+        .redirects = &redirects,
         .route = &fr->cfg->routes[0], /* one with add_response_header */
         .request_id = "0123456789abcdef0123456789abcdef",
         .client_minor = http10 ? 0 : 1,

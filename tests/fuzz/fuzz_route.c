@@ -10,7 +10,11 @@
  *    alone, by brute force over the config's routes: among the routes whose
  *    host, path and method all fit, the best by (exact host, then longer
  *    *.suffix, then no host), then (exact path, then longer prefix), then
- *    (with methods, then fewer methods), then the smaller name. */
+ *    (with methods, then fewer methods), then the smaller name;
+ *  - route_slash_redirect names a route only when the path does not end in
+ *    '/', that route is what the reference picks for the path plus '/', its
+ *    path_prefix is exactly the path plus '/', and what matched the path
+ *    itself is less specific (none, or a shorter prefix). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -163,6 +167,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fprintf(stderr, "fuzz: route_match %s, reference %s\n", r ? r->name : "none",
                 want ? want->name : "none");
     FUZZ_CHECK(want == r, "route_match follows SPEC's precedence");
+    const struct config_route *slash = route_slash_redirect(
+        fr->table, part[0], len[0], part[1], len[1], part[2], len[2], r);
+    if (slash) {
+        FUZZ_CHECK(len[1] > 0 && part[1][len[1] - 1] != '/', "only a path without its slash");
+        FUZZ_CHECK(!slash->path_exact && strlen(slash->path) == len[1] + 1 &&
+                       memcmp(slash->path, part[1], len[1]) == 0 && slash->path[len[1]] == '/',
+                   "the redirect's route has exactly the path plus '/'");
+        FUZZ_CHECK(!r || (!r->path_exact && strlen(r->path) < len[1]),
+                   "nothing as specific names the path itself");
+        char *slashed = malloc(len[1] + 1);
+        FUZZ_CHECK(slashed, "memory");
+        memcpy(slashed, part[1], len[1]);
+        slashed[len[1]] = '/';
+        FUZZ_CHECK(ref_match(fr->cfg, part[0], len[0], slashed, len[1] + 1, part[2], len[2]) ==
+                       slash,
+                   "the route the path plus '/' would take");
+        free(slashed);
+    }
     free(buf);
     return 0;
 }

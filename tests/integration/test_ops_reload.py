@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Worker threads, SIGHUP reload and graceful stop with several workers."""
 import os
+import re
 import signal
 import socket
 import time
@@ -126,6 +127,11 @@ def test_reload_invalid(h):
     base = os.path.basename(f.config_path)
     assert base in err and "nosuch" in err and "bogus_key" in err, \
         "reload errors not all logged with their file: %r" % err[-2000:]
+    # like every other line of the error log: a time and a level first
+    lines = [l for l in err.splitlines() if base + ":" in l and ("nosuch" in l or "bogus_key" in l)]
+    assert len(lines) >= 2 and all(
+        re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[error\] \S*%s:\d+: " % re.escape(base), l)
+        for l in lines), "reload error lines without time and level: %r" % lines
     r = get_once(f.addr, "/a/1")
     assert r.status == 200 and server_of(r) == "a", "old route after invalid reload: %r" % r
     r = get_once(f.addr, "/b/1")

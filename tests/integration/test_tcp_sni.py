@@ -70,7 +70,7 @@ def tls_upstream(h, name):
 
 def start(h, routes, default=None, listener_opts=None, ups=None, admin=False):
     """ferry with tcp listener "tls" routing by sni. routes: [(route, upstream,
-    [sni...])]; default: the listener's upstream name or None. ups: {name:
+    [sni...]) or (route, upstream, [sni...], {key: value})]; default: the listener's upstream name or None. ups: {name:
     addr} of every upstream; admin: an admin endpoint too (its address is
     f.addrs[1], listening when this returns). Returns the Ferry."""
     def make():
@@ -87,9 +87,11 @@ def start(h, routes, default=None, listener_opts=None, ups=None, admin=False):
         lines += ["%s = %s" % kv for kv in (listener_opts or {}).items()]
         for name, a in ups.items():
             lines += ["", "[upstream %s]" % name, "server = " + fmt_addr(a)]
-        for rname, up, snis in routes:
+        for r in routes:
+            rname, up, snis = r[:3]
             lines += ["", "[route %s]" % rname, "listener = tls", "upstream = " + up]
             lines += ["sni = " + s for s in snis]
+            lines += ["%s = %s" % kv for kv in (r[3] if len(r) > 3 else {}).items()]
         return "\n".join(lines) + "\n", addrs
     return h.start_ferry(make)
 
@@ -330,6 +332,32 @@ def test_sni_proxy_protocol(h):
     lines = access_lines(f, 1)
     assert len(lines) == 1 and lines[0].startswith("192.0.2.7") and " route=r_wild " in lines[0], \
         lines
+
+
+def test_sni_route_idle_timeout(h):
+    """An sni route's idle_timeout beats the listener's: a quiet TLS
+    connection on it is closed after the route's 300 ms, one on the other
+    route lives past that."""
+    api, _ = tls_upstream(h, "api")
+    wild, _ = tls_upstream(h, "wild")
+    f = start(h, [("r_api", "api", ["api.example.com"], {"idle_timeout": "300ms"}),
+                  ("r_wild", "wild", ["*.example.com"])],
+              None, {"idle_timeout": "10s"}, {"api": api, "wild": wild})
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    quick = ctx.wrap_socket(h.connect(f.addr), server_hostname="api.example.com")
+    slow = ctx.wrap_socket(h.connect(f.addr), server_hostname="x.example.com")
+    t0 = time.monotonic()
+    quick.settimeout(harness.scaled(8))
+    try:
+        got = quick.recv(100)  # nothing comes: ferry closes it
+    except (ssl.SSLError, OSError):
+        got = b""
+    took = time.monotonic() - t0
+    assert got == b"" and took < harness.scaled(3), "route idle_timeout: %r after %.2fs" % (got, took)
+    slow.sendall(b"ping\n")
+    assert slow.makefile("rb").readline() == b"I am wild: ping\n"
 
 
 def test_sni_status_explain(h):

@@ -94,6 +94,11 @@ static void expect_errors_(const char *text, const char *const *want) {
  * after a valid upstream (lines 1-2). */
 #define UP "[upstream app]\nserver = 127.0.0.1:3000\n"
 
+/* What a refused value with " #" in it adds to its message. */
+#define HASH_HINT                                                                                  \
+    "(inline '#' comments are not supported: '#' starts a comment only at the start of a "      \
+    "line; use ' ; comment' after a value)"
+
 /* ---- the spec's example ---------------------------------------------- */
 
 static const char spec_example[] =
@@ -856,7 +861,8 @@ static void test_syntax_errors(void **state) {
         "t.ini:3: syntax error: expected 'key = value', '[section]' or a comment",
         "t.ini:4: syntax error: expected 'key = value', '[section]' or a comment",
         "t.ini:5: syntax error: expected 'key = value', '[section]' or a comment",
-        "t.ini:9: hold: bad duration '1s # not a comment' (expected e.g. 250ms, 10s, 5m, 1h)");
+        "t.ini:9: hold: bad duration '1s # not a comment' (expected e.g. 250ms, 10s, 5m, 1h) "
+        HASH_HINT);
     EXPECT_ERRORS(UP "keepalive ; x = 3\n",
                   "t.ini:3: syntax error: expected 'key = value', '[section]' or a comment");
 }
@@ -1008,6 +1014,46 @@ static void test_route_paths(void **state) {
         "t.ini:11: duplicate key 'path' (first at line 10)",
         "t.ini:14: route c: strip_prefix needs path_prefix",
         "t.ini:18: route d: strip_prefix needs path_prefix");
+}
+
+/* rewrite_redirects follows strip_prefix unless set; read_timeout and
+ * idle_timeout on a route override; 0 means "not set" (the upstream's and
+ * the listener's apply). */
+static void test_route_prefix_keys(void **state) {
+    (void)state;
+    struct config *c = load_ok(
+        UP "[route a]\nupstream = app\npath_prefix = /a/\nstrip_prefix = on\n"
+           "[route b]\nupstream = app\npath_prefix = /b/\nstrip_prefix = on\n"
+           "rewrite_redirects = off\nread_timeout = 5m\nidle_timeout = 1h\n"
+           "[route c]\nupstream = app\npath_prefix = /c/\nrewrite_redirects = on\n"
+           "[route d]\nupstream = app\npath_prefix = /d/\n");
+    assert_true(c->routes[0].rewrite_redirects);
+    assert_false(c->routes[1].rewrite_redirects);
+    assert_true(c->routes[2].rewrite_redirects);
+    assert_false(c->routes[3].rewrite_redirects);
+    assert_int_equal(c->routes[0].read_timeout_ms, 0);
+    assert_int_equal(c->routes[0].idle_timeout_ms, 0);
+    assert_int_equal(c->routes[1].read_timeout_ms, 300000);
+    assert_int_equal(c->routes[1].idle_timeout_ms, 3600000);
+    EXPECT_ERRORS(UP "[route a]\nupstream = app\nread_timeout = 0\nidle_timeout = soon\n"
+                     "rewrite_redirects = maybe\n",
+                  "t.ini:5: read_timeout: must be greater than 0",
+                  "t.ini:6: idle_timeout: bad duration 'soon' (expected e.g. 250ms, 10s, 5m, 1h)",
+                  "t.ini:7: rewrite_redirects: expected on, off, yes, no, true or false, got "
+                  "'maybe'");
+}
+
+/* '#' starts a comment only at the start of a line: a refused value with
+ * " #" in it says so, on its own line. */
+static void test_hash_comment_hint(void **state) {
+    (void)state;
+    load_ok("# a comment\n" UP "  # indented too\n"
+            "[route a]\nupstream = app\nadd_response_header = X-Color: #fff\n");
+    assert_string_equal(t_cfg->routes[0].add_response_headers[0].value, "#fff");
+    EXPECT_ERRORS("[listener web]\nbind = 127.0.0.1:8086 # my port\n",
+                  "t.ini:2: bind: bad address '127.0.0.1:8086 # my port' (expected HOST:PORT, "
+                  "[IPV6]:PORT, :PORT or unix:/path) " HASH_HINT);
+    load_ok("[listener web]\nbind = 127.0.0.1:8086 ; my port\n");
 }
 
 static void test_route_hosts(void **state) {
@@ -1344,6 +1390,8 @@ int main(void) {
         T(test_references),
         T(test_forward_references),
         T(test_route_paths),
+        T(test_route_prefix_keys),
+        T(test_hash_comment_hint),
         T(test_route_hosts),
         T(test_route_methods),
         T(test_route_headers),

@@ -123,6 +123,10 @@ static void test_exact_host_wins(void **state) {
     expect_line(r.out, "upstream: app (t.ini:5) round_robin: 127.0.0.1:3000 weight=2, "
                        "app2:3000");
     expect_line(r.out, "upstream sees: GET /users?id=7   (strip_prefix /api/)");
+    expect_line(r.out, "prefix:   X-Forwarded-Prefix: /api");
+    expect_line(r.out, "rewrite:  Location, Content-Location and Set-Cookie Path back to the "
+                       "client's scheme, host and prefix (rewrite_redirects)");
+    expect_no(r.out, "timeouts:");
     expect_line(r.out, "request headers: +X-Env: prod, -X-Debug");
     expect_line(r.out, "response headers: +X-Frame-Options: DENY");
     expect_line(r.out, "also matched, lost:");
@@ -176,6 +180,27 @@ static void test_exact_path_wins(void **state) {
     expect_line(r.out, "upstream sees: GET /api/users");
     expect_line(r.out, "  api (t.ini:14): path_prefix /api/users loses to exact path "
                        "/api/users");
+    run_free(&r);
+}
+
+/* The prefix without its slash is a 308 to it when only that prefix
+ * would take it; a route's own timeouts are shown. */
+static void test_slash_redirect_and_timeouts(void **state) {
+    (void)state;
+    const char *cfg = HEAD "[route api]\n"         /* 11 */
+                           "path_prefix = /api/\n" /* 12 */
+                           "upstream = app\n"      /* 13 */
+                           "read_timeout = 90s\n"
+                           "idle_timeout = 250ms\n";
+    struct run r = explain(cfg, "GET http://x:8080/api?q=1");
+    assert_int_equal(r.status, 0);
+    expect_line(r.out, "route:    api (t.ini:11) path_prefix /api/ would take /api/");
+    expect_line(r.out, "result:   308 to /api/?q=1 (the prefix without its slash)");
+    run_free(&r);
+    r = explain(cfg, "GET http://x:8080/api/x");
+    expect_line(r.out, "timeouts: read_timeout 90s idle_timeout 250ms (the route's own)");
+    expect_no(r.out, "prefix:");
+    expect_no(r.out, "rewrite:");
     run_free(&r);
 }
 
@@ -545,6 +570,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_host_wins),     cmocka_unit_test(test_longer_suffix_wins),
         cmocka_unit_test(test_exact_path_wins),     cmocka_unit_test(test_longer_prefix_wins),
+        cmocka_unit_test(test_slash_redirect_and_timeouts),
         cmocka_unit_test(test_methods_win),         cmocka_unit_test(test_tie_breaks),
         cmocka_unit_test(test_whole_request),       cmocka_unit_test(test_listener_default),
         cmocka_unit_test(test_no_route_no_default), cmocka_unit_test(test_listener_by_port),

@@ -216,6 +216,56 @@ static void run_on(const struct rspec *specs, size_t n, const struct rcase *case
 #define RUN(specs, cases)                                                                          \
     run_on(specs, FERRY_ARRAY_LEN(specs), cases, FERRY_ARRAY_LEN(cases), L_WEB)
 
+/* route_slash_redirect: "/api" goes to "/api/" only when a route with
+ * exactly that prefix would take it and nothing more specific names "/api"
+ * itself. Each case: host, path, the route the redirect is for (NULL: none). */
+static void test_slash_redirect(void **state) {
+    (void)state;
+    static const struct rspec routes[] = {
+        {.name = "api", .path = "/api/"},
+        {.name = "all", .path = "/"},
+        {.name = "v2", .path = "/v2/"},
+        {.name = "v2root", .path = "/v2", .exact = true},
+        {.name = "docs", .path = "/docs"},
+        {.name = "docs2", .path = "/docs/"},
+        {.name = "deep", .path = "/a/b/"},
+        {.name = "hosted", .hosts = {"h.example"}, .path = "/"},
+    };
+    static const struct rcase cases[] = {
+        {"x", "/api", "GET", "api"},
+        {"x", "/a/b", "GET", "deep"},
+        {"x", "/api/", "GET", NULL},
+        {"x", "/apix", "GET", NULL},
+        {"x", "/v2", "GET", NULL},   /* an exact route names it */
+        {"x", "/docs", "GET", NULL}, /* a prefix route without the slash names it */
+        {"x", "/a", "GET", NULL},
+        {"x", "/", "GET", NULL},
+        {"x", "", "GET", NULL},
+        {"h.example", "/api", "GET", NULL}, /* its host's catch-all takes /api/ too */
+    };
+    size_t order[FERRY_ARRAY_LEN(routes)];
+    for (size_t i = 0; i < FERRY_ARRAY_LEN(routes); i++) order[i] = i;
+    struct config *cfg = cfg_build(routes, FERRY_ARRAY_LEN(routes), order);
+    struct route_table *t = route_table_build(cfg, &listeners[L_WEB]);
+    assert_non_null(t);
+    for (size_t i = 0; i < FERRY_ARRAY_LEN(cases); i++) {
+        const struct rcase *c = &cases[i];
+        size_t hl, pl, ml;
+        char *h = bytes(c->host, &hl), *p = bytes(c->path, &pl), *m = bytes(c->method, &ml);
+        const struct config_route *matched = route_match(t, h, hl, p, pl, m, ml);
+        const struct config_route *r = route_slash_redirect(t, h, hl, p, pl, m, ml, matched);
+        const char *got = r ? r->name : NULL;
+        if (!((!got && !c->expect) || (got && c->expect && strcmp(got, c->expect) == 0)))
+            fail_msg("%s %s: redirect for %s, want %s", c->host, c->path, got ? got : "(none)",
+                     c->expect ? c->expect : "(none)");
+        free(h);
+        free(p);
+        free(m);
+    }
+    route_table_free(t);
+    cfg_destroy(cfg);
+}
+
 /* The scenario tables keep one route or request per line. */
 /* clang-format off */
 
@@ -586,6 +636,7 @@ int main(void) {
         cmocka_unit_test(test_suffix_fallback),    cmocka_unit_test(test_multiple_hosts),
         cmocka_unit_test(test_listener_scope),     cmocka_unit_test(test_empty_tables),
         cmocka_unit_test(test_many_hosts),         cmocka_unit_test(test_sni),
+        cmocka_unit_test(test_slash_redirect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
