@@ -69,21 +69,29 @@ bool health_probeable(struct server_state *s) {
 
 void health_clear_mark(struct server_state *s) {
     if (atomic_load_explicit(&s->down_until, memory_order_relaxed) == 0) return;
+    char who[320];
     if (atomic_exchange(&s->down_until, 0) > health_now_ms())
-        log_info("upstream %s: server %s (%s) answers again", s->set->upstream, s->set->server,
-                 s->address);
+        log_info("upstream %s: server %s answers again", s->set->upstream,
+                 health_name(s, who, sizeof(who)));
 }
 
 void health_mark_down(struct server_state *s, uint64_t until_ms) {
     uint64_t prev = atomic_exchange(&s->down_until, until_ms);
+    char who[320];
     if (prev <= health_now_ms())
-        log_warn("upstream %s: server %s (%s) marked down for %llums after repeated failures",
-                 s->set->upstream, s->set->server, s->address,
+        log_warn("upstream %s: server %s marked down for %llums after repeated failures",
+                 s->set->upstream, health_name(s, who, sizeof(who)),
                  (unsigned long long)(until_ms - health_now_ms()));
 }
 
 void health_want_resolve(struct server_set *set) {
     atomic_store_explicit(&set->resolve_wanted, true, memory_order_relaxed);
+}
+
+const char *health_name(struct server_state *s, char *buf, size_t len) {
+    if (strcmp(s->set->server, s->address) == 0) return s->address;
+    snprintf(buf, len, "%s (%s)", s->set->server, s->address);
+    return buf;
 }
 
 /* "1.2.3.4:80", "[::1]:80": how metrics, /status and logs name an address. */
@@ -339,19 +347,20 @@ static void health_probe_closed(uv_handle_t *h) {
 
 static void health_verdict(struct server_state *s, bool ok, const char *why) {
     bool down = atomic_load(&s->check_down);
+    char who[320];
     if (ok) {
         s->fall = 0;
         if (++s->rise >= HEALTH_RISE && down) {
             atomic_store(&s->check_down, false);
-            log_info("upstream %s: server %s (%s) is up (health check passed)", s->set->upstream,
-                     s->set->server, s->address);
+            log_info("upstream %s: server %s is up (health check passed)", s->set->upstream,
+                     health_name(s, who, sizeof(who)));
         }
     } else {
         s->rise = 0;
         if (++s->fall >= HEALTH_FALL && !down) {
             atomic_store(&s->check_down, true);
-            log_warn("upstream %s: server %s (%s) is down (health check: %s)", s->set->upstream,
-                     s->set->server, s->address, why);
+            log_warn("upstream %s: server %s is down (health check: %s)", s->set->upstream,
+                     health_name(s, who, sizeof(who)), why);
         }
     }
 }

@@ -205,8 +205,9 @@ static void upstream_count_error(struct upstream_server *s, int err, const char 
     uint64_t now = uv_now(s->up->loop);
     bool news = s->fails == 0 && now >= s->last_warned + 1000;
     if (news) s->last_warned = now;
-    log_msg(news ? LOG_WARN : LOG_DEBUG, "upstream %s: connect to %s (%s): %s", cfg->name,
-            s->cfg->addr.text, s->state->address, cause ? cause : uv_strerror(err));
+    char who[320];
+    log_msg(news ? LOG_WARN : LOG_DEBUG, "upstream %s: connect to %s: %s", cfg->name,
+            health_name(s->state, who, sizeof(who)), cause ? cause : uv_strerror(err));
     s->connect_errors++;
     stat_add(&s->up->stats->u.upstream.connect_errors[stats_reason_of(err)], 1);
     /* Our own shortages (ports, descriptors, memory) say nothing about the

@@ -116,6 +116,9 @@ void health_clear_mark(struct server_state *s);
 /* Worker: a connect failed / succeeded; after max_fails consecutive
  * failures (counted by the caller) the address is marked down. */
 void health_mark_down(struct server_state *s, uint64_t until_ms);
+/* Any thread: how logs name S: "app:3000 (172.18.0.4:3000)", or just the
+ * address when the server is written as one. BUF (LEN bytes) may hold it. */
+const char *health_name(struct server_state *s, char *buf, size_t len);
 /* Worker: ask the main loop to re-resolve SET's name now (names only). */
 void health_want_resolve(struct server_set *set);
 
