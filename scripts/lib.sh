@@ -14,12 +14,17 @@ FERRY_PACKAGES=(build-essential cmake pkg-config libuv1-dev libinih-dev libcmock
 # the TLS and sni tests make certificates with the openssl command; the
 # recipes of docs/recipes.md run with the apps they are about
 # (test_recipes.py: Flask, Django, express, python-socketio, Jupyter); the
-# ACME tests run pebble and pebble-challtestsrv (Debian package pebble).
-FERRY_TEST_PACKAGES=(docker-compose python3-websockets clang libclang-rt-14-dev
+# ACME tests run pebble and pebble-challtestsrv (Debian package pebble);
+# python3-yaml parses docker-compose.yml and the deploy/ manifests.
+FERRY_TEST_PACKAGES=(docker-compose python3-websockets python3-yaml clang libclang-rt-14-dev
                      chromium chromium-driver python3-selenium openssl
                      python3-flask python3-django nodejs node-express python3-socketio
                      jupyter-notebook python3-ipykernel
                      python3-h2 nghttp2-client pebble)
+
+# Only scripts/docker-check needs these: Debian's Docker engine, a base image
+# made with debootstrap when no registry can be reached, compose v1.
+FERRY_DOCKER_PACKAGES=(docker.io debootstrap docker-compose curl util-linux)
 
 ferry_missing_packages() {
     local missing=() p

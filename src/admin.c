@@ -79,7 +79,7 @@ static void each_node(const struct admin_source *src, enum stats_kind kind, stru
                                                     memory_order_acquire);
         for (; n; n = n->next)
             if (n->kind == kind && stats_label_eq(n->name, k.name) &&
-                stats_label_eq(n->name2, k.name2))
+                stats_label_eq(n->name2, k.name2) && stats_label_eq(n->name3, k.name3))
                 fn(n, acc);
     }
 }
@@ -88,7 +88,8 @@ static void each_node(const struct admin_source *src, enum stats_kind kind, stru
 static int key_cmp(const void *x, const void *y) {
     const struct admin_key *a = x, *b = y;
     int c = strcmp(a->name ? a->name : "", b->name ? b->name : "");
-    return c ? c : strcmp(a->name2 ? a->name2 : "", b->name2 ? b->name2 : "");
+    if (!c) c = strcmp(a->name2 ? a->name2 : "", b->name2 ? b->name2 : "");
+    return c ? c : strcmp(a->name3 ? a->name3 : "", b->name3 ? b->name3 : "");
 }
 
 size_t admin_keys_of(const struct admin_source *src, enum stats_kind kind, struct admin_key **out) {
@@ -101,11 +102,12 @@ size_t admin_keys_of(const struct admin_source *src, enum stats_kind kind, struc
             if (s->kind != kind) continue;
             size_t i = 0;
             while (i < n && !(stats_label_eq(keys[i].name, s->name) &&
-                              stats_label_eq(keys[i].name2, s->name2)))
+                              stats_label_eq(keys[i].name2, s->name2) &&
+                              stats_label_eq(keys[i].name3, s->name3)))
                 i++;
             if (i < n) continue;
             if (n == cap) keys = xrealloc(keys, (cap *= 2) * sizeof(*keys));
-            keys[n++] = (struct admin_key){s->name, s->name2};
+            keys[n++] = (struct admin_key){s->name, s->name2, s->name3};
         }
     }
     qsort(keys, n, sizeof(*keys), key_cmp);
@@ -161,8 +163,9 @@ static void metrics_tls(struct strbuf *b, const struct admin_source *src) {
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct config_listener *l = &cfg->listeners[i];
         if (!config_listener_tls(l)) continue;
-        struct admin_sum s = admin_sum_of(src, STATS_LISTENER, (struct admin_key){l->name, NULL},
-                                          NVAL(struct stats_listener));
+        struct admin_sum s =
+            admin_sum_of(src, STATS_LISTENER, (struct admin_key){l->name, NULL, NULL},
+                         NVAL(struct stats_listener));
         const uint64_t *fails = s.v + offsetof(struct stats_listener, tls_handshake_errors) /
                                           sizeof(stat_t);
         for (int r = 0; r < TLS_FAIL_REASONS; r++) {
@@ -177,7 +180,7 @@ static void metrics_tls(struct strbuf *b, const struct admin_source *src) {
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct config_listener *l = &cfg->listeners[i];
         if (l->mode != MODE_HTTP || (!config_listener_tls(l) && !l->h2c)) continue;
-        struct admin_sum s = admin_sum_of(src, STATS_LISTENER, (struct admin_key){l->name, NULL},
+        struct admin_sum s = admin_sum_of(src, STATS_LISTENER, (struct admin_key){l->name, NULL, NULL},
                                           NVAL(struct stats_listener));
         strbuf_adds(b, "ferry_h2_connections_total{listener=\"");
         admin_escaped(b, l->name);
@@ -190,7 +193,7 @@ static void metrics_tls(struct strbuf *b, const struct admin_source *src) {
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct config_listener *l = &cfg->listeners[i];
         if (l->mode != MODE_HTTP || (!config_listener_tls(l) && !l->h2c)) continue;
-        struct admin_sum s = admin_sum_of(src, STATS_LISTENER, (struct admin_key){l->name, NULL},
+        struct admin_sum s = admin_sum_of(src, STATS_LISTENER, (struct admin_key){l->name, NULL, NULL},
                                           NVAL(struct stats_listener));
         const uint64_t *n = s.v + offsetof(struct stats_listener, h2_abuse) / sizeof(stat_t);
         for (int k = 0; k < H2_ABUSE_KINDS; k++) {
@@ -277,7 +280,19 @@ static void server_labels(struct strbuf *b, const char *metric, struct admin_key
     admin_escaped(b, k.name);
     strbuf_printf(b, "\",server=\"");
     admin_escaped(b, k.name2);
+    strbuf_printf(b, "\",address=\"");
+    admin_escaped(b, k.name3 ? k.name3 : "");
     strbuf_printf(b, "\"}");
+}
+
+/* A server address that left its name's answer: once it has no connection
+ * left its series are dropped, as a scraped target that goes away is, so a
+ * long run of rolling updates does not grow /metrics without end. */
+static bool admin_address_gone(struct admin_key k) {
+    struct server_set *set = k.name3 ? health_find(k.name, k.name2) : NULL;
+    for (struct server_state *m = set ? health_first(set) : NULL; m; m = health_next(m))
+        if (strcmp(m->address, k.name3) == 0) return health_gone(m);
+    return false;
 }
 
 static void metrics_servers(struct strbuf *b, const struct admin_source *src) {
@@ -296,6 +311,7 @@ static void metrics_servers(struct strbuf *b, const struct admin_source *src) {
         for (size_t i = 0; i < n; i++) {
             struct admin_sum s =
                 admin_sum_of(src, STATS_SERVER, keys[i], NVAL(struct stats_server));
+            if (s.v[2] == 0 && admin_address_gone(keys[i])) continue;
             s.v[2] -= s.v[2] >= s.v[3] ? s.v[3] : s.v[2]; /* open - idle = in use */
             server_labels(b, m[j].name, keys[i]);
             strbuf_printf(b, " %llu\n", (unsigned long long)s.v[j]);
@@ -308,10 +324,22 @@ static void metrics_servers(struct strbuf *b, const struct admin_source *src) {
     uint64_t now = health_now_ms();
     for (size_t u = 0; u < cfg->nupstreams; u++) {
         for (size_t i = 0; i < cfg->upstreams[u].nservers; i++) {
-            struct admin_key k = {cfg->upstreams[u].name, cfg->upstreams[u].servers[i].addr.text};
-            struct server_state *st = health_find(k.name, k.name2);
+            struct admin_key k = {cfg->upstreams[u].name, cfg->upstreams[u].servers[i].addr.text,
+                                  NULL};
+            struct server_set *set = health_find(k.name, k.name2);
+            bool any = false;
+            for (struct server_state *st = set ? health_first(set) : NULL; st;
+                 st = health_next(st)) {
+                if (health_gone(st)) continue;
+                any = true;
+                k.name3 = st->address;
+                server_labels(b, "ferry_upstream_server_up", k);
+                strbuf_printf(b, " %d\n", health_usable(st, now) ? 1 : 0);
+            }
+            if (any) continue;
+            k.name3 = NULL; /* resolves to nothing: down, with an empty address */
             server_labels(b, "ferry_upstream_server_up", k);
-            strbuf_printf(b, " %d\n", st && health_usable(st, now) ? 1 : 0);
+            strbuf_printf(b, " 0\n");
         }
     }
     free(keys);
@@ -351,8 +379,8 @@ static void metrics_upstreams(struct strbuf *b, const struct admin_source *src) 
     for (size_t u = 0; u < cfg->nupstreams; u++) {
         uint64_t r[3] = {0, 0, 0};
         for (size_t i = 0; i < cfg->upstreams[u].nservers; i++) {
-            struct server_state *st = health_find(cfg->upstreams[u].name,
-                                                  cfg->upstreams[u].servers[i].addr.text);
+            struct server_set *st =
+                health_find(cfg->upstreams[u].name, cfg->upstreams[u].servers[i].addr.text);
             if (!st) continue;
             r[0] += atomic_load(&st->resolves_changed);
             r[1] += atomic_load(&st->resolves_same);
@@ -374,8 +402,8 @@ char *admin_metrics_text(const struct admin_source *src, size_t *len) {
     metrics_routes(&b, src);
     metrics_servers(&b, src);
     metrics_upstreams(&b, src);
-    struct admin_sum bytes = admin_sum_of(src, STATS_WORKER, (struct admin_key){NULL, NULL},
-                              NVAL(struct stats_worker));
+    struct admin_sum bytes = admin_sum_of(src, STATS_WORKER, (struct admin_key){NULL, NULL, NULL},
+                                          NVAL(struct stats_worker));
     metric_head(&b, "ferry_bytes_total", "counter", "Bytes from (in) and to (out) clients.");
     strbuf_printf(&b, "ferry_bytes_total{direction=\"in\"} %llu\n", (unsigned long long)bytes.v[0]);
     strbuf_printf(&b, "ferry_bytes_total{direction=\"out\"} %llu\n",
@@ -410,30 +438,53 @@ static void status_strings(struct strbuf *b, char **v, size_t n) {
     strbuf_printf(b, "]");
 }
 
+/* One address of a server (ST; NULL when the name resolves to nothing: the
+ * address is null and the state down). */
+static void status_server(struct strbuf *b, const struct admin_source *src,
+                          const struct config_upstream *up, const struct config_server *cs,
+                          struct server_state *st, bool stats, bool *first) {
+    struct admin_key k = {up->name, cs->addr.text, st ? st->address : NULL};
+    struct admin_sum s = st ? admin_sum_of(src, STATS_SERVER, k, NVAL(struct stats_server))
+                            : (struct admin_sum){.n = NVAL(struct stats_server)};
+    strbuf_printf(b, "%s{\"server\":\"", *first ? "" : ",");
+    *first = false;
+    admin_escaped(b, cs->addr.text);
+    strbuf_printf(b, "\",\"address\":");
+    if (st) {
+        strbuf_printf(b, "\"");
+        admin_escaped(b, st->address);
+        strbuf_printf(b, "\"");
+    } else {
+        strbuf_printf(b, "null");
+    }
+    strbuf_printf(b,
+                  ",\"state\":\"%s\",\"active\":%llu,\"idle\":%llu,\"weight\":%u,"
+                  "\"backup\":%s",
+                  st && health_usable(st, health_now_ms()) ? "up" : "down",
+                  (unsigned long long)(s.v[2] >= s.v[3] ? s.v[2] - s.v[3] : 0),
+                  (unsigned long long)s.v[3], cs->weight, cs->backup ? "true" : "false");
+    if (stats) dash_server_fields(b, &s, st);
+    strbuf_printf(b, "}");
+}
+
 static void status_upstreams(struct strbuf *b, const struct admin_source *src,
                              const struct config *cfg, bool stats) {
-    uint64_t now = health_now_ms();
     strbuf_printf(b, "\"upstreams\":[");
     for (size_t u = 0; u < cfg->nupstreams; u++) {
         const struct config_upstream *up = &cfg->upstreams[u];
         strbuf_printf(b, "%s{\"name\":\"", u ? "," : "");
         admin_escaped(b, up->name);
         strbuf_printf(b, "\",\"servers\":[");
+        bool first = true;
         for (size_t i = 0; i < up->nservers; i++) {
-            struct admin_key k = {up->name, up->servers[i].addr.text};
-            struct admin_sum s = admin_sum_of(src, STATS_SERVER, k, NVAL(struct stats_server));
-            struct server_state *st = health_find(k.name, k.name2);
-            strbuf_printf(b, "%s{\"address\":\"", i ? "," : "");
-            admin_escaped(b, k.name2);
-            strbuf_printf(b,
-                          "\",\"state\":\"%s\",\"active\":%llu,\"idle\":%llu,\"weight\":%u,"
-                          "\"backup\":%s",
-                          st && health_usable(st, now) ? "up" : "down",
-                          (unsigned long long)(s.v[2] >= s.v[3] ? s.v[2] - s.v[3] : 0),
-                          (unsigned long long)s.v[3], up->servers[i].weight,
-                          up->servers[i].backup ? "true" : "false");
-            if (stats) dash_server_fields(b, &s, k.name, k.name2);
-            strbuf_printf(b, "}");
+            struct server_set *set = health_find(up->name, up->servers[i].addr.text);
+            bool any = false;
+            for (struct server_state *m = set ? health_first(set) : NULL; m; m = health_next(m)) {
+                if (health_gone(m)) continue;
+                status_server(b, src, up, &up->servers[i], m, stats, &first);
+                any = true;
+            }
+            if (!any) status_server(b, src, up, &up->servers[i], NULL, stats, &first);
         }
         strbuf_printf(b, "]");
         if (stats) dash_upstream_fields(b, src, up);

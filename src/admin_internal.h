@@ -18,7 +18,7 @@ struct strbuf;
 
 /* The labels of a stats node: (listener|route|upstream, server). */
 struct admin_key {
-    const char *name, *name2;
+    const char *name, *name2, *name3; /* a node's labels; name3: a server's address */
 };
 
 /* Sums over the workers of one node kind's counters, as a flat array. */
@@ -61,9 +61,10 @@ void dash_route_fields(struct strbuf *b, struct dash *d, const struct admin_sour
                        const struct config_route *r);
 void dash_upstream_fields(struct strbuf *b, const struct admin_source *src,
                           const struct config_upstream *u);
-/* SUM: the server's summed stats_server counters. */
-void dash_server_fields(struct strbuf *b, const struct admin_sum *sum, const char *upstream,
-                        const char *server);
+/* SUM: the summed stats_server counters of one address; ST its state, or
+ * NULL (a name that resolves to nothing). */
+struct server_state;
+void dash_server_fields(struct strbuf *b, const struct admin_sum *sum, struct server_state *st);
 /* The top-level members that follow "upstreams" (each with a leading comma). */
 void dash_tail(struct strbuf *b, struct dash *d, const struct admin_source *src);
 

@@ -713,6 +713,7 @@ static const struct key_def global_keys[] = {
     K_FUNC("acme_directory", set_acme_directory),
     K_FUNC("acme_email", set_acme_email),
     K_FUNC("acme_ca", set_acme_ca),
+    K_BOOL("watch_config", struct config_global, watch_config),
 };
 
 static const struct key_def listener_keys[] = {

@@ -503,11 +503,19 @@ void conn_after_reload(struct worker_ctx *ctx) {
     }
 }
 
+/* Closes the keep-alive connections waiting for their next request. One
+ * that has not had a response yet is left alone: it was accepted a moment
+ * ago and its first request is most likely on the way (a rolling update
+ * stops a ferry while a balancer still sends it connections); closing it
+ * would fail that request with no way for the client to know it is safe to
+ * retry. Its header_timeout (armed at accept) or shutdown_timeout bounds
+ * the wait, and its request is answered with Connection: close. Go's
+ * http.Server.Shutdown treats new connections the same way. */
 void conn_close_idle(struct worker_ctx *ctx) {
     for (struct list_node *n = ctx->conns.next, *next; n != &ctx->conns; n = next) {
         next = n->next;
         struct conn *c = container_of(n, struct conn, link);
-        if (c->state == CONN_HTTP_IDLE) conn_close(c, "shutting down");
+        if (c->state == CONN_HTTP_IDLE && c->served) conn_close(c, "shutting down");
         if (c->state == CONN_H2) conn_h2_drain(c);
     }
 }

@@ -89,8 +89,8 @@ const char *dash_page_headers(void) {
 /* --- history ----------------------------------------------------------- */
 
 static struct dash_snap dash_snap_of(const struct admin_source *src, const char *route) {
-    struct admin_sum s =
-        admin_sum_of(src, STATS_ROUTE, (struct admin_key){route, NULL}, NVAL(struct stats_route));
+    struct admin_sum s = admin_sum_of(src, STATS_ROUTE, (struct admin_key){route, NULL, NULL},
+                                      NVAL(struct stats_route));
     struct dash_snap snap = {0};
     for (int code = 0; code < STATS_CODES; code++)
         snap.cls[code / 100] += s.v[code];
@@ -280,7 +280,7 @@ void dash_route_fields(struct strbuf *b, struct dash *d, const struct admin_sour
 
 void dash_listener_fields(struct strbuf *b, const struct admin_source *src,
                           const struct config_listener *l) {
-    struct admin_sum s = admin_sum_of(src, STATS_LISTENER, (struct admin_key){l->name, NULL},
+    struct admin_sum s = admin_sum_of(src, STATS_LISTENER, (struct admin_key){l->name, NULL, NULL},
                                       NVAL(struct stats_listener));
     strbuf_printf(b, ",\"connections\":%llu,\"connections_total\":%llu",
                   (unsigned long long)s.v[1], (unsigned long long)s.v[0]);
@@ -288,7 +288,7 @@ void dash_listener_fields(struct strbuf *b, const struct admin_source *src,
 
 void dash_upstream_fields(struct strbuf *b, const struct admin_source *src,
                           const struct config_upstream *u) {
-    struct admin_sum s = admin_sum_of(src, STATS_UPSTREAM, (struct admin_key){u->name, NULL},
+    struct admin_sum s = admin_sum_of(src, STATS_UPSTREAM, (struct admin_key){u->name, NULL, NULL},
                                       NVAL(struct stats_upstream));
     strbuf_adds(b, ",\"connect_errors\":{");
     for (int r = 0; r < STATS_ERR_REASONS; r++)
@@ -299,12 +299,10 @@ void dash_upstream_fields(struct strbuf *b, const struct admin_source *src,
                   (unsigned long long)s.v[STATS_ERR_REASONS + 1]);
 }
 
-void dash_server_fields(struct strbuf *b, const struct admin_sum *sum, const char *upstream,
-                        const char *server) {
+void dash_server_fields(struct strbuf *b, const struct admin_sum *sum, struct server_state *st) {
     strbuf_printf(b,
                   ",\"requests\":%llu,\"opened\":%llu,\"resolved\":", (unsigned long long)sum->v[1],
                   (unsigned long long)sum->v[0]);
-    struct server_state *st = health_find(upstream, server);
     struct sockaddr_storage ss;
     char ip[INET6_ADDRSTRLEN] = "";
     if (st && health_address(st, &ss)) {

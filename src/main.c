@@ -21,15 +21,17 @@
 #include "ferry/acme.h"
 #include "ferry/admin.h"
 #include "ferry/config.h"
+#include "ferry/explain.h"
 #include "ferry/generation.h"
 #include "ferry/health.h"
+#include "ferry/healthcheck.h"
 #include "ferry/listener.h"
 #include "ferry/localca.h"
-#include "ferry/explain.h"
 #include "ferry/log.h"
 #include "ferry/memtrim.h"
 #include "ferry/ports.h"
 #include "ferry/tls.h"
+#include "ferry/watch.h"
 #include "ferry/worker.h"
 
 struct options {
@@ -38,6 +40,7 @@ struct options {
     unsigned workers; /* 0 = from the config */
     const char *explain;
     bool trust; /* --trust: say where the local CA is and how to trust it */
+    bool healthcheck; /* --healthcheck: ask the admin endpoint and exit */
 };
 
 struct app {
@@ -49,6 +52,7 @@ struct app {
     struct generation *gen;       /* the current config (one reference held here) */
     struct admin *admin;          /* the admin endpoint, when configured */
     struct memtrim *memtrim;      /* gives memory back after a burst */
+    struct watch *watch;          /* watch_config = on: the config file's watch */
     unsigned next_gen_id;
     const char *config_path;
     struct worker *workers;
@@ -59,12 +63,14 @@ struct app {
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: ferry [-c FILE] [-t] [-w N] [--explain 'METHOD URL'] [--trust] [--version] [-h]\n"
+            "usage: ferry [-c FILE] [-t] [-w N] [--explain 'METHOD URL'] [--trust] [--healthcheck]\n"
+            "             [--version] [-h]\n"
             "  -c, --config FILE   config file (default /etc/ferry/ferry.ini)\n"
             "  -t, --check         validate the config and exit\n"
             "  -w, --workers N     override [global] workers\n"
             "      --explain REQ   show which route a request would take\n"
             "      --trust         where the local CA (tls_auto = internal) is, how to trust it\n"
+            "      --healthcheck   GET /healthz on the config's admin address; exit 0 on 200\n"
             "      --version       print the version\n"
             "  -h, --help          this text\n");
 }
@@ -72,11 +78,11 @@ static void usage(FILE *out) {
 /* Returns -1 to continue, or the exit status. */
 static int parse_options(int argc, char **argv, struct options *o) {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 't'},
+        {"config", required_argument, NULL, 'c'},  {"check", no_argument, NULL, 't'},
         {"workers", required_argument, NULL, 'w'}, {"explain", required_argument, NULL, 'E'},
         {"trust", no_argument, NULL, 'T'},
-        {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
+        {"healthcheck", no_argument, NULL, 'H'},   {NULL, 0, NULL, 0}};
     *o = (struct options){.config_path = "/etc/ferry/ferry.ini"};
     int ch;
     opterr = 0;
@@ -97,6 +103,7 @@ static int parse_options(int argc, char **argv, struct options *o) {
         }
         case 'E': o->explain = optarg; break;
         case 'T': o->trust = true; break;
+        case 'H': o->healthcheck = true; break;
         case 'V': printf("ferry %s\n", FERRY_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         case ':':
@@ -241,8 +248,6 @@ static void apply_globals(const struct config *cfg) {
     }
 }
 
-/* SIGHUP: load and validate on this thread; a bad file changes nothing.
- * A good one becomes a new generation that every worker switches to. */
 /* ferry --trust: the local CA of the config's state_dir, made now if it is
  * not there yet (the user asked in order to trust it), and how to trust
  * it. 0, or 1 when the config or the CA cannot be had. */
@@ -267,9 +272,13 @@ static int print_trust(const char *path) {
     return 0;
 }
 
-static void on_sighup(uv_signal_t *s, int signum) {
-    FERRY_UNUSED(signum);
-    struct app *a = s->data;
+static void app_watch(struct app *a);
+
+/* SIGHUP, or watch_config seeing the file change: load and validate on
+ * this thread; a bad file changes nothing. A good one becomes a new
+ * generation that every worker switches to. */
+static void app_reload(void *arg) {
+    struct app *a = arg;
     if (a->stopping) return;
     char err[512] = "";
     struct tls_set *tls = NULL;
@@ -308,9 +317,26 @@ static void on_sighup(uv_signal_t *s, int signum) {
     struct generation *prev = a->gen;
     a->gen = gen;
     generation_unref(prev);
+    app_watch(a);
     atomic_fetch_add(&a->rt.reloads_ok, 1);
     admin_note_reload(a->admin, true, NULL);
     log_info("reload: %s loaded (config generation %u)", a->config_path, gen->id);
+}
+
+static void on_sighup(uv_signal_t *s, int signum) {
+    FERRY_UNUSED(signum);
+    app_reload(s->data);
+}
+
+/* Starts or stops the config file's watch as the current config says. */
+static void app_watch(struct app *a) {
+    bool want = a->gen->cfg->global.watch_config;
+    if (want && !a->watch) {
+        a->watch = watch_start(&a->loop, a->config_path, app_reload, a);
+    } else if (!want && a->watch) {
+        watch_stop(a->watch);
+        a->watch = NULL;
+    }
 }
 
 static void on_sigusr1(uv_signal_t *s, int signum) {
@@ -335,6 +361,8 @@ static void on_worker_exited(uv_async_t *as) {
     a->admin = NULL;
     memtrim_stop(a->memtrim);
     a->memtrim = NULL;
+    watch_stop(a->watch);
+    a->watch = NULL;
     tls_tickets_stop();
     uv_walk(&a->loop, close_main_handle, NULL);
 }
@@ -415,6 +443,12 @@ int main(int argc, char **argv) {
     unsigned flags = opt.check_only || opt.explain ? TLS_LOAD_CHECK : 0;
     struct config *cfg = load_config(opt.config_path, flags, &tls, NULL, 0);
     if (!cfg) return 1;
+    if (opt.healthcheck) {
+        rc = healthcheck_run(cfg, stderr);
+        tls_set_free(tls);
+        config_free(cfg);
+        return rc;
+    }
     if (opt.explain) {
         rc = explain_run(cfg, tls, opt.explain, stdout, stderr);
         tls_set_free(tls);
@@ -467,6 +501,7 @@ int main(int argc, char **argv) {
     if (start_workers(&a, fds) < 0) return 1;
     free(fds);
     a.memtrim = memtrim_start(&a.loop, workers_freed_bytes, &a); /* NULL: never trims */
+    app_watch(&a);
     if (cfg->global.has_admin) {
         struct admin_source src = {a.workers, a.nworkers, &a.gen, &a.rt};
         char msg[512];

@@ -216,16 +216,16 @@ static void ports_after(uv_work_t *req, int status) {
     pbusy = false;
 }
 
-/* Takes down the servers and sources of the current config (main thread:
- * health_address reads under their sequence locks). */
+/* Takes down the servers (every address of each) and sources of the
+ * current config (main thread). */
 static void ports_snapshot(struct ports_job *j) {
     for (size_t u = 0; pcfg && u < pcfg->nupstreams; u++) {
         const struct config_upstream *up = &pcfg->upstreams[u];
-        for (size_t i = 0; i < up->nservers && j->nservers < PORTS_MAX_PAIRS; i++) {
-            struct server_state *st = health_find(up->name, up->servers[i].addr.text);
-            if (st && up->servers[i].addr.kind == ADDR_INET &&
-                health_address(st, &j->servers[j->nservers]))
-                j->nservers++;
+        for (size_t i = 0; i < up->nservers; i++) {
+            struct server_set *set = health_find(up->name, up->servers[i].addr.text);
+            for (struct server_state *m = set ? health_first(set) : NULL;
+                 m && j->nservers < PORTS_MAX_PAIRS; m = health_next(m))
+                if (!health_gone(m) && health_address(m, &j->servers[j->nservers])) j->nservers++;
         }
         for (size_t i = 0; i < up->nsources && j->nsources < PORTS_MAX_SOURCES; i++) {
             struct sockaddr_storage ss = {0};

@@ -20,14 +20,21 @@ bool stats_label_eq(const char *a, const char *b) {
 
 struct stats_node *stats_node(struct stats *s, enum stats_kind kind, const char *name,
                               const char *name2) {
+    return stats_node3(s, kind, name, name2, NULL);
+}
+
+struct stats_node *stats_node3(struct stats *s, enum stats_kind kind, const char *name,
+                               const char *name2, const char *name3) {
     struct stats_node *head = atomic_load_explicit(&s->head, memory_order_relaxed);
     for (struct stats_node *n = head; n; n = n->next)
-        if (n->kind == kind && stats_label_eq(n->name, name) && stats_label_eq(n->name2, name2))
+        if (n->kind == kind && stats_label_eq(n->name, name) && stats_label_eq(n->name2, name2) &&
+            stats_label_eq(n->name3, name3))
             return n;
     struct stats_node *n = xcalloc(1, sizeof(*n));
     n->kind = kind;
     n->name = name ? xstrdup(name) : NULL;
     n->name2 = name2 ? xstrdup(name2) : NULL;
+    n->name3 = name3 ? xstrdup(name3) : NULL;
     n->next = head;
     atomic_store_explicit(&s->head, n, memory_order_release);
     return n;
@@ -39,6 +46,7 @@ void stats_free(struct stats *s) {
         struct stats_node *next = n->next;
         free(n->name);
         free(n->name2);
+        free(n->name3);
         free(n);
         n = next;
     }

@@ -39,17 +39,21 @@ static int upstream_attempt(struct upstream_checkout *co);
 static void upstream_unpool(struct upstream_conn *uc);
 static void upstream_on_idle_read(struct transport *t, ssize_t nread, const uv_buf_t *buf);
 static void upstream_on_idle_timeout(uv_timer_t *t);
+static void upstream_sync(struct upstream *up);
+static void upstream_build_ring(struct upstream *up);
 
 struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *loop,
                                  struct stats *stats) {
     struct upstream *up = xcalloc(1, sizeof(*up));
     up->cfg = cfg;
     up->loop = loop;
+    up->wstats = stats;
     up->stats = stats_node(stats, STATS_UPSTREAM, cfg->name, NULL);
-    up->nservers = cfg->nservers;
-    up->servers = xcalloc(cfg->nservers, sizeof(*up->servers));
-    up->peers = xcalloc(cfg->nservers, sizeof(*up->peers));
-    up->load = xcalloc(cfg->nservers, sizeof(*up->load));
+    up->names = xcalloc(cfg->nservers + 1, sizeof(*up->names));
+    for (size_t i = 0; i < cfg->nservers; i++) {
+        up->names[i].set = health_find(cfg->name, cfg->servers[i].addr.text);
+        up->names[i].version = health_version(up->names[i].set) - 1; /* stale: build below */
+    }
     up->rng = (uint64_t)(uintptr_t)up ^ uv_hrtime();
     up->nsources = cfg->nsources;
     up->sources = xcalloc(cfg->nsources + 1, sizeof(*up->sources));
@@ -58,23 +62,116 @@ struct upstream *upstream_create(const struct config_upstream *cfg, uv_loop_t *l
         if (uv_ip4_addr(cfg->sources[i], 0, (struct sockaddr_in *)ss) != 0)
             uv_ip6_addr(cfg->sources[i], 0, (struct sockaddr_in6 *)ss);
     }
-    for (size_t i = 0; i < cfg->nservers; i++) {
-        struct upstream_server *s = &up->servers[i];
-        s->cfg = &cfg->servers[i];
-        s->up = up;
-        up->peers[i].weight = (int)s->cfg->weight;
-        s->stats = stats_node(stats, STATS_SERVER, cfg->name, s->cfg->addr.text);
-        list_init(&s->idle);
-        s->state = health_find(cfg->name, s->cfg->addr.text);
-    }
-    if (cfg->balance == BALANCE_IP_HASH) {
-        const char **ids = xcalloc(cfg->nservers, sizeof(*ids));
-        for (size_t i = 0; i < cfg->nservers; i++) ids[i] = cfg->servers[i].addr.text;
-        if (balance_ring_build(&up->ring, up->peers, ids, cfg->nservers) != 0)
-            log_error("upstream %s: cannot build the ip_hash ring", cfg->name);
-        free(ids);
-    }
+    upstream_sync(up);
     return up;
+}
+
+static struct upstream_server *
+upstream_server_new(struct upstream *up, const struct config_server *cs, struct server_state *st) {
+    struct upstream_server *s = xcalloc(1, sizeof(*s));
+    s->cfg = cs;
+    s->up = up;
+    s->state = st;
+    s->stats = stats_node3(up->wstats, STATS_SERVER, up->cfg->name, cs->addr.text, st->address);
+    list_init(&s->idle);
+    return s;
+}
+
+static void upstream_server_free(struct upstream_server *s) {
+    tls_session_free(s->tls_session);
+    free(s);
+}
+
+/* The entry of OLD (N entries) for member ST, or NULL. */
+static struct upstream_server *upstream_entry_of(struct upstream_server **old, size_t n,
+                                                 const struct server_state *st, size_t *at) {
+    for (size_t i = 0; i < n; i++)
+        if (old[i] && old[i]->state == st) return *at = i, old[i];
+    return NULL;
+}
+
+/* Brings the entries in line with the names' members (health.h): an entry
+ * per address in the answer, in a stable order (config order, then first
+ * seen), so the balancer's rotation does not depend on the resolver's order.
+ * A vanished address's entry takes no new request: its pool is closed now,
+ * and the entry is dropped once its last connection has closed (ngone counts
+ * those still waiting, so the next pick looks again). Balancer state is kept
+ * for the entries that stay. Indexes shift, so a checkout in flight may try
+ * one address twice or skip one: harmless, and only when the set changes. */
+static void upstream_sync(struct upstream *up) {
+    bool stale = false;
+    for (size_t i = up->nservers - up->ngone; i < up->nservers && !stale; i++)
+        stale = up->servers[i]->active == 0; /* a vanished address's last connection ended */
+    for (size_t i = 0; i < up->cfg->nservers && !stale; i++)
+        stale = up->names[i].set && health_version(up->names[i].set) != up->names[i].version;
+    if (!stale) return;
+    size_t nold = up->nservers, n = 0, cap = nold + 1;
+    struct upstream_server **old = up->servers;
+    struct balance_peer *oldpeers = up->peers;
+    for (size_t i = 0; i < up->cfg->nservers; i++) {
+        struct server_set *set = up->names[i].set;
+        if (!set) continue;
+        up->names[i].version = health_version(set);
+        for (struct server_state *m = health_first(set); m; m = health_next(m))
+            cap++;
+    }
+    up->servers = xcalloc(cap, sizeof(*up->servers));
+    up->peers = xcalloc(cap, sizeof(*up->peers));
+    for (size_t i = 0; i < up->cfg->nservers; i++) {
+        struct server_set *set = up->names[i].set;
+        for (struct server_state *m = set ? health_first(set) : NULL; m; m = health_next(m)) {
+            if (health_gone(m)) continue;
+            size_t at = 0;
+            struct upstream_server *s = upstream_entry_of(old, nold, m, &at);
+            if (s) {
+                old[at] = NULL;
+                up->peers[n].current = oldpeers[at].current;
+            } else {
+                s = upstream_server_new(up, &up->cfg->servers[i], m);
+            }
+            up->peers[n].weight = (int)s->cfg->weight;
+            up->servers[n++] = s;
+        }
+    }
+    up->ngone = 0;
+    for (size_t i = 0; i < nold; i++) {
+        struct upstream_server *s = old[i];
+        if (!s) continue;
+        while (s->nidle > 0)
+            upstream_conn_close(container_of(s->idle.next, struct upstream_conn, link), NULL, NULL);
+        if (s->active == 0) {
+            upstream_server_free(s);
+            continue;
+        }
+        up->peers[n].weight = (int)s->cfg->weight; /* never eligible: health says gone */
+        up->servers[n++] = s;
+        up->ngone++;
+    }
+    free(old);
+    free(oldpeers);
+    free(up->load);
+    up->nservers = n;
+    up->load = xcalloc(n + 1, sizeof(*up->load));
+    upstream_build_ring(up);
+}
+
+/* ip_hash: a ring over the entries, each named by server and address, so a
+ * client keeps its address while others come and go. */
+static void upstream_build_ring(struct upstream *up) {
+    if (up->cfg->balance != BALANCE_IP_HASH) return;
+    balance_ring_free(&up->ring);
+    char **ids = xcalloc(up->nservers + 1, sizeof(*ids));
+    for (size_t i = 0; i < up->nservers; i++) {
+        const struct upstream_server *s = up->servers[i];
+        size_t len = strlen(s->cfg->addr.text) + strlen(s->state->address) + 2;
+        ids[i] = xmalloc(len);
+        snprintf(ids[i], len, "%s/%s", s->cfg->addr.text, s->state->address);
+    }
+    if (balance_ring_build(&up->ring, up->peers, (const char *const *)ids, up->nservers) != 0)
+        log_error("upstream %s: cannot build the ip_hash ring", up->cfg->name);
+    for (size_t i = 0; i < up->nservers; i++)
+        free(ids[i]);
+    free(ids);
 }
 
 void upstream_set_tls(struct upstream *up, const struct tls_client *tls, struct tls_worker *tw) {
@@ -84,8 +181,10 @@ void upstream_set_tls(struct upstream *up, const struct tls_client *tls, struct 
 
 void upstream_destroy(struct upstream *up) {
     if (!up) return;
-    for (size_t i = 0; i < up->nservers; i++) tls_session_free(up->servers[i].tls_session);
+    for (size_t i = 0; i < up->nservers; i++)
+        upstream_server_free(up->servers[i]);
     free(up->servers);
+    free(up->names);
     free(up->peers);
     free(up->load);
     free(up->sources);
@@ -106,8 +205,9 @@ static void upstream_count_error(struct upstream_server *s, int err, const char 
     uint64_t now = uv_now(s->up->loop);
     bool news = s->fails == 0 && now >= s->last_warned + 1000;
     if (news) s->last_warned = now;
+    char who[320];
     log_msg(news ? LOG_WARN : LOG_DEBUG, "upstream %s: connect to %s: %s", cfg->name,
-            s->cfg->addr.text, cause ? cause : uv_strerror(err));
+            health_name(s->state, who, sizeof(who)), cause ? cause : uv_strerror(err));
     s->connect_errors++;
     stat_add(&s->up->stats->u.upstream.connect_errors[stats_reason_of(err)], 1);
     /* Our own shortages (ports, descriptors, memory) say nothing about the
@@ -115,11 +215,18 @@ static void upstream_count_error(struct upstream_server *s, int err, const char 
     if (err == UV_EADDRNOTAVAIL || err == UV_EMFILE || err == UV_ENFILE || err == UV_ENOMEM ||
         err == UV_ENOBUFS)
         return;
-    health_want_resolve(s->state);
+    health_want_resolve(s->state->set);
     if (++s->fails >= cfg->max_fails) {
         s->fails = 0;
         health_mark_down(s->state, health_now_ms() + cfg->fail_timeout_ms);
     }
+}
+
+static size_t upstream_index(const struct upstream *up, const struct upstream_server *s) {
+    size_t i = 0;
+    while (i < up->nservers && up->servers[i] != s)
+        i++;
+    return i;
 }
 
 static bool upstream_tried(const struct upstream_checkout *co, size_t i) {
@@ -131,7 +238,8 @@ static int upstream_balance(struct upstream *up, struct upstream_checkout *co) {
     switch (up->cfg->balance) {
     case BALANCE_LEAST_CONN:
     case BALANCE_RANDOM2:
-        for (size_t i = 0; i < up->nservers; i++) up->load[i] = up->servers[i].active;
+        for (size_t i = 0; i < up->nservers; i++)
+            up->load[i] = up->servers[i]->active;
         return up->cfg->balance == BALANCE_LEAST_CONN
                    ? balance_least_conn_pick(up->peers, up->nservers, up->load)
                    : balance_random2_pick(up->peers, up->nservers, up->load, &up->rng);
@@ -145,16 +253,25 @@ static int upstream_balance(struct upstream *up, struct upstream_checkout *co) {
     }
 }
 
+/* No address at all (no name resolves yet): ask for every name again, as a
+ * connect failure would (at most once a second, health.h). */
+static void upstream_want_names(struct upstream *up) {
+    for (size_t i = 0; i < up->cfg->nservers; i++)
+        if (up->names[i].set) health_want_resolve(up->names[i].set);
+}
+
 /* Picks among primaries first and falls back to backups only when no
  * primary is eligible, so backups take traffic only when every primary is
  * unusable for this request. */
 static struct upstream_server *upstream_pick(struct upstream_checkout *co) {
     struct upstream *up = co->up;
+    upstream_sync(up);
     uint64_t now = health_now_ms();
+    if (up->nservers == 0) upstream_want_names(up);
     for (int backup = 0; backup <= 1; backup++) {
         bool any = false;
         for (size_t i = 0; i < up->nservers; i++) {
-            struct upstream_server *s = &up->servers[i];
+            struct upstream_server *s = up->servers[i];
             up->peers[i].eligible =
                 s->cfg->backup == (bool)backup && !upstream_tried(co, i) &&
                 (co->want.probe ? health_probeable(s->state) : health_usable(s->state, now));
@@ -162,7 +279,7 @@ static struct upstream_server *upstream_pick(struct upstream_checkout *co) {
         }
         if (!any) continue;
         int best = upstream_balance(up, co);
-        return best < 0 ? NULL : &up->servers[best];
+        return best < 0 ? NULL : up->servers[best];
     }
     return NULL;
 }
@@ -247,7 +364,7 @@ static int upstream_attempt(struct upstream_checkout *co) {
     while (co->attempts < max_attempts) {
         struct upstream_server *s = upstream_pick(co);
         if (!s) return co->last_error;
-        size_t idx = (size_t)(s - co->up->servers);
+        size_t idx = upstream_index(co->up, s);
         if (idx < 64) co->tried |= (uint64_t)1 << idx;
         co->attempts++;
         if (s->nidle > 0 && !co->want.fresh) {
@@ -384,7 +501,8 @@ static void upstream_on_idle_timeout(uv_timer_t *t) {
 void upstream_release(struct upstream_conn *uc, bool reusable) {
     struct upstream_server *s = uc->server;
     const struct config_upstream *cfg = s->up->cfg;
-    if (!reusable || uc->closing || s->up->retired || s->nidle >= cfg->keepalive) {
+    if (!reusable || uc->closing || s->up->retired || s->nidle >= cfg->keepalive ||
+        health_gone(s->state)) {
         upstream_conn_close(uc, NULL, NULL);
         return;
     }
@@ -403,7 +521,7 @@ void upstream_release(struct upstream_conn *uc, bool reusable) {
 
 void upstream_close_idle(struct upstream *up) {
     for (size_t i = 0; i < up->nservers; i++) {
-        struct upstream_server *s = &up->servers[i];
+        struct upstream_server *s = up->servers[i];
         while (s->nidle > 0)
             upstream_conn_close(container_of(s->idle.next, struct upstream_conn, link), NULL, NULL);
     }

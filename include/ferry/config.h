@@ -96,6 +96,7 @@ struct config_global {
     char *acme_email;          /* `acme_email`, or NULL */
     char *acme_ca;             /* `acme_ca` (a CA file for the directory's HTTPS), or NULL */
     int acme_ca_line;          /* its line, 0 when not set */
+    bool watch_config; /* reload when the file changes (watch.h) */
 };
 
 /* One block of `proxy_protocol_from`. IPv4 blocks are kept as v4-mapped

@@ -23,8 +23,10 @@ int conn_accept(struct listener *l) FERRY_MUSTCHECK;
 /* Closes every connection of CTX (shutdown timeout reached). */
 void conn_close_all(struct worker_ctx *ctx, const char *why);
 
-/* Closes CTX's keep-alive connections that wait for a request (draining);
- * busy ones end after their response, which says Connection: close. */
+/* Closes CTX's keep-alive connections that wait for their next request
+ * (draining); busy ones end after their response, which says Connection:
+ * close, and so do new ones that have not sent their first request yet
+ * (bounded by header_timeout): it is most likely on its way. */
 void conn_close_idle(struct worker_ctx *ctx);
 /* After a reload: HTTP/2 connections send GOAWAY and end once their open
  * streams have, so that clients come back under the new config. */

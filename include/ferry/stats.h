@@ -36,7 +36,7 @@ enum stats_kind {
     STATS_WORKER = 0, /* no labels: bytes in/out */
     STATS_LISTENER,   /* {listener} */
     STATS_ROUTE,      /* {route}: requests by code, durations */
-    STATS_SERVER,     /* {upstream, server} */
+    STATS_SERVER,     /* {upstream, server, address} */
     STATS_UPSTREAM,   /* {upstream}: connect errors by reason */
 };
 
@@ -93,7 +93,8 @@ struct stats_node {
     struct stats_node *next;
     enum stats_kind kind;
     char *name;  /* listener, route or upstream name; NULL for STATS_WORKER */
-    char *name2; /* server address for STATS_SERVER */
+    char *name2; /* server as written for STATS_SERVER */
+    char *name3; /* STATS_SERVER: the address it resolved to (one node per address) */
     union {
         struct stats_worker worker;
         struct stats_listener listener;
@@ -111,6 +112,9 @@ struct stats {
  * first time. */
 struct stats_node *stats_node(struct stats *s, enum stats_kind kind, const char *name,
                               const char *name2);
+/* The same with a third label (STATS_SERVER's address). */
+struct stats_node *stats_node3(struct stats *s, enum stats_kind kind, const char *name,
+                               const char *name2, const char *name3);
 void stats_free(struct stats *s);
 
 /* Two labels of a node are the same: both absent (NULL) or equal strings. */

@@ -29,12 +29,14 @@ struct upstream;
 struct upstream_checkout;
 struct stats;
 struct server_state;
+struct server_set;
 struct stats_node;
 
+/* One address of one configured server, as this worker sees it. */
 struct upstream_server {
-    const struct config_server *cfg; /* address as configured, weight, backup */
+    const struct config_server *cfg; /* the server line: name, weight, backup */
     struct upstream *up;             /* owner */
-    struct server_state *state;      /* process-wide: address, health (health.h) */
+    struct server_state *state;      /* process-wide: this address and its health (health.h) */
     unsigned fails;                  /* consecutive connect failures seen by this worker */
     uint64_t last_warned;            /* loop time of the last connect-failure warning */
     unsigned active;                 /* connections open now (connecting included) */
@@ -46,13 +48,23 @@ struct upstream_server {
     struct ssl_session_st *tls_session; /* tls: the last session, to resume */
 };
 
+/* A configured server line and the membership version last taken from it. */
+struct upstream_name {
+    struct server_set *set; /* process-wide: the name's addresses (health.h) */
+    unsigned version;       /* health_version(set) when servers was built */
+};
+
 struct upstream {
     const struct config_upstream *cfg;
     uv_loop_t *loop;                 /* the owning worker's loop */
-    struct upstream_server *servers; /* cfg->nservers entries */
+    struct upstream_name *names;     /* cfg->nservers entries, in config order */
+    struct upstream_server **servers; /* every address of every name, nservers entries; each
+                                       * allocated apart: connections point at them */
     struct balance_peer *peers;      /* balancer state, peers[i] is servers[i] */
-    unsigned *load;                  /* scratch for least_conn/random2: servers[i].active */
-    struct balance_ring ring;        /* ip_hash: built once from the weights */
+    unsigned *load;                  /* scratch for least_conn/random2: servers[i]->active */
+    size_t ngone;                    /* entries whose address vanished, still with connections */
+    struct stats *wstats;            /* the worker's counters, for entries made later */
+    struct balance_ring ring;        /* ip_hash: built from the weights with the entries */
     uint64_t rng;                    /* random2's state */
     struct sockaddr_storage *sources; /* `source` addresses, port 0 */
     size_t nsources;

@@ -9,3 +9,8 @@ endfunction()
 
 ferry_compose(60 config readme_reference)
 ferry_compose(120 topology)
+
+# deploy/k8s and deploy/swarm, checked offline (issue 17): YAML parses, the
+# objects fit together, ferry -t accepts their configs. Skips without
+# python3-yaml.
+ferry_it(deploy test_deploy.py 60 k8s swarm)

@@ -210,8 +210,11 @@ def status(f):
         raise AssertionError("/status is not JSON: %r" % r.body[:500])
 
 
-def server_up(f, upstream, server):
-    return metric(scrape(f), "ferry_upstream_server_up", None, upstream=upstream, server=server)
+def server_up(f, upstream, server, address=None):
+    """ferry_upstream_server_up of one address of a server (a numeric
+    server's address is itself)."""
+    return metric(scrape(f), "ferry_upstream_server_up", None, upstream=upstream, server=server,
+                  address=address or server)
 
 
 def wait_for(pred, timeout, what, step=0.05):

@@ -167,7 +167,8 @@ def test_config(h):
     for t in ("build", "base", "demo-app", "ferry"):
         assert t in names, "Dockerfile has no stage %s (has %s)" % (t, names)
     assert names[-1] == "ferry", "the last (default) stage must be ferry, not %s" % names[-1]
-    assert all(s[0] in ("debian:bookworm-slim",) + tuple(names) for s in stages), stages
+    assert all(s[0] in ("debian:bookworm-slim", "scratch") + tuple(names) for s in stages), stages
+    assert stages[-1][0] == "scratch", "the ferry image is built on scratch: %r" % (stages[-1],)
     installs = [sorted(m.split()) for m in
                 re.findall(r"apt-get install -y --no-install-recommends\s*\\?\n?\s*([^\n&\\]+)",
                            dockerfile)]

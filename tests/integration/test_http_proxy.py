@@ -437,5 +437,31 @@ def test_graceful_stop(h):
     harness.assert_sanitizer_clean(f)
 
 
+def test_graceful_stop_new_conn(h):
+    """A connection accepted just before SIGTERM whose first request arrives
+    after it (a balancer still sending to a ferry being replaced) is served,
+    with Connection: close, instead of being closed unanswered; a kept-alive
+    connection that already had its response is closed at once."""
+    up = http_upstream(h)
+    f = simple_http(h, [up])
+    used = http_client(h, f)
+    assert used.request("GET", "/used", [("Host", "g.example")]).status == 200
+    fresh = http_client(h, f)
+    f.signal(signal.SIGTERM)
+    port = f.addr[2]
+    deadline = time.monotonic() + harness.scaled(5)
+    while harness.is_listening(f.pid, f.addr):
+        assert time.monotonic() < deadline, "ferry still listening 5 s after SIGTERM"
+        time.sleep(0.02)
+    used.wait_closed(5)  # idle after a response: closed by the drain
+    r = fresh.request("GET", "/late", [("Host", "g.example")], timeout=5)
+    assert r.status == 200 and r.json()["target"] == "/late", r
+    assert "close" in (r.header("connection") or "").lower(), r.headers
+    fresh.wait_closed(5)
+    fresh.sock.close()
+    assert f.wait(10) == 0, "ferry exit status after SIGTERM (port %d)" % port
+    harness.assert_sanitizer_clean(f)
+
+
 if __name__ == "__main__":
     harness.main(globals())

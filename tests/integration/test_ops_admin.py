@@ -23,6 +23,19 @@ def test_healthz(h):
     assert r.status == 404, "admin /nope: %r" % r
 
 
+def test_healthcheck_cli(h):
+    """ferry --healthcheck -c FILE (the image's HEALTHCHECK: no shell, no
+    curl in it) exits 0 while the admin endpoint of FILE answers /healthz,
+    1 with a reason once ferry is gone."""
+    up = http_upstream(h)
+    f = start(h, [("web", {"upstream": "app"})], [("app", [up], {})])
+    rc, out, err = h.run_ferry(["--healthcheck", "-c", f.config_path])
+    assert rc == 0, "--healthcheck with ferry up: rc %r, stderr %r" % (rc, err)
+    h.ferry_stop_clean(f)
+    rc, out, err = h.run_ferry(["--healthcheck", "-c", f.config_path])
+    assert rc == 1 and "healthcheck" in err, "--healthcheck with ferry down: rc %r, %r" % (rc, err)
+
+
 def test_metrics_counts(h):
     """workers = 2; requests on new connections (Connection: close), some on
     route "st", some on no route (the listener's default upstream: route
@@ -71,11 +84,14 @@ def test_metrics_counts(h):
     assert bin_ == sent, "ferry_bytes_total{in} = %r, test sent %d" % (bin_, sent)
     assert bout == recv, "ferry_bytes_total{out} = %r, test received %d" % (bout, recv)
     server = addr_text(up)
-    ur = metric(s, "ferry_upstream_requests_total", None, upstream="app", server=server)
+    ur = metric(s, "ferry_upstream_requests_total", None, upstream="app", server=server,
+                address=server)
     assert ur == 24, "ferry_upstream_requests_total{app,%s} = %r, want 24" % (server, ur)
-    opened = metric(s, "ferry_upstream_connections_opened_total", None, upstream="app", server=server)
+    opened = metric(s, "ferry_upstream_connections_opened_total", None, upstream="app", server=server,
+                address=server)
     assert opened is not None and 1 <= opened <= 24, "upstream connections opened %r" % opened
-    assert metric(s, "ferry_upstream_server_up", None, upstream="app", server=server) == 1
+    assert metric(s, "ferry_upstream_server_up", None, upstream="app", server=server,
+                address=server) == 1
     for result in ("ok", "error"):
         assert metric(s, "ferry_config_reloads_total", None, result=result) == 0, result
 

@@ -308,7 +308,8 @@ def test_one_source(h):
         text = ns.metrics()
         n = addrnotavail(text)
         assert n == 50, "addrnotavail counted %r times, want 50 (one per failed conversation)" % n
-        up = metric(text, "ferry_upstream_server_up", {"upstream": "u", "server": "127.0.0.1:%d" % UP_PORT})
+        up = metric(text, "ferry_upstream_server_up", {"upstream": "u", "server": "127.0.0.1:%d" % UP_PORT,
+                                                     "address": "127.0.0.1:%d" % UP_PORT})
         assert up == 1, "ferry's own port shortage marked the server down (server_up %r)" % up
         tw = ns.time_wait()
         print("TIME_WAIT by side: %r" % tw)

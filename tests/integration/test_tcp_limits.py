@@ -194,6 +194,10 @@ def test_emfile(h):
     f = h.start_ferry(make, nofile=64)
     first = h.connect(f.addr)
     echo_check(first, b"before")
+    # a limit short of 2 x max_connections (10000 by default) is said at start
+    # (a container whose host allows few files is the usual case)
+    assert "open file limit 64 is below" in f.stderr(), \
+        "no warning about RLIMIT_NOFILE = 64: %s" % f.stderr()[-2000:]
     clients = []
     for i in range(60):
         try:
