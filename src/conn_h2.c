@@ -60,6 +60,7 @@ struct h2_session {
     unsigned flood[H2_ABUSE_KINDS];   /* frames of each kind in this window */
     unsigned resets, completed;
     unsigned continuations;      /* CONTINUATION frames of the header block being read */
+    unsigned heads_open;         /* header blocks begun and not ended (header_timeout runs) */
     struct list_node sending;    /* in the worker's h2.sending while a flush is due */
     bool in_flush;               /* inside h2_session_flush */
     bool draining;               /* GOAWAY sent: close when the last stream ends */
@@ -119,7 +120,8 @@ static void h2_flood(struct h2_session *s, enum h2_abuse kind) {
 
 /* --- sending -------------------------------------------------------------- */
 
-static void h2_on_idle_timer(struct wheel_timer *t);
+static void h2_on_timer(struct wheel_timer *t);
+static void h2_head_done(struct h2_session *s, struct h2_stream *st);
 
 static void h2_update(struct h2_session *s) {
     struct conn *c = s->c;
@@ -151,10 +153,11 @@ static void h2_session_flush(struct h2_session *s) {
         while (len < CONN_BLOCK_DATA_SIZE) {
             if (s->pending_len == 0) {
                 ssize_t n = nghttp2_session_mem_send(s->ng, &s->pending);
-                if (n < 0) {
-                    log_debug("conn %p: nghttp2 send: %s", (void *)c, nghttp2_strerror((int)n));
-                    s->done = true;
-                    break;
+                if (n < 0) { /* out of memory: nothing sensible can be said any more */
+                    buffer_put(&c->ctx->pool, block);
+                    s->in_flush = false;
+                    conn_close(c, nghttp2_strerror((int)n));
+                    return;
                 }
                 if (n == 0) break;
                 s->pending_len = (size_t)n;
@@ -260,7 +263,9 @@ static int h2_on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, 
     list_push_front(&s->streams, &st->link);
     s->nstreams++;
     nghttp2_session_set_stream_user_data(ng, st->id, st);
-    wheel_stop(&s->c->ctx->wheel, &s->c->timer); /* busy: no idle timeout */
+    /* A header block must end within header_timeout (HTTP/2 slowloris). */
+    s->heads_open++;
+    conn_arm(s->c, s->c->lcfg->header_timeout_ms, h2_on_timer);
     return 0;
 }
 
@@ -350,6 +355,7 @@ static void h2_answer(struct h2_session *s, struct h2_stream *st, const char *st
 /* The head is complete: write the HTTP/1.1 request line and framing
  * around the fields, and start the stream's conn. */
 static void h2_stream_start(struct h2_session *s, struct h2_stream *st, bool end_stream) {
+    h2_head_done(s, st);
     if (st->bad_field || !st->method[0] || (!st->path && strcmp(st->method, "CONNECT") != 0)) {
         h2_rst(s, st, NGHTTP2_PROTOCOL_ERROR);
         return;
@@ -407,6 +413,8 @@ static void h2_stream_start(struct h2_session *s, struct h2_stream *st, bool end
     free(st->cookie);
     st->cookie = NULL;
     st->cookie_len = 0;
+    free(st->path);
+    st->path = NULL;
 
     struct conn *pc = conn_stream_new(s->c);
     if (!pc) {
@@ -463,11 +471,19 @@ static int h2_on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, cons
     FERRY_UNUSED(flags);
     struct h2_session *s = user;
     struct h2_stream *st = h2_stream_get(s, id);
-    if (!st || !st->conn_open || st->read_failed) { /* nobody reads it: open the window */
-        nghttp2_session_consume(ng, id, len);
+    /* The connection's window opens at once: what a stream may hold back is
+     * bounded by its own window, and a stream that stops reading (a reset,
+     * a slow upstream) must not shut every other stream's uploads. */
+    nghttp2_session_consume_connection(ng, len);
+    if (!st || !st->conn_open || st->closing || st->read_failed) { /* nobody reads it */
+        nghttp2_session_consume_stream(ng, id, len);
         return 0;
     }
-    if (!st->body && !(st->body = buffer_get(st->pool))) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (!st->body && !(st->body = buffer_get(st->pool))) {
+        nghttp2_session_consume_stream(ng, id, len);
+        h2_rst(s, st, NGHTTP2_INTERNAL_ERROR);
+        return 0;
+    }
     if (st->body_off > 0 && st->body_len + len > BUFFER_SIZE) {
         memmove(st->body, st->body + st->body_off, st->body_len - st->body_off);
         st->body_len -= st->body_off;
@@ -483,6 +499,22 @@ static int h2_on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, cons
     return 0;
 }
 
+/* A stream whose response ended before its request did gets RST_STREAM
+ * NO_ERROR once the response's last frame is out (RFC 9113 8.1): sooner
+ * would cut the response the client has not received yet. */
+static int h2_on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user) {
+    FERRY_UNUSED(ng);
+    struct h2_session *s = user;
+    if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM) ||
+        (frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS))
+        return 0;
+    struct h2_stream *st = h2_stream_get(s, frame->hd.stream_id);
+    if (!st) return 0;
+    st->end_sent = true;
+    if (st->rst_after_end) h2_rst(s, st, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
 static int h2_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *user) {
     struct h2_session *s = user;
     struct h2_stream *st = h2_stream_get(s, id);
@@ -490,6 +522,7 @@ static int h2_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, vo
     nghttp2_session_set_stream_user_data(ng, id, NULL);
     st->ng_open = false;
     s->nstreams--;
+    h2_head_done(s, st);
     if (code == NGHTTP2_NO_ERROR && st->resp_done)
         s->completed++;
     else
@@ -501,7 +534,7 @@ static int h2_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, vo
         if (s->draining)
             h2_terminate(s, NGHTTP2_NO_ERROR, "drained");
         else
-            conn_arm(s->c, s->c->lcfg->idle_timeout_ms, h2_on_idle_timer);
+            conn_arm(s->c, s->c->lcfg->idle_timeout_ms, h2_on_timer);
     }
     return 0;
 }
@@ -510,22 +543,46 @@ void h2_session_stream_closed(struct h2_session *s, struct h2_stream *st, bool r
     if (!st->ng_open) return;
     if (reset)
         h2_rst(s, st, NGHTTP2_INTERNAL_ERROR);
-    else if (!st->in_end)
+    else if (!st->in_end && st->end_sent)
         h2_rst(s, st, NGHTTP2_NO_ERROR); /* answered before the whole body came */
+    else if (!st->in_end)
+        st->rst_after_end = true; /* RFC 9113 8.1: once the response is all out */
     h2_session_send(s);
 }
 
 void h2_session_consumed(struct h2_session *s, struct h2_stream *st, size_t n) {
-    nghttp2_session_consume(s->ng, st->id, n);
+    nghttp2_session_consume_stream(s->ng, st->id, n);
     h2_session_send(s);
 }
 
-static void h2_on_idle_timer(struct wheel_timer *t) {
+/* A header block begun and not ended within header_timeout, or no stream
+ * for idle_timeout: GOAWAY, then close. */
+static void h2_on_timer(struct wheel_timer *t) {
     struct conn *c = container_of(t, struct conn, timer);
     struct h2_session *s = h2_session_of(c);
-    if (s->nstreams > 0) return;
-    h2_terminate(s, NGHTTP2_NO_ERROR, "idle_timeout");
+    if (s->heads_open > 0)
+        h2_terminate(s, NGHTTP2_NO_ERROR, "a header block not ended within header_timeout");
+    else if (s->nstreams == 0)
+        h2_terminate(s, NGHTTP2_NO_ERROR, "idle_timeout");
+    else
+        return;
     h2_session_send(s);
+}
+
+/* A header block ended (or its stream did): the next clock is the idle
+ * one when nothing else is open. */
+static void h2_head_done(struct h2_session *s, struct h2_stream *st) {
+    if (st->head_done) return;
+    st->head_done = true;
+    if (--s->heads_open > 0) return;
+    if (s->nstreams == 0)
+        conn_arm(s->c, s->c->lcfg->idle_timeout_ms, h2_on_timer);
+    else
+        wheel_stop(&s->c->ctx->wheel, &s->c->timer);
+}
+
+void h2_stream_abort_conn(struct h2_stream *st) {
+    if (st->pc && !st->closing) conn_abort(st->pc, "stream reset by the client");
 }
 
 /* --- the conn protocol --------------------------------------------------------- */
@@ -546,6 +603,7 @@ void conn_h2_takeover(struct conn *c) {
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h2_on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, h2_on_frame_send);
     /* The windows open as the stream's conn reads (h2_session_consumed). */
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_settings(opt, 32);
@@ -575,7 +633,7 @@ void conn_h2_takeover(struct conn *c) {
     c->h2 = s;
     c->proto = &conn_proto_h2;
     conn_set_state(c, CONN_H2);
-    conn_arm(c, c->lcfg->idle_timeout_ms, h2_on_idle_timer);
+    conn_arm(c, c->lcfg->idle_timeout_ms, h2_on_timer);
     /* What came so far is the start of the session. */
     if (c->in_len > 0) {
         ssize_t n = nghttp2_session_mem_recv(s->ng, (const uint8_t *)conn_block_data(c->in),

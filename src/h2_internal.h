@@ -94,6 +94,9 @@ struct h2_stream {
     bool resp_done;            /* the whole response is in `out` (or had no body) */
     bool resp_failed;          /* the response cannot be completed: RST_STREAM */
     bool deferred_data;        /* nghttp2 waits for DATA (NGHTTP2_ERR_DEFERRED) */
+    bool end_sent;             /* the response's END_STREAM went out */
+    bool rst_after_end;        /* RST_STREAM NO_ERROR once it has (request not all read) */
+    bool head_done;            /* its header block ended (or the stream did first) */
     bool closing;              /* the conn closed the transport */
     uv_close_cb close_cb;
     uv_shutdown_t *shut_req;   /* a shutdown whose callback is due */
@@ -129,7 +132,10 @@ void h2_worker_flush(struct h2_worker *hw);
 nghttp2_session *h2_session_ng(struct h2_session *s);
 /* ST's conn closed its transport; RESET: the response was cut short. */
 void h2_session_stream_closed(struct h2_session *s, struct h2_stream *st, bool reset);
-/* N bytes of request body were read by ST's conn: open the windows. */
+/* ST failed while its conn waits on its upstream, not reading: end that
+ * conn (a reset stream must not keep an upstream busy: rapid reset). */
+void h2_stream_abort_conn(struct h2_stream *st);
+/* N bytes of request body were read by ST's conn: open its window. */
 void h2_session_consumed(struct h2_session *s, struct h2_stream *st, size_t n);
 
 #endif

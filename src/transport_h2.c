@@ -86,6 +86,10 @@ static uint32_t h2_fill(struct h2_stream *st, char *dst, uint32_t room, size_t *
     if (st->head_sent < st->head_len) {
         uint32_t k = h2_copy(dst, room, st->head + st->head_sent, st->head_len - st->head_sent);
         st->head_sent += k;
+        if (st->head_sent == st->head_len) { /* given: the block goes back */
+            buffer_put(st->pool, st->head);
+            st->head = NULL;
+        }
         return k; /* the head alone: its conn reads the body only when it wants it */
     }
     while (n < room) {
@@ -479,6 +483,10 @@ static void h2_stream_run(struct h2_stream *st) {
         uv_handle_t *h = (uv_handle_t *)t->stream;
         if (!st->ng_open) h2_stream_free(st);
         if (cb) cb(h); /* the conn is freed here */
+        return;
+    }
+    if (st->read_failed && !st->t->reading) {
+        h2_stream_abort_conn(st); /* the client gave up on it: so does its conn */
         return;
     }
     h2_pump_writes(st);
