@@ -11,5 +11,6 @@ function(ferry_h2 timeout)
   endforeach()
 endfunction()
 ferry_h2(60 clients alpn_choice config_errors bodies fields backpressure abuse hpack_bomb
-  graceful_stop reload_goaway idle_timeout reset_mid_response)
+  graceful_stop reload_goaway idle_timeout reset_mid_response reset_uploads_keep_window
+  reset_frees_upstream header_block_timeout early_answer_not_cut)
 ferry_h2(120 corpus)

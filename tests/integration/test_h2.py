@@ -870,5 +870,141 @@ def test_reset_mid_response(h):
     assert '"GET /bytes/50000000 HTTP/2.0"' in log, log
 
 
+
+def metric_sum(admin, name):
+    s = socket.create_connection(admin[1:], timeout=5)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = harness.recv_until_eof(s, 5).decode()
+    s.close()
+    return sum(float(l.split()[-1]) for l in data.splitlines() if l.startswith(name + "{"))
+
+
+def test_reset_uploads_keep_window(h):
+    """Uploads reset before their conn read them do not eat the connection's
+    window: 24 x 64 KiB reset, then an upload on the same connection goes."""
+    up = http_upstream(h)
+    f = start(h, up, tls=False)
+    c = Client(h.track(f.connect(0, 5)))
+    c.start()
+    c.send(c.ping())
+    assert c.outcome(sid=0) == ("ok",)  # our 1 MiB connection window has come
+    sid = 1
+    for _ in range(12):
+        c.send(c.headers(sid, req("/held/r", "POST", extra=[("content-length", "65535")]),
+                         end_stream=False),
+               *[c.data(sid, b"x" * 16383) for _ in range(4)], c.data(sid, b"x" * 3),
+               raw_frame(0x3, 0, sid, b"\0\0\0\x08"))
+        sid += 2
+    body = b"y" * 300000  # more than 1 MiB - 12 x 64 KiB leaves, if those leaked
+    c.send(c.headers(sid, req("/up", "POST", extra=[("content-length", str(len(body)))]),
+                     end_stream=False))
+    sent, deadline = 0, time.monotonic() + scaled(10)
+    window = 65535  # the stream's; the connection's is larger unless it leaked
+    conn_window = (1 << 20) - 12 * 65535
+    while sent < len(body):
+        n = min(16384, len(body) - sent, window)
+        if n > 0:
+            c.send(c.data(sid, body[sent:sent + n], end_stream=sent + n == len(body)))
+            sent += n
+            window -= n
+            continue
+        fr = c.read_frame(deadline)
+        assert fr is not None, "stuck after %d bytes: no WINDOW_UPDATE" % sent
+        if isinstance(fr, hf.WindowUpdateFrame) and fr.stream_id == sid:
+            window += fr.window_increment
+        elif isinstance(fr, hf.HeadersFrame):
+            c.dec.decode(fr.data, raw=False)
+    got = c.outcome(sid=sid, want_body=True)
+    assert got[:2] == ("status", 200), got[:2]
+    assert json.loads(got[3])["body_length"] == len(body)
+    assert conn_window < len(body)  # the case proves something only if a leak would block it
+
+
+def test_reset_frees_upstream(h):
+    """A stream reset after its request was sent ends its upstream
+    connection at once (rapid reset must not keep upstreams busy)."""
+    up = http_upstream(h)
+    admin = ("tcp", "127.0.0.1", free_port())
+    f = start(h, up, tls=False, global_extra={"admin": fmt_addr(admin)})
+    c = Client(h.track(f.connect(0, 5)))
+    c.start()
+    for i in range(20):
+        c.send(c.headers(2 * i + 1, req("/hang")))
+    deadline = time.monotonic() + scaled(5)
+    while metric_sum(admin, "ferry_upstream_connections_active") < 20:
+        assert time.monotonic() < deadline, "the 20 requests never reached the upstream"
+        time.sleep(0.05)
+    c.send(*[raw_frame(0x3, 0, 2 * i + 1, b"\0\0\0\x08") for i in range(20)])
+    deadline = time.monotonic() + scaled(3)
+    while metric_sum(admin, "ferry_upstream_connections_active") > 0:
+        assert time.monotonic() < deadline, "reset streams still hold upstream connections"
+        time.sleep(0.05)
+
+
+def test_header_block_timeout(h):
+    """HEADERS without END_HEADERS and then silence: GOAWAY after
+    header_timeout, not a connection held forever."""
+    up = http_upstream(h)
+    f = start(h, up, tls=False, listener_extra={"header_timeout": "1s", "idle_timeout": "30s"})
+    c = Client(h.track(f.connect(0, 5)))
+    c.start()
+    blk = c.block(req("/"))
+    c.send(raw_frame(0x1, 0x1, 1, blk[:2]))
+    t0 = time.monotonic()
+    got = c.outcome(sid=1, timeout=6)
+    assert got[0] in ("goaway", "closed"), got
+    assert time.monotonic() - t0 < scaled(4), "header_timeout did not end it"
+
+
+def test_early_answer_not_cut(h):
+    """An answer that comes before the upload ended is sent whole, even to
+    a client with a small window; the RST_STREAM NO_ERROR that stops the
+    upload comes only after END_STREAM (RFC 9113 8.1)."""
+    early = h.track(socket.socket())
+    early.bind(("127.0.0.1", 0))
+    early.listen(8)
+
+    def answer_early():  # answers at once, then reads (and drops) the body
+        conn, _ = early.accept()
+        h.track(conn)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 50000\r\n\r\n" + b"e" * 50000)
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
+    threading.Thread(target=answer_early, daemon=True).start()
+    f = start(h, ("tcp", "127.0.0.1", early.getsockname()[1]), tls=False)
+    c = Client(h.track(f.connect(0, 5)))
+    c.start(settings={hf.SettingsFrame.INITIAL_WINDOW_SIZE: 1000})
+    c.send(c.headers(1, req("/early", "POST", extra=[("content-length", "1000000")]),
+                     end_stream=False), c.data(1, b"z" * 10))
+    body, ended, deadline = 0, False, time.monotonic() + scaled(10)
+    opened = False
+    while True:
+        fr = c.read_frame(deadline)
+        assert fr is not None, "stalled after %d bytes" % body
+        if isinstance(fr, hf.HeadersFrame):
+            c.dec.decode(fr.data, raw=False)
+        if isinstance(fr, hf.DataFrame) and fr.stream_id == 1:
+            body += len(fr.data)
+            ended = "END_STREAM" in fr.flags
+            if not opened and body >= 1000:
+                time.sleep(2.5)  # the conn lingers 2 s, then closes: the rest must still come
+                wu = hf.WindowUpdateFrame(1)
+                wu.window_increment = 1 << 20
+                wu0 = hf.WindowUpdateFrame(0)
+                wu0.window_increment = 1 << 20
+                c.send(wu, wu0)
+                opened = True
+        if isinstance(fr, hf.RstStreamFrame) and fr.stream_id == 1:
+            assert ended and body == 50000, "RST_STREAM after %d bytes, END_STREAM %s" % (body, ended)
+            assert fr.error_code == 0
+            return
+
+
 if __name__ == "__main__":
     harness.main(globals())
