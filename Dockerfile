@@ -63,7 +63,9 @@ CMD ["--listen", "0.0.0.0:3000"]
 # ---- ferry: the proxy (default target), on nothing but what it needs.
 FROM scratch AS ferry
 COPY --from=build /rootfs/ /
-COPY --from=build --chown=10001:10001 /rootfs/var/lib/ferry /var/lib/ferry
+# COPY of a directory copies what is in it: copy var/lib so that ferry/ itself
+# (state_dir, 0700) belongs to the user; a named volume mounted there starts so.
+COPY --from=build --chown=10001:10001 /rootfs/var/lib/ /var/lib/
 # A default config (the compose one); mount your own over it.
 COPY config/compose.ini /etc/ferry/ferry.ini
 ENV PATH=/usr/local/bin FERRY_PORT=8080 FERRY_TLS_PORT=8443 FERRY_ADMIN_PORT=9901 \
