@@ -85,6 +85,13 @@ def start(h, up, tls=True, h2c=True, listener_extra=None, global_extra=None, cer
         return "\n".join(lines) + "\n", addrs
     f = h.start_ferry(make)
     f.cert = cert
+    admin = (global_extra or {}).get("admin")
+    if admin:  # the admin endpoint opens after the listeners (slower under ASan)
+        host, _, port = admin.rpartition(":")
+        addr, deadline = ("tcp", host, int(port)), time.monotonic() + scaled(10)
+        while not harness.is_listening(f.pid, addr):
+            assert time.monotonic() < deadline and f.alive(), "admin endpoint not listening"
+            time.sleep(0.02)
     return f
 
 
